@@ -1,0 +1,25 @@
+"""Lightning callbacks: TensorBoard dashboards and run bookkeeping.
+
+Every dashboard callback writes only on global rank zero, skips the sanity check, uses a fixed batch of
+images (so epochs compare) and does nothing for models it does not apply to.
+"""
+
+from aelab.callbacks.dashboards import (
+    DenoisingLogger,
+    GenerationLogger,
+    LatentHistogramLogger,
+    LatentProjectorLogger,
+    LatentScatterLogger,
+    ReconstructionLogger,
+)
+from aelab.callbacks.throughput import ThroughputMonitor
+
+__all__ = [
+    "DenoisingLogger",
+    "GenerationLogger",
+    "LatentHistogramLogger",
+    "LatentProjectorLogger",
+    "LatentScatterLogger",
+    "ReconstructionLogger",
+    "ThroughputMonitor",
+]

@@ -1,0 +1,6 @@
+"""LightningDataModules: MNIST and Fashion-MNIST, with a device-resident fast path."""
+
+from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from aelab.data.resident import ResidentLoader
+
+__all__ = ["FashionMNISTDataModule", "MNISTDataModule", "ResidentLoader"]

@@ -1,0 +1,70 @@
+"""A loader that keeps a whole image dataset resident on the training device.
+
+MNIST is 47 MB as uint8: it fits in any accelerator's memory. Instead of converting and collating images
+on the host for every batch, :class:`ResidentLoader` holds the uint8 images on the device, gathers each
+batch by index there and converts it to float in [0, 1] there. Index order and DDP sharding are those of
+:class:`torch.utils.data.DistributedSampler` (the same class drives the DataLoader path), so both paths
+yield the same batches for the same seed, rank and epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch.utils.data import DistributedSampler
+
+
+class ResidentLoader:
+    """Iterate ``(images, labels)`` batches drawn by index from device-resident tensors.
+
+    Args:
+        images: uint8 tensor ``(N, H, W)`` or ``(N, C, H, W)`` with pixel values 0..255, on the device the
+            batches should live on.
+        labels: int64 tensor ``(N,)`` on the same device.
+        batch_size: images per batch *on this rank* (the global batch divided by the world size).
+        sampler: a :class:`~torch.utils.data.DistributedSampler` over ``range(N)``; it fixes the shuffle,
+            the seed and this rank's shard. Lightning calls its ``set_epoch`` at the start of every epoch.
+        drop_last: drop the last incomplete batch.
+
+    Yields:
+        ``(x, y)`` with ``x`` float32 ``(B, C, H, W)`` in [0, 1] and ``y`` int64 ``(B,)``, on the device of
+        ``images``.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        sampler: DistributedSampler,
+        drop_last: bool = False,
+    ) -> None:
+        if images.dtype != torch.uint8:
+            raise TypeError(f"ResidentLoader expects uint8 images (0..255), got {images.dtype}")
+        if images.ndim == 3:
+            images = images.unsqueeze(1)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        # DataLoader's attribute names: Lightning finds `sampler` and calls its set_epoch every epoch.
+        self.sampler = sampler
+        self.batch_sampler = None
+        self.drop_last = drop_last
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        index = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long).to(self.device, non_blocking=True)
+        for b in range(len(self)):
+            i = index[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.images[i].float().div_(255.0), self.labels[i]

@@ -1,0 +1,71 @@
+"""``aelab-eval ckpt_path=...``: test a checkpoint written by ``aelab-train``.
+
+The model is rebuilt from the run config stored inside the checkpoint, and by default the data config
+too (same split, batch size and noise seeds), so the numbers equal the ones the training run reported
+for that checkpoint. ``data_from_checkpoint=false data=fashion_mnist`` tests on another dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from aelab import CONF_DIR
+from aelab.utils import run
+
+log = logging.getLogger("aelab")
+
+
+def load_run_config(ckpt_path: str | Path) -> DictConfig:
+    """The resolved training config stored in an aelab checkpoint.
+
+    Raises:
+        FileNotFoundError: when the checkpoint does not exist.
+        KeyError: when the checkpoint was not written by ``aelab-train``.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path.resolve()} does not exist; pass ckpt_path=path/to/file.ckpt")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if run.CONFIG_KEY not in ckpt:
+        raise KeyError(f"{path} holds no '{run.CONFIG_KEY}': only checkpoints written by aelab-train can be evaluated")
+    return OmegaConf.create(ckpt[run.CONFIG_KEY])
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Test ``cfg.ckpt_path``; write ``metrics.json`` to the run's output dir and print a table."""
+    if not cfg.get("ckpt_path"):
+        raise ValueError("aelab-eval needs a checkpoint: aelab-eval ckpt_path=logs/train/runs/.../last.ckpt")
+    run.apply_matmul_precision(cfg)
+    run_cfg = load_run_config(cfg.ckpt_path)
+    model: pl.LightningModule = instantiate(run_cfg.model)
+    data_cfg = run_cfg.data if cfg.get("data_from_checkpoint", True) else cfg.data
+    data_cfg = OmegaConf.merge(data_cfg, {"data_dir": cfg.paths.data_dir})
+    datamodule: pl.LightningDataModule = instantiate(data_cfg)
+    loggers = run.instantiate_group(cfg.get("logger"), "logger")
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
+    run.log_config_text(loggers, cfg)
+    trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = run.collect_metrics(trainer, "test/")
+    hp_cfg = OmegaConf.merge(run_cfg, {"data": OmegaConf.to_container(data_cfg)})
+    run.log_hparams_with_metrics(loggers, hp_cfg, metrics)
+    if trainer.is_global_zero:
+        run.write_metrics(cfg.paths.output_dir, metrics)
+        run.print_table(metrics, f"test metrics ({cfg.ckpt_path})")
+    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The plain autoencoder LightningModule, base of every aelab model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MeanSquaredError, Metric
+from torchmetrics.image import PeakSignalNoiseRatio
+
+EVAL_STAGES = ("val", "test")
+
+
+def psnr_metric() -> PeakSignalNoiseRatio:
+    """Mean over images of the per-image PSNR in dB for pixels in [0, 1]: ``10 log10(1 / MSE_i)``."""
+    return PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+
+
+class Autoencoder(pl.LightningModule):
+    """Autoencoder: ``x → encoder → z → decoder → x̂`` trained to reconstruct ``x``.
+
+    With MLP parts this is the AE (``model=ae``), with conv parts the ConvAE (``model=conv_ae``).
+
+    Args:
+        encoder: ``nn.Module`` mapping images ``(B, 1, 28, 28)`` in [0, 1] to codes ``(B, latent_dim)``;
+            must expose ``out_dim``.
+        decoder: ``nn.Module`` mapping codes ``(B, latent_dim)`` to pixel logits ``(B, 1, 28, 28)``;
+            must expose ``latent_dim``.
+        latent_dim: size of the code; when given, checked against the parts.
+        loss: reconstruction loss, ``"bce"`` (binary cross-entropy on logits) or ``"mse"`` (on
+            ``sigmoid(logits)``); both are means over pixels and images.
+        optimizer: a partial optimizer (``_partial_: true`` in Hydra) taking ``params``.
+        scheduler: optional partial LR scheduler taking ``optimizer``; stepped per epoch, monitoring
+            ``val/loss`` when it is a ReduceLROnPlateau.
+        compile: ``torch.compile`` the encoder and decoder (in place) at fit/test start.
+        compile_mode: ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``).
+        nan_check_every: check the training loss for NaN/inf every this many steps (a host sync);
+            ``0`` disables the check.
+
+    Metrics (torchmetrics, DDP-correct; pixels in [0, 1]): ``train/loss``; ``val/loss``, ``val/mse``,
+    ``val/psnr``; ``test/loss``, ``test/mse``, ``test/psnr`` (dB, mean of per-image PSNR).
+
+    Raises:
+        ValueError: for an unknown ``loss``, or parts whose sizes disagree with ``latent_dim``.
+        FloatingPointError: when the training loss becomes NaN or infinite.
+    """
+
+    #: names of the extra per-batch terms a subclass's :meth:`loss_terms` returns (averaged as metrics)
+    extra_terms: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int | None = None,
+        loss: str = "bce",
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        compile: bool = False,
+        compile_mode: str = "default",
+        nan_check_every: int = 50,
+    ) -> None:
+        super().__init__()
+        if loss not in ("bce", "mse"):
+            raise ValueError(f"model.loss must be 'bce' or 'mse', got {loss!r}")
+        # Plain values only: checkpoints then load with torch.load(weights_only=True).
+        self.save_hyperparameters(logger=False, ignore=["encoder", "decoder", "optimizer", "scheduler"])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        if latent_dim is not None:
+            self.check_parts(encoder, decoder, int(latent_dim))
+        self.encoder = encoder
+        self.decoder = decoder
+        self.metrics = nn.ModuleDict({s: nn.ModuleDict(self.make_metrics(s)) for s in EVAL_STAGES})
+        self._compiled = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def latent_dim(self) -> int:
+        return int(self.decoder.latent_dim)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes ``(B, latent_dim)`` of images ``(B, 1, 28, 28)`` in [0, 1]."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images ``(B, 1, 28, 28)`` in [0, 1] from codes ``(B, latent_dim)``."""
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruction ``(B, 1, 28, 28)`` in [0, 1] of images ``(B, 1, 28, 28)`` in [0, 1]."""
+        return self.decode(self.encode(x))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Deterministic reconstruction used by metrics and dashboards (the forward pass here)."""
+        return self(x)
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def encoder_out_dim(self, latent_dim: int) -> int:
+        """Features the encoder must output for a code of ``latent_dim`` (the code itself, for an AE)."""
+        return latent_dim
+
+    def check_parts(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int) -> None:
+        want = self.encoder_out_dim(latent_dim)
+        got = getattr(encoder, "out_dim", want)
+        if got != want:
+            raise ValueError(
+                f"{type(self).__name__} with latent_dim={latent_dim} needs an encoder with out_dim={want}, got "
+                f"{got}: leave model.encoder.out_dim to its default interpolation of model.latent_dim"
+            )
+        if getattr(decoder, "latent_dim", latent_dim) != latent_dim:
+            raise ValueError(
+                f"decoder.latent_dim={decoder.latent_dim} differs from latent_dim={latent_dim}: leave "
+                "model.decoder.latent_dim to its default ${model.latent_dim}"
+            )
+
+    def make_metrics(self, stage: str) -> dict[str, Metric]:
+        metrics: dict[str, Metric] = {"loss": MeanMetric(), "mse": MeanSquaredError(), "psnr": psnr_metric()}
+        metrics.update({name: MeanMetric() for name in self.extra_terms})
+        return metrics
+
+    def model_input(self, x: Tensor, stage: str, batch_idx: int) -> tuple[Tensor, Tensor]:
+        """``(input, target)`` for a batch of clean images; the AE reconstructs its input."""
+        return x, x
+
+    def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Mean per-pixel reconstruction loss of logits ``(B, 1, 28, 28)`` against targets in [0, 1]."""
+        if self.hparams.loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, target)
+        return F.mse_loss(torch.sigmoid(logits), target)
+
+    def loss_terms(self, x_in: Tensor, target: Tensor, stage: str) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        """``(loss, reconstruction in [0, 1] or None, extra terms)`` for one batch."""
+        logits = self.decoder(self.encoder(x_in))
+        return self.reconstruction_loss(logits, target), torch.sigmoid(logits), {}
+
+    # ------------------------------------------------------------------ Lightning
+    def _maybe_compile(self) -> None:
+        if self.hparams.compile and not self._compiled:
+            self.encoder.compile(mode=self.hparams.compile_mode)
+            self.decoder.compile(mode=self.hparams.compile_mode)
+            self._compiled = True
+
+    def setup(self, stage: str) -> None:
+        self._maybe_compile()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x_in, target = self.model_input(batch[0], "train", batch_idx)
+        loss, _, extras = self.loss_terms(x_in, target, "train")
+        n = self.hparams.nan_check_every
+        if n and batch_idx % n == 0 and not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}: lower the learning rate "
+                "(model.optimizer.lr=...), check the input range, or use trainer.gradient_clip_val=1.0"
+            )
+        # Logged tensors stay on the device; Lightning reads them only every log_every_n_steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        for name, value in extras.items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=False)
+        return loss
+
+    def eval_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
+        x = batch[0]
+        x_in, target = self.model_input(x, stage, batch_idx)
+        loss, x_hat, extras = self.loss_terms(x_in, target, stage)
+        m = self.metrics[stage]
+        m["loss"].update(loss, weight=x.shape[0])
+        for name, value in extras.items():
+            m[name].update(value, weight=x.shape[0])
+        self.update_reconstruction_metrics(m, x, x_in, x_hat)
+
+    def update_reconstruction_metrics(self, m: nn.ModuleDict, x: Tensor, x_in: Tensor, x_hat: Tensor) -> None:
+        m["mse"].update(x_hat, x)
+        m["psnr"].update(x_hat, x)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.eval_step(batch, batch_idx, "test")
+
+    def _log_eval_metrics(self, stage: str) -> None:
+        # compute() all-reduces across DDP ranks; every rank then logs the same global value.
+        for name, metric in self.metrics[stage].items():
+            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "loss")
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_metrics("test")
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch", "frequency": 1},
+        }

@@ -1,0 +1,20 @@
+"""Plain ``nn.Module`` building blocks shared by every aelab model.
+
+Encoders map images ``(B, C, H, W)`` to feature vectors ``(B, out_dim)``; decoders map latent codes
+``(B, latent_dim)`` to *logits* ``(B, C, H, W)`` (apply a sigmoid for pixels in [0, 1]).
+"""
+
+from aelab.models.components.conv import ConvDecoder, ConvEncoder
+from aelab.models.components.corruption import Corruption, GaussianNoise, Masking, SaltAndPepper
+from aelab.models.components.mlp import MLPDecoder, MLPEncoder
+
+__all__ = [
+    "ConvDecoder",
+    "ConvEncoder",
+    "Corruption",
+    "GaussianNoise",
+    "MLPDecoder",
+    "MLPEncoder",
+    "Masking",
+    "SaltAndPepper",
+]

@@ -1,0 +1,53 @@
+"""Denoising autoencoder (Vincent et al. 2008): an :class:`Autoencoder` trained on corrupted input."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from aelab.models.autoencoder import Autoencoder, psnr_metric
+from aelab.models.components.corruption import Corruption
+
+
+class DenoisingAutoencoder(Autoencoder):
+    """Denoising autoencoder: input ``corruption(x)``, target the clean ``x``.
+
+    Training draws fresh noise every step; validation and test draw it from a generator seeded with
+    ``eval_seed``, the stage and the batch index (and the DDP rank), so their numbers compare across
+    epochs and runs.
+
+    Args:
+        encoder, decoder, loss, optimizer, scheduler, compile, compile_mode, nan_check_every: as for
+            :class:`~aelab.models.Autoencoder`.
+        corruption: a :class:`~aelab.models.components.Corruption` (gaussian, masking, salt-and-pepper).
+        eval_seed: base seed of the validation/test noise.
+
+    Metrics, besides the AE's (which here measure the reconstruction of the *clean* input):
+    ``val/denoise_psnr`` and ``test/denoise_psnr`` (dB, denoised output vs clean image),
+    ``val/noisy_psnr`` and ``test/noisy_psnr`` (dB, the corrupted input itself: the baseline to beat);
+    ``*/loss`` is the denoising loss.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, corruption: Corruption, eval_seed: int = 1234, **kwargs) -> None:
+        super().__init__(encoder, decoder, **kwargs)
+        self.save_hyperparameters(logger=False, ignore=["encoder", "decoder", "corruption", "optimizer", "scheduler"])
+        self.corruption = corruption
+
+    def make_metrics(self, stage: str) -> dict[str, Metric]:
+        return {**super().make_metrics(stage), "denoise_psnr": psnr_metric(), "noisy_psnr": psnr_metric()}
+
+    def eval_generator(self, stage: str, batch_idx: int, device: torch.device) -> torch.Generator:
+        """The seeded generator of one validation/test batch."""
+        offset = {"val": 0, "test": 1_000_000}.get(stage, 2_000_000)
+        seed = self.hparams.eval_seed + offset + 10_000 * self.global_rank + batch_idx
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def model_input(self, x: Tensor, stage: str, batch_idx: int) -> tuple[Tensor, Tensor]:
+        gen = None if stage == "train" else self.eval_generator(stage, batch_idx, x.device)
+        return self.corruption(x, gen), x
+
+    def update_reconstruction_metrics(self, m: nn.ModuleDict, x: Tensor, x_in: Tensor, x_hat: Tensor) -> None:
+        m["denoise_psnr"].update(x_hat, x)
+        m["noisy_psnr"].update(x_in, x)
+        super().update_reconstruction_metrics(m, x, x, self.reconstruct(x))

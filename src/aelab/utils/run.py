@@ -1,0 +1,136 @@
+"""Helpers shared by ``aelab-train`` and ``aelab-eval``: instantiation, TensorBoard text/hparams, metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+log = logging.getLogger("aelab")
+
+CONFIG_KEY = "aelab_config"  # where the resolved run config is stored inside checkpoints
+
+
+def instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
+    """Instantiate every entry of a config group that maps names to ``_target_`` configs.
+
+    ``null`` entries are skipped, so ``callbacks.early_stopping=null`` turns one off.
+
+    Raises:
+        TypeError: when an entry is not a mapping with ``_target_`` (names the entry and the fix).
+    """
+    objs: list[Any] = []
+    if not group:
+        return objs
+    for name, conf in group.items():
+        if conf is None:
+            continue
+        if not isinstance(conf, DictConfig) or "_target_" not in conf:
+            raise TypeError(f"{kind}.{name} must be a config with a _target_ (or null to disable it), got {conf!r}")
+        objs.append(instantiate(conf))
+    return objs
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Stores the resolved run config in every checkpoint, so ``aelab-eval`` can rebuild the model."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = OmegaConf.to_container(cfg, resolve=True)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.cfg
+
+
+def tensorboard_logger(loggers: list[Logger]) -> TensorBoardLogger | None:
+    return next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested mapping to ``{"a/b": value}`` with scalar values (others become strings)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "/"))
+        elif isinstance(v, bool | int | float | str) or v is None:
+            out[key] = "None" if v is None else v
+        else:
+            out[key] = str(v)
+    return out
+
+
+def run_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The hyperparameters worth comparing across runs: model, data, trainer, seed."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    keep = {k: container.get(k) for k in ("model", "data", "trainer", "seed", "experiment_name") if k in container}
+    return flatten(keep)
+
+
+@rank_zero_only
+def log_config_text(loggers: list[Logger], cfg: DictConfig) -> None:
+    """The resolved config as a TensorBoard text entry ``config``."""
+    tb = tensorboard_logger(loggers)
+    if tb is not None:
+        text = OmegaConf.to_yaml(cfg, resolve=True)
+        tb.experiment.add_text("config", "    " + text.replace("\n", "\n    "), 0)
+
+
+@rank_zero_only
+def log_hparams_with_metrics(loggers: list[Logger], cfg: DictConfig, metrics: Mapping[str, float]) -> None:
+    """Write the TensorBoard hparams entry once, with the final metrics attached (no ``hp_metric``).
+
+    The metric values shown by the HParams dashboard are the ``test/...`` scalars already logged.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    tb = tensorboard_logger(loggers)
+    if tb is None:
+        return
+    exp, ssi, sei = hparams(run_hparams(cfg), dict(metrics))
+    writer = tb.experiment._get_file_writer()
+    for summary in (exp, ssi, sei):
+        writer.add_summary(summary)
+    tb.experiment.flush()
+
+
+def collect_metrics(trainer: pl.Trainer, prefix: str = "test/") -> dict[str, float]:
+    """Final ``prefix`` metrics from ``trainer.callback_metrics`` as Python floats."""
+    out = {}
+    for k, v in trainer.callback_metrics.items():
+        if k.startswith(prefix):
+            out[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
+    return dict(sorted(out.items()))
+
+
+@rank_zero_only
+def write_metrics(output_dir: str | Path, metrics: Mapping[str, float], name: str = "metrics.json") -> Path:
+    """Write ``metrics`` as JSON (non-finite values as strings) to ``output_dir/name``."""
+    path = Path(output_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}
+    path.write_text(json.dumps(clean, indent=2) + "\n")
+    log.info("metrics written to %s", path)
+    return path
+
+
+@rank_zero_only
+def print_table(metrics: Mapping[str, float], title: str = "metrics") -> None:
+    width = max((len(k) for k in metrics), default=10)
+    lines = [title, "-" * (width + 16)] + [f"{k:<{width}}  {v:>12.6g}" for k, v in metrics.items()]
+    print("\n".join(lines), flush=True)
+
+
+def apply_matmul_precision(cfg: DictConfig) -> None:
+    precision = cfg.get("matmul_precision")
+    if precision:
+        torch.set_float32_matmul_precision(precision)
