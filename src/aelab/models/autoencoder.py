@@ -51,6 +51,8 @@ class Autoencoder(pl.LightningModule):
 
     #: names of the extra per-batch terms a subclass's :meth:`loss_terms` returns (averaged as metrics)
     extra_terms: tuple[str, ...] = ()
+    #: constructor arguments kept out of ``hparams`` (modules and factories; checkpoints stay plain data)
+    hparams_ignore: tuple[str, ...] = ("encoder", "decoder", "optimizer", "scheduler")
 
     def __init__(
         self,
@@ -68,7 +70,7 @@ class Autoencoder(pl.LightningModule):
         if loss not in ("bce", "mse"):
             raise ValueError(f"model.loss must be 'bce' or 'mse', got {loss!r}")
         # Plain values only: checkpoints then load with torch.load(weights_only=True).
-        self.save_hyperparameters(logger=False, ignore=["encoder", "decoder", "optimizer", "scheduler"])
+        self.save_hyperparameters(logger=False, ignore=list(self.hparams_ignore))
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         if latent_dim is not None:

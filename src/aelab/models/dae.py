@@ -29,9 +29,10 @@ class DenoisingAutoencoder(Autoencoder):
     ``*/loss`` is the denoising loss.
     """
 
+    hparams_ignore = (*Autoencoder.hparams_ignore, "corruption")
+
     def __init__(self, encoder: nn.Module, decoder: nn.Module, corruption: Corruption, eval_seed: int = 1234, **kwargs) -> None:
         super().__init__(encoder, decoder, **kwargs)
-        self.save_hyperparameters(logger=False, ignore=["encoder", "decoder", "corruption", "optimizer", "scheduler"])
         self.corruption = corruption
 
     def make_metrics(self, stage: str) -> dict[str, Metric]:

@@ -68,7 +68,6 @@ class VAE(Autoencoder):
         **kwargs,
     ) -> None:
         super().__init__(encoder, decoder, latent_dim=latent_dim, loss="bce", **kwargs)
-        self.save_hyperparameters(logger=False, ignore=["encoder", "decoder", "optimizer", "scheduler"])
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and sigma is None else None

@@ -1,0 +1,112 @@
+"""The real entry points: every model and every experiment through the Hydra CLI, eval, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from aelab import CONF_DIR
+from aelab.eval import main as eval_main
+from aelab.train import main as train_main
+from helpers import cli_args, console_script, read_metrics, run_inprocess, run_subprocess
+
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_fast_dev_run_every_model(tmp_path, monkeypatch, fake_data_dir, model):
+    run_inprocess(train_main, cli_args(tmp_path, f"model={model}", "debug=fdr"), monkeypatch, fake_data_dir)
+    metrics = read_metrics(tmp_path)
+    assert "test/mse" in metrics and math.isfinite(metrics["test/mse"])
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_fast_dev_run_every_experiment(tmp_path, monkeypatch, fake_data_dir, experiment):
+    run_inprocess(train_main, cli_args(tmp_path, f"experiment={experiment}", "debug=fdr"), monkeypatch, fake_data_dir)
+    assert "test/loss" in read_metrics(tmp_path)
+
+
+def test_model_specific_metrics(tmp_path, monkeypatch, fake_data_dir):
+    run_inprocess(train_main, cli_args(tmp_path / "dae", "model=dae", "debug=fdr"), monkeypatch, fake_data_dir)
+    dae = read_metrics(tmp_path / "dae")
+    assert {"test/denoise_psnr", "test/noisy_psnr", "test/mse", "test/psnr"} <= dae.keys()
+    # σ = 0.5 Gaussian noise: the noisy input's PSNR is about 10·log10(1/0.25) ≈ 6 dB
+    assert 5.0 < dae["test/noisy_psnr"] < 7.0
+    run_inprocess(train_main, cli_args(tmp_path / "vae", "model=vae", "debug=fdr"), monkeypatch, fake_data_dir)
+    vae = read_metrics(tmp_path / "vae")
+    assert {"test/elbo", "test/recon", "test/kl", "test/mse", "test/psnr"} <= vae.keys()
+    assert vae["test/elbo"] == pytest.approx(vae["test/recon"] + vae["test/kl"], rel=1e-4)
+
+
+def test_run_directory_layout_and_eval_reproduces(tmp_path, monkeypatch, fake_data_dir):
+    run_dir = tmp_path / "train"
+    run_inprocess(train_main, cli_args(run_dir), monkeypatch, fake_data_dir)
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    ckpts = {p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and any(n.startswith("epoch_") for n in ckpts)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    trained = read_metrics(run_dir)
+    assert {"test/loss", "test/mse", "test/psnr"} <= trained.keys()
+
+    best = next(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("epoch_"))
+    eval_dir = tmp_path / "eval"
+    run_inprocess(eval_main, [f"ckpt_path={best}", f"hydra.run.dir={eval_dir}", "trainer.accelerator=cpu"], monkeypatch, fake_data_dir)
+    assert read_metrics(eval_dir) == pytest.approx(trained, rel=1e-6)
+
+
+def test_eval_without_checkpoint_names_the_fix(tmp_path, monkeypatch, fake_data_dir):
+    from aelab.eval import load_run_config
+
+    with pytest.raises(FileNotFoundError, match="ckpt_path="):
+        load_run_config(tmp_path / "nope.ckpt")
+
+
+def test_python_dash_m_and_console_script(tmp_path, fake_data_dir):
+    import sys
+
+    run_subprocess([sys.executable, "-m", "aelab.train", *cli_args(tmp_path / "m", "debug=fdr")], fake_data_dir)
+    assert (tmp_path / "m" / "metrics.json").is_file()
+    proc = run_subprocess([console_script("aelab-train"), *cli_args(tmp_path / "s", "debug=fdr", "model=conv_ae")], fake_data_dir)
+    assert "test/mse" in proc.stdout + proc.stderr
+
+
+def test_missing_data_fails_with_the_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "aelab.train", *cli_args(tmp_path / "run", "debug=fdr")],
+        env={**__import__("os").environ, "DATA_DIR": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "train-images-idx3-ubyte" in out and str(empty) in out and "make data" in out
+
+
+def test_bad_override_is_reported(tmp_path, fake_data_dir):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "aelab.train", "model=nonexistent"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "nonexistent" in proc.stderr
+
+
+def test_a_crash_keeps_checkpoints_and_logs(tmp_path, monkeypatch, fake_data_dir):
+    argv = cli_args(tmp_path, "trainer.max_epochs=3", "+callbacks.crash._target_=helpers.CrashAtEpoch", "+callbacks.crash.epoch=2")
+    with pytest.raises(SystemExit):  # Hydra reports the exception and exits non-zero
+        run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "tensorboard"))
+    ea.Reload()
+    assert len(ea.Scalars("val/loss")) == 2  # the two finished epochs
