@@ -43,7 +43,9 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.uint8)
 
 
-def make_fake_mnist(root: Path, name: str = "MNIST", n_train: int = 600, n_test: int = 200, compress: bool = False) -> Path:
+def make_fake_mnist(
+    root: Path, name: str = "MNIST", n_train: int = 600, n_test: int = 200, compress: bool = False
+) -> Path:
     raw = root / name / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
@@ -100,7 +102,9 @@ def compose_cfg(config_name: str, overrides: list[str], output_dir: Path, data_d
 def make_cfg(tmp_path, fake_data_dir):
     """``make_cfg(overrides, config_name="train", small=True)`` → a composed, shrunk config."""
 
-    def _make(overrides: list[str] | None = None, config_name: str = "train", small: bool = True) -> DictConfig:
+    def _make(
+        overrides: list[str] | None = None, config_name: str = "train", small: bool = True
+    ) -> DictConfig:
         extra = list(SMALL) if small and config_name == "train" else []
         return compose_cfg(config_name, extra + list(overrides or []), tmp_path / "run", fake_data_dir)
 

@@ -24,17 +24,23 @@ def test_fast_dev_run_every_model(tmp_path, monkeypatch, fake_data_dir, model):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_fast_dev_run_every_experiment(tmp_path, monkeypatch, fake_data_dir, experiment):
-    run_inprocess(train_main, cli_args(tmp_path, f"experiment={experiment}", "debug=fdr"), monkeypatch, fake_data_dir)
+    run_inprocess(
+        train_main, cli_args(tmp_path, f"experiment={experiment}", "debug=fdr"), monkeypatch, fake_data_dir
+    )
     assert "test/loss" in read_metrics(tmp_path)
 
 
 def test_model_specific_metrics(tmp_path, monkeypatch, fake_data_dir):
-    run_inprocess(train_main, cli_args(tmp_path / "dae", "model=dae", "debug=fdr"), monkeypatch, fake_data_dir)
+    run_inprocess(
+        train_main, cli_args(tmp_path / "dae", "model=dae", "debug=fdr"), monkeypatch, fake_data_dir
+    )
     dae = read_metrics(tmp_path / "dae")
     assert {"test/denoise_psnr", "test/noisy_psnr", "test/mse", "test/psnr"} <= dae.keys()
     # σ = 0.5 Gaussian noise: the noisy input's PSNR is about 10·log10(1/0.25) ≈ 6 dB
     assert 5.0 < dae["test/noisy_psnr"] < 7.0
-    run_inprocess(train_main, cli_args(tmp_path / "vae", "model=vae", "debug=fdr"), monkeypatch, fake_data_dir)
+    run_inprocess(
+        train_main, cli_args(tmp_path / "vae", "model=vae", "debug=fdr"), monkeypatch, fake_data_dir
+    )
     vae = read_metrics(tmp_path / "vae")
     assert {"test/elbo", "test/recon", "test/kl", "test/mse", "test/psnr"} <= vae.keys()
     assert vae["test/elbo"] == pytest.approx(vae["test/recon"] + vae["test/kl"], rel=1e-4)
@@ -52,7 +58,13 @@ def test_run_directory_layout_and_eval_reproduces(tmp_path, monkeypatch, fake_da
 
     best = next(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("epoch_"))
     eval_dir = tmp_path / "eval"
-    run_inprocess(eval_main, [f"ckpt_path={best}", f"hydra.run.dir={eval_dir}", "trainer.accelerator=cpu"], monkeypatch, fake_data_dir)
+    argv = [
+        f"ckpt_path={best}",
+        f"hydra.run.dir={eval_dir}",
+        "trainer.accelerator=cpu",
+        "suite.enabled=false",
+    ]
+    run_inprocess(eval_main, argv, monkeypatch, fake_data_dir)
     assert read_metrics(eval_dir) == pytest.approx(trained, rel=1e-6)
 
 
@@ -66,9 +78,14 @@ def test_eval_without_checkpoint_names_the_fix(tmp_path, monkeypatch, fake_data_
 def test_python_dash_m_and_console_script(tmp_path, fake_data_dir):
     import sys
 
-    run_subprocess([sys.executable, "-m", "aelab.train", *cli_args(tmp_path / "m", "debug=fdr")], fake_data_dir)
+    run_subprocess(
+        [sys.executable, "-m", "aelab.train", *cli_args(tmp_path / "m", "debug=fdr")], fake_data_dir
+    )
     assert (tmp_path / "m" / "metrics.json").is_file()
-    proc = run_subprocess([console_script("aelab-train"), *cli_args(tmp_path / "s", "debug=fdr", "model=conv_ae")], fake_data_dir)
+    proc = run_subprocess(
+        [console_script("aelab-train"), *cli_args(tmp_path / "s", "debug=fdr", "model=conv_ae")],
+        fake_data_dir,
+    )
     assert "test/mse" in proc.stdout + proc.stderr
 
 
@@ -101,7 +118,12 @@ def test_bad_override_is_reported(tmp_path, fake_data_dir):
 
 
 def test_a_crash_keeps_checkpoints_and_logs(tmp_path, monkeypatch, fake_data_dir):
-    argv = cli_args(tmp_path, "trainer.max_epochs=3", "+callbacks.crash._target_=helpers.CrashAtEpoch", "+callbacks.crash.epoch=2")
+    argv = cli_args(
+        tmp_path,
+        "trainer.max_epochs=3",
+        "+callbacks.crash._target_=helpers.CrashAtEpoch",
+        "+callbacks.crash.epoch=2",
+    )
     with pytest.raises(SystemExit):  # Hydra reports the exception and exits non-zero
         run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

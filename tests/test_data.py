@@ -23,7 +23,9 @@ def dm_for(root, **kw) -> MNISTDataModule:
 
 
 def fake_trainer(rank: int, world: int) -> SimpleNamespace:
-    return SimpleNamespace(global_rank=rank, world_size=world, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    return SimpleNamespace(
+        global_rank=rank, world_size=world, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+    )
 
 
 def test_splits_are_disjoint_and_test_is_official(fake_data_dir):
@@ -50,7 +52,7 @@ def test_batches_are_float_images_in_unit_range(fake_data_dir, resident):
     dm = dm_for(fake_data_dir, resident=resident)
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.5
+    assert x.min() >= 0.0 and x.max() <= 1.0 and x.max() > 0.5
     assert y.dtype == torch.long and y.shape == (32,)
 
 
@@ -76,7 +78,9 @@ def test_resident_and_dataloader_paths_yield_the_same_batches(fake_data_dir):
 def test_two_ranks_shard_like_distributed_sampler(fake_data_dir, resident):
     shards = []
     for rank in (0, 1):
-        dm = MNISTDataModule(data_dir=str(fake_data_dir), val_size=100, batch_size=32, download=False, resident=resident)
+        dm = MNISTDataModule(
+            data_dir=str(fake_data_dir), val_size=100, batch_size=32, download=False, resident=resident
+        )
         dm.trainer = fake_trainer(rank, 2)
         dm.setup("fit")
         loader = dm.train_dataloader()

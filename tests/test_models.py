@@ -55,7 +55,9 @@ def test_vae_sample_shape_range_and_seed(make_cfg):
 
 def test_vae_elbo_terms_and_units():
     torch.manual_seed(0)
-    model = VAE(MLPEncoder(out_dim=8, hidden_dims=[32]), MLPDecoder(latent_dim=4, hidden_dims=[32]), latent_dim=4)
+    model = VAE(
+        MLPEncoder(out_dim=8, hidden_dims=[32]), MLPDecoder(latent_dim=4, hidden_dims=[32]), latent_dim=4
+    )
     x, _ = batch(16)
     loss, x_hat, terms = model.loss_terms(x, x, "val")
     # recon is a per-image sum over 784 pixels, in nats: an untrained model sits near 784·log 2 ≈ 543
@@ -67,7 +69,9 @@ def test_vae_elbo_terms_and_units():
 
 
 def test_vae_kl_warmup():
-    model = VAE(MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, kl_coeff=0.5, kl_warmup_steps=100)
+    model = VAE(
+        MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, kl_coeff=0.5, kl_warmup_steps=100
+    )
     model.train()
     assert model.beta() == 0.0
     model.eval()
@@ -86,7 +90,9 @@ def test_vae_dynamic_binarization_is_seeded_in_eval():
 
 
 def test_vae_gaussian_likelihood_learned_sigma():
-    model = VAE(MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, likelihood="gaussian", sigma=None)
+    model = VAE(
+        MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, likelihood="gaussian", sigma=None
+    )
     assert model.log_sigma is not None
     x, _ = batch(4)
     loss, _, _ = model.loss_terms(x, x, "train")

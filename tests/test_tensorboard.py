@@ -21,7 +21,7 @@ def events(run_dir: Path) -> EventAccumulator:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, fake_data_dir):
     """One tiny run per model kind: AE, DAE, and a 2-D VAE (for the scatter plot)."""
-    from conftest import compose_cfg, SMALL
+    from conftest import SMALL, compose_cfg
 
     out = {}
     for name, overrides in {
@@ -88,6 +88,8 @@ def test_hparams_entry_carries_the_test_metrics(runs):
     metric_tags = {m.name.tag for m in experiment.metric_infos}
     assert {"test/mse", "test/elbo"} <= metric_tags
     assert "hp_metric" not in metric_tags and "hp_metric" not in ea.Tags()["scalars"]
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
     assert start.hparams["model/latent_dim"].number_value == 2
     assert start.hparams["model/_target_"].string_value == "aelab.models.VAE"

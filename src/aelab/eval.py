@@ -1,4 +1,4 @@
-"""``aelab-eval ckpt_path=...``: test a checkpoint written by ``aelab-train``.
+"""``aelab-eval ckpt_path=...``: test a checkpoint written by ``aelab-train``, then run the evaluation suite.
 
 The model is rebuilt from the run config stored inside the checkpoint, and by default the data config
 too (same split, batch size and noise seeds), so the numbers equal the ones the training run reported
@@ -32,15 +32,20 @@ def load_run_config(ckpt_path: str | Path) -> DictConfig:
     """
     path = Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path.resolve()} does not exist; pass ckpt_path=path/to/file.ckpt")
+        raise FileNotFoundError(
+            f"checkpoint {path.resolve()} does not exist; pass ckpt_path=path/to/file.ckpt"
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if run.CONFIG_KEY not in ckpt:
-        raise KeyError(f"{path} holds no '{run.CONFIG_KEY}': only checkpoints written by aelab-train can be evaluated")
+        raise KeyError(
+            f"{path} holds no '{run.CONFIG_KEY}': only checkpoints written by aelab-train can be evaluated"
+        )
     return OmegaConf.create(ckpt[run.CONFIG_KEY])
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Test ``cfg.ckpt_path``; write ``metrics.json`` to the run's output dir and print a table."""
+    """Test ``cfg.ckpt_path`` and run the suite (``cfg.suite``, see :mod:`aelab.evaluation.suite`); write every
+    figure to ``metrics.json``, TensorBoard (scalars + hparams) and a table on stdout."""
     if not cfg.get("ckpt_path"):
         raise ValueError("aelab-eval needs a checkpoint: aelab-eval ckpt_path=logs/train/runs/.../last.ckpt")
     run.apply_matmul_precision(cfg)
@@ -54,6 +59,13 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run.log_config_text(loggers, cfg)
     trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metrics = run.collect_metrics(trainer, "test/")
+    suite_cfg = cfg.get("suite")
+    if suite_cfg is not None and suite_cfg.enabled:
+        from aelab.evaluation.suite import run_suite
+
+        extra = run_suite(model, datamodule, suite_cfg, cfg.paths.output_dir, trainer.strategy.root_device)
+        run.log_scalars(loggers, extra, trainer.global_step)
+        metrics = dict(sorted({**metrics, **extra}.items()))
     hp_cfg = OmegaConf.merge(run_cfg, {"data": OmegaConf.to_container(data_cfg)})
     run.log_hparams_with_metrics(loggers, hp_cfg, metrics)
     if trainer.is_global_zero:

@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aelab import CONF_DIR
 from aelab.utils import run

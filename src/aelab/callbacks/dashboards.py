@@ -64,7 +64,9 @@ class _Dashboard(pl.Callback):
 def _rows(*batches: Tensor) -> Tensor:
     """One grid row per batch (each ``(n, 1, H, W)`` in [0, 1])."""
     n = batches[0].shape[0]
-    return make_grid(torch.cat([b.float().clamp(0, 1).cpu() for b in batches]), nrow=n, padding=2, pad_value=1.0)
+    return make_grid(
+        torch.cat([b.float().clamp(0, 1).cpu() for b in batches]), nrow=n, padding=2, pad_value=1.0
+    )
 
 
 class ReconstructionLogger(_Dashboard):
@@ -189,4 +191,6 @@ class LatentProjectorLogger(_LatentDashboard):
 
     def draw(self, writer, trainer, pl_module) -> None:
         x, y, z = self.codes(trainer, pl_module)
-        writer.add_embedding(z, metadata=y.tolist(), label_img=x.cpu(), global_step=trainer.global_step, tag="latent")
+        writer.add_embedding(
+            z, metadata=y.tolist(), label_img=x.cpu(), global_step=trainer.global_step, tag="latent"
+        )

@@ -136,7 +136,9 @@ class MNISTDataModule(pl.LightningDataModule):
         if not missing:
             return
         if not self.download:
-            raise self._missing_error(f"missing {', '.join(missing)}; download disabled (data.download=false)")
+            raise self._missing_error(
+                f"missing {', '.join(missing)}; download disabled (data.download=false)"
+            )
         try:
             self.dataset_cls(str(self.data_dir), train=True, download=True)
             self.dataset_cls(str(self.data_dir), train=False, download=True)

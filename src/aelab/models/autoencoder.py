@@ -135,7 +135,9 @@ class Autoencoder(pl.LightningModule):
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.mse_loss(torch.sigmoid(logits), target)
 
-    def loss_terms(self, x_in: Tensor, target: Tensor, stage: str) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    def loss_terms(
+        self, x_in: Tensor, target: Tensor, stage: str
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         """``(loss, reconstruction in [0, 1] or None, extra terms)`` for one batch."""
         logits = self.decoder(self.encoder(x_in))
         return self.reconstruction_loss(logits, target), torch.sigmoid(logits), {}
@@ -206,5 +208,10 @@ class Autoencoder(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss", "interval": "epoch", "frequency": 1},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "monitor": "val/loss",
+                "interval": "epoch",
+                "frequency": 1,
+            },
         }

@@ -31,7 +31,9 @@ class DenoisingAutoencoder(Autoencoder):
 
     hparams_ignore = (*Autoencoder.hparams_ignore, "corruption")
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, corruption: Corruption, eval_seed: int = 1234, **kwargs) -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, corruption: Corruption, eval_seed: int = 1234, **kwargs
+    ) -> None:
         super().__init__(encoder, decoder, **kwargs)
         self.corruption = corruption
 

@@ -93,7 +93,9 @@ class VAE(Autoencoder):
         if self.hparams.likelihood == "bernoulli":
             return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
         mean = torch.sigmoid(logits)
-        log_sigma = self.log_sigma if self.log_sigma is not None else torch.tensor(math.log(self.hparams.sigma))
+        log_sigma = (
+            self.log_sigma if self.log_sigma is not None else torch.tensor(math.log(self.hparams.sigma))
+        )
         log_sigma = log_sigma.to(mean)
         sq = ((target - mean) / log_sigma.exp()).pow(2)
         return (-0.5 * sq - log_sigma - 0.5 * LOG_2PI).flatten(1).sum(1)
@@ -128,12 +130,18 @@ class VAE(Autoencoder):
             return x, x
         gen = None
         if stage != "train":
-            seed = self.hparams.eval_seed + {"val": 0, "test": 1_000_000}.get(stage, 0) + 10_000 * self.global_rank
+            seed = (
+                self.hparams.eval_seed
+                + {"val": 0, "test": 1_000_000}.get(stage, 0)
+                + 10_000 * self.global_rank
+            )
             gen = torch.Generator(device=x.device).manual_seed(seed + batch_idx)
         xb = torch.bernoulli(x, generator=gen)
         return xb, xb
 
-    def loss_terms(self, x_in: Tensor, target: Tensor, stage: str) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    def loss_terms(
+        self, x_in: Tensor, target: Tensor, stage: str
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
         mu, logvar = self.posterior(x_in)
         z = self.reparameterize(mu, logvar)
         recon = -self.log_likelihood(self.decoder(z), target).mean()

@@ -36,7 +36,9 @@ def instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
         if conf is None:
             continue
         if not isinstance(conf, DictConfig) or "_target_" not in conf:
-            raise TypeError(f"{kind}.{name} must be a config with a _target_ (or null to disable it), got {conf!r}")
+            raise TypeError(
+                f"{kind}.{name} must be a config with a _target_ (or null to disable it), got {conf!r}"
+            )
         objs.append(instantiate(conf))
     return objs
 
@@ -72,7 +74,9 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def run_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The hyperparameters worth comparing across runs: model, data, trainer, seed."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    keep = {k: container.get(k) for k in ("model", "data", "trainer", "seed", "experiment_name") if k in container}
+    keep = {
+        k: container.get(k) for k in ("model", "data", "trainer", "seed", "experiment_name") if k in container
+    }
     return flatten(keep)
 
 
@@ -101,6 +105,13 @@ def log_hparams_with_metrics(loggers: list[Logger], cfg: DictConfig, metrics: Ma
     for summary in (exp, ssi, sei):
         writer.add_summary(summary)
     tb.experiment.flush()
+
+
+@rank_zero_only
+def log_scalars(loggers: list[Logger], metrics: Mapping[str, float], step: int) -> None:
+    """Log extra scalars to every logger (e.g. the evaluation suite's figures)."""
+    for logger in loggers:
+        logger.log_metrics(dict(metrics), step)
 
 
 def collect_metrics(trainer: pl.Trainer, prefix: str = "test/") -> dict[str, float]:

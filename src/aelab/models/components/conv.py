@@ -85,7 +85,9 @@ class ConvDecoder(nn.Module):
         self.latent_dim = int(latent_dim)
         self.out_shape = tuple(out_shape)
         self._start = (channels[0], h // f, w // f)
-        self.fc = nn.Sequential(nn.Linear(self.latent_dim, channels[0] * (h // f) * (w // f)), make_activation(activation))
+        self.fc = nn.Sequential(
+            nn.Linear(self.latent_dim, channels[0] * (h // f) * (w // f)), make_activation(activation)
+        )
         layers: list[nn.Module] = []
         outs = [*channels[1:], None]
         for c_in, c_out in zip(channels, outs, strict=True):

@@ -94,7 +94,9 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.out_shape = tuple(out_shape)
-        self.net = _mlp([self.latent_dim, *hidden_dims, math.prod(self.out_shape)], activation, last_act=False)
+        self.net = _mlp(
+            [self.latent_dim, *hidden_dims, math.prod(self.out_shape)], activation, last_act=False
+        )
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.out_shape)

@@ -1,0 +1,259 @@
+"""The evaluation suite run by ``aelab-eval``: every measurement that applies to a model.
+
+All figures are computed on the official test split (10k images for MNIST); baselines are fitted on the
+training split. Keys are ``test/<section>/<name>``, plus ``test/bce`` and ``test/ssim`` beside the test loop's
+``test/mse`` and ``test/psnr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torchvision.utils import save_image
+
+from aelab.evaluation import compression as C
+from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
+from aelab.evaluation.likelihood import iwae_log_likelihood, vae_log_likelihood_fn
+from aelab.evaluation.metrics import (
+    auroc,
+    map_batches,
+    mse_per_image,
+    psnr_per_image,
+    reconstruction_metrics,
+    to_float,
+)
+
+log = logging.getLogger("aelab")
+
+
+def _chunks(fn, tensor: Tensor, batch_size: int, device) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([fn(t.to(device)).float().cpu() for t in tensor.split(batch_size)])
+
+
+def is_vae(model) -> bool:
+    return callable(getattr(model, "posterior", None))
+
+
+def negative_elbo_per_image(model, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """−ELBO (nats) of each image with one posterior sample: ``recon + KL``; ``(B, 1, 28, 28) → (B,)``."""
+    from aelab.models.vae import gaussian_kl
+
+    mu, logvar = model.posterior(x)
+    z = model.reparameterize(mu, logvar, generator)
+    return -model.log_likelihood(model.decoder(z), x) + gaussian_kl(mu, logvar)
+
+
+def _vae_inputs(model, x: Tensor, seed: int) -> Tensor:
+    """Dynamically binarized test images (seeded) when the model was trained that way, else ``x``."""
+    if model.hparams.get("binarize"):
+        return torch.bernoulli(x, generator=torch.Generator(device=x.device).manual_seed(seed))
+    return x
+
+
+def run_suite(
+    model, datamodule, cfg: DictConfig, output_dir: str | Path, device: torch.device
+) -> dict[str, float]:
+    """Run the enabled sections of ``cfg`` (``conf/eval.yaml: suite``); returns ``{key: value}``."""
+    output_dir = Path(output_dir)
+    model = model.to(device).eval()
+    bs = int(cfg.batch_size)
+    out: dict[str, float] = {}
+    train_u8, train_y = datamodule.split_tensors("train")
+    test_u8, test_y = datamodule.split_tensors("test")
+    x_test = to_float(test_u8)
+    d = model.latent_dim
+
+    t0 = time.perf_counter()
+    codes_test = map_batches(model.encode, test_u8, bs, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out["test/timing/encode_images_per_s"] = len(test_u8) / (time.perf_counter() - t0)
+    recon = map_batches(model.reconstruct, test_u8, bs, device)
+
+    if cfg.reconstruction:  # test/mse and test/psnr come from the test loop (DDP-correct torchmetrics)
+        rec = reconstruction_metrics(recon, x_test)
+        out |= {"test/bce": rec["bce"], "test/ssim": rec["ssim"]}
+
+    need_train = cfg.compression.enabled or cfg.features.enabled
+    codes_train = map_batches(model.encode, train_u8, bs, device) if need_train else None
+    pca = C.fit_pca(to_float(train_u8), d) if need_train else None
+    if need_train:  # PCA codes of the same size: the baseline for compression and features
+        pca_train = torch.from_numpy(pca.transform(to_float(train_u8).flatten(1).numpy())).float()
+        pca_test = torch.from_numpy(pca.transform(x_test.flatten(1).numpy())).float()
+
+    if cfg.compression.enabled:
+        pca_codes = (pca_train, pca_test, pca)
+        out |= _compression(
+            model, codes_train, codes_test, test_u8, x_test, pca_codes, cfg.compression, bs, device
+        )
+
+    if cfg.features.enabled:
+        k = int(cfg.features.knn_k)
+        out["test/features/linear_probe_acc"] = linear_probe_accuracy(
+            codes_train, train_y, codes_test, test_y
+        )
+        out["test/features/knn_acc"] = knn_accuracy(codes_train, train_y, codes_test, test_y, k)
+        out["test/features/pca_linear_probe_acc"] = linear_probe_accuracy(
+            pca_train, train_y, pca_test, test_y
+        )
+        out["test/features/pca_knn_acc"] = knn_accuracy(pca_train, train_y, pca_test, test_y, k)
+
+    if cfg.anomaly.enabled:
+        out |= _anomaly(model, datamodule, recon, x_test, test_y, cfg.anomaly, bs, device)
+
+    if cfg.likelihood.enabled and is_vae(model):
+        out |= _likelihood(model, x_test, cfg.likelihood, device)
+
+    if cfg.denoising.enabled:
+        out |= _denoising(model, x_test, train_u8, cfg.denoising, bs, device)
+
+    if cfg.generation.enabled and callable(getattr(model, "sample", None)):
+        gen = torch.Generator(device=device).manual_seed(int(cfg.generation.seed))
+        n = int(cfg.generation.num_samples)
+        save_image(
+            model.sample(n, generator=gen).cpu(),
+            output_dir / "samples.png",
+            nrow=round(math.sqrt(n)),
+            pad_value=1.0,
+        )
+        with torch.no_grad():
+            z = model.encode(x_test[:2].to(device))
+            t = torch.linspace(0, 1, int(cfg.generation.interpolation_steps), device=device)[:, None]
+            path = model.decode((1 - t) * z[0] + t * z[1]).cpu()
+        save_image(
+            torch.cat([x_test[:1], path, x_test[1:2]]),
+            output_dir / "interpolation.png",
+            nrow=len(path) + 2,
+            pad_value=1.0,
+        )
+        log.info("samples.png and interpolation.png written to %s", output_dir)
+    return out
+
+
+def _compression(
+    model, codes_train, codes_test, test_u8, x_test, pca_codes, cfg, bs, device
+) -> dict[str, float]:
+    """Codes at float32 / float16 / 8 bits, written to real files; PCA of the same size; JPEG; gzip."""
+    out: dict[str, float] = {}
+    n = len(codes_test)
+    gz = C.gzip_bytes_per_image(test_u8)
+    out["test/compression/gzip_bytes_per_image"] = gz
+    out["test/compression/gzip_ratio_vs_raw"] = C.RAW_BYTES / gz
+    pca_train, pca_test, pca = pca_codes
+
+    def pca_decode(z: Tensor) -> Tensor:
+        return torch.from_numpy(pca.inverse_transform(z.numpy())).float().clamp(0, 1).view(-1, 1, 28, 28)
+
+    methods = {
+        "ae": (codes_train, codes_test, lambda z: _chunks(model.decode, z, bs, device)),
+        "pca": (pca_train, pca_test, pca_decode),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (train_codes, codes, decode) in methods.items():
+            quantizer = C.AffineQuantizer.fit(train_codes)  # fitted on the training codes
+            for fmt in C.FORMATS:
+                stored = C.encode_codes(codes, fmt, quantizer)
+                size = C.save_codes(
+                    Path(tmp) / f"{name}_{fmt}.npz", stored, quantizer if fmt == "uint8" else None
+                )
+                per_image = size / n
+                rec = decode(C.decode_codes(stored, quantizer))
+                out[f"test/compression/{name}_{fmt}_bytes_per_image"] = per_image
+                out[f"test/compression/{name}_{fmt}_ratio_vs_raw"] = C.RAW_BYTES / per_image
+                out[f"test/compression/{name}_{fmt}_ratio_vs_gzip"] = gz / per_image
+                out[f"test/compression/{name}_{fmt}_psnr"] = psnr_per_image(rec, x_test).mean().item()
+                if fmt == "float32":
+                    out[f"test/compression/{name}_mse"] = mse_per_image(rec, x_test).mean().item()
+    for q in cfg.jpeg_qualities:
+        dec, per_image = C.jpeg_roundtrip(test_u8, int(q))
+        out[f"test/compression/jpeg_q{q}_bytes_per_image"] = per_image
+        out[f"test/compression/jpeg_q{q}_ratio_vs_raw"] = C.RAW_BYTES / per_image
+        out[f"test/compression/jpeg_q{q}_psnr"] = psnr_per_image(to_float(dec), x_test).mean().item()
+    return out
+
+
+def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[str, float]:
+    out: dict[str, float] = {}
+    score_in = mse_per_image(recon, x_test)
+    vae = is_vae(model)
+    if vae:
+        gen = torch.Generator(device=device).manual_seed(0)
+        elbo_in = _chunks(
+            lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, 0), gen), x_test, bs, device
+        )
+    classes = getattr(datamodule, "train_classes", None)
+    if classes:
+        is_anom = ~torch.isin(test_y, torch.tensor(list(classes)))
+        out["test/anomaly/oneclass_auroc"] = auroc(score_in, is_anom)
+        if vae:
+            out["test/anomaly/oneclass_auroc_elbo"] = auroc(elbo_in, is_anom)
+    from aelab.data import FashionMNISTDataModule
+
+    ood = FashionMNISTDataModule(data_dir=str(datamodule.data_dir), download=False)
+    try:
+        ood.prepare_data()
+        ood_u8, _ = ood._load(train=False)
+    except (FileNotFoundError, RuntimeError) as err:
+        log.warning("anomaly detection vs Fashion-MNIST skipped: %s", str(err).splitlines()[0])
+        return out
+    x_ood = to_float(ood_u8)
+    score_ood = mse_per_image(map_batches(model.reconstruct, ood_u8, bs, device), x_ood)
+    labels = torch.cat([torch.zeros(len(score_in)), torch.ones(len(score_ood))])
+    out["test/anomaly/fashion_auroc"] = auroc(torch.cat([score_in, score_ood]), labels)
+    if vae:
+        gen = torch.Generator(device=device).manual_seed(1)
+        elbo_ood = _chunks(
+            lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, 1), gen), x_ood, bs, device
+        )
+        out["test/anomaly/fashion_auroc_elbo"] = auroc(torch.cat([elbo_in, elbo_ood]), labels)
+    return out
+
+
+def _likelihood(model, x_test, cfg, device) -> dict[str, float]:
+    n = len(x_test) if cfg.num_images is None else min(int(cfg.num_images), len(x_test))
+    gen = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    fn = vae_log_likelihood_fn(model)
+    iwae, elbo = [], []
+    with torch.no_grad():
+        for i, x in enumerate(x_test[:n].split(int(cfg.batch_size))):
+            x = _vae_inputs(model, x.to(device), int(cfg.seed) + i)
+            iwae.append(iwae_log_likelihood(x, model.posterior, fn, int(cfg.k), int(cfg.chunk), gen).cpu())
+            elbo.append(iwae_log_likelihood(x, model.posterior, fn, 1, 1, gen).cpu())
+    return {
+        "test/likelihood/nll_iwae": -torch.cat(iwae).mean().item(),
+        "test/likelihood/nelbo": -torch.cat(elbo).mean().item(),
+        "test/likelihood/k": float(cfg.k),
+        "test/likelihood/num_images": float(n),
+    }
+
+
+def _denoising(model, x_test, train_u8, cfg, bs, device) -> dict[str, float]:
+    """Gaussian noise at each σ: PSNR of the model's output, of the noisy input, and of the best PCA
+    projection (the number of components chosen by the best test PSNR: an optimistic baseline)."""
+    out: dict[str, float] = {}
+    comps = sorted(int(c) for c in cfg.pca_components)
+    pca = C.fit_pca(to_float(train_u8), max(comps))
+    mean = torch.from_numpy(pca.mean_).float()
+    basis = torch.from_numpy(pca.components_).float()  # (max, 784), ordered by variance
+    for sigma in cfg.sigmas:
+        gen = torch.Generator().manual_seed(int(cfg.seed))
+        noisy = x_test + float(sigma) * torch.randn(x_test.shape, generator=gen)
+        den = _chunks(model.reconstruct, noisy, bs, device)
+        scores = (noisy.flatten(1) - mean) @ basis.T  # (N, max components)
+        best = -math.inf
+        for c in comps:
+            rec = (mean + scores[:, :c] @ basis[:c]).clamp(0, 1).view_as(x_test)
+            best = max(best, psnr_per_image(rec, x_test).mean().item())
+        key = f"test/denoise/sigma{sigma}"
+        out[f"{key}_model_psnr"] = psnr_per_image(den, x_test).mean().item()
+        out[f"{key}_noisy_psnr"] = psnr_per_image(noisy, x_test).mean().item()
+        out[f"{key}_pca_psnr"] = best
+    return out

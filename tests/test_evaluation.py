@@ -1,0 +1,209 @@
+"""Evaluation metrics against hand-computed values, and the suite end to end on synthetic data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aelab.evaluation import compression as C
+from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
+from aelab.evaluation.likelihood import iwae_log_likelihood
+from aelab.evaluation.metrics import auroc, psnr_per_image, reconstruction_metrics
+
+
+def test_psnr_of_a_known_error():
+    x = torch.full((3, 1, 28, 28), 0.5)
+    # MSE 0.01 → 10·log10(1/0.01) = 20 dB; MSE 0.0001 → 40 dB
+    torch.testing.assert_close(psnr_per_image(x + 0.1, x), torch.full((3,), 20.0))
+    torch.testing.assert_close(psnr_per_image(x - 0.01, x), torch.full((3,), 40.0), rtol=1e-4, atol=1e-3)
+
+
+def test_reconstruction_metrics_by_hand():
+    x = torch.full((2, 1, 28, 28), 0.5)
+    m = reconstruction_metrics(x.clone(), x)
+    assert m["mse"] == 0.0 and m["ssim"] == pytest.approx(1.0)
+    assert m["bce"] == pytest.approx(math.log(2), rel=1e-5)  # −[½ log ½ + ½ log ½]
+    m = reconstruction_metrics(x + 0.1, x)
+    assert m["mse"] == pytest.approx(0.01, rel=1e-4) and m["psnr"] == pytest.approx(20.0, rel=1e-4)
+
+
+def test_auroc_of_a_known_ranking():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    labels = torch.tensor([0, 0, 1, 1])
+    # pairs (anomaly > normal): (0.35 > 0.1), (0.8 > 0.1), (0.8 > 0.4) = 3 of 4
+    assert auroc(scores, labels) == pytest.approx(0.75)
+    assert auroc(torch.tensor([0.0, 1.0]), torch.tensor([0, 1])) == 1.0
+
+
+def test_iwae_matches_the_closed_form_marginal_of_a_linear_gaussian_model():
+    """p(z) = N(0, I₂), p(x|z) = N(Wz + b, s²I₃) ⇒ p(x) = N(b, WWᵀ + s²I₃)."""
+    torch.manual_seed(0)
+    W = torch.tensor([[1.0, 0.5], [-0.3, 0.8], [0.2, -1.3]], dtype=torch.float64)  # WᵀW diagonal
+    b = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+    s = 0.7
+    x = torch.tensor([[0.5, -0.4, 1.2], [-1.0, 0.3, 0.0]], dtype=torch.float64)
+    cov = W @ W.T + s**2 * torch.eye(3, dtype=torch.float64)
+    exact = torch.distributions.MultivariateNormal(b, cov).log_prob(x)
+
+    def log_lik(x, z):  # (S, B, 2) → (S, B)
+        mean = z @ W.T + b
+        return (-0.5 * ((x - mean) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def prior_as_posterior(x):  # a deliberately poor q: the prior itself
+        return torch.zeros(len(x), 2, dtype=torch.float64), torch.zeros(len(x), 2, dtype=torch.float64)
+
+    gen = torch.Generator().manual_seed(0)
+    est = iwae_log_likelihood(x, prior_as_posterior, log_lik, k=200_000, chunk=50_000, generator=gen)
+    torch.testing.assert_close(est, exact, atol=0.02, rtol=0)
+    elbo = torch.stack(
+        [iwae_log_likelihood(x, prior_as_posterior, log_lik, k=1, generator=gen) for _ in range(2000)]
+    ).mean(0)
+    assert (elbo < exact - 0.1).all()  # the ELBO is a strictly looser bound here
+
+    # with the exact posterior every importance weight equals p(x): k = 1 is already exact
+    prec = torch.eye(2, dtype=torch.float64) + W.T @ W / s**2
+    post_cov = torch.linalg.inv(prec)
+    post_mu = (x - b) @ W @ post_cov.T / s**2
+
+    def exact_posterior(x):
+        return post_mu, torch.log(torch.diagonal(post_cov)).expand(len(x), 2)
+
+    assert torch.allclose(post_cov, torch.diag(torch.diagonal(post_cov)), atol=1e-12)  # diagonal q is exact
+    torch.testing.assert_close(iwae_log_likelihood(x, exact_posterior, log_lik, k=1), exact)
+
+
+def test_affine_quantizer_roundtrip_error_is_half_a_step():
+    codes = torch.randn(1000, 8) * torch.arange(1, 9)
+    q = C.AffineQuantizer.fit(codes)
+    err = (q.dequantize(q.quantize(codes)) - codes).abs()
+    assert (err <= q.scale / 2 + 1e-5).all()
+    assert q.quantize(codes).dtype == torch.uint8
+
+
+def test_code_file_size_is_payload_plus_small_header(tmp_path):
+    codes = torch.randn(1000, 32)
+    q = C.AffineQuantizer.fit(codes)
+    for fmt, payload in (("float32", 128_000), ("float16", 64_000), ("uint8", 32_000)):
+        stored = C.encode_codes(codes, fmt, q)
+        assert C.bytes_per_image(32, fmt) * 1000 == payload
+        size = C.save_codes(tmp_path / f"{fmt}.npz", stored, q if fmt == "uint8" else None)
+        assert size == (tmp_path / f"{fmt}.npz").stat().st_size
+        assert payload < size < payload + 1024  # .npz headers (+ 2×32 float32 quantizer params)
+        back, qq = C.load_codes(tmp_path / f"{fmt}.npz")
+        assert torch.equal(back, stored)
+        assert (qq is not None) == (fmt == "uint8")
+
+
+def test_gzip_and_jpeg_baselines():
+    zeros = torch.zeros(100, 28, 28, dtype=torch.uint8)
+    assert C.gzip_bytes_per_image(zeros) < 5  # 78,400 zero bytes gzip to well under 500 bytes
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (100, 28, 28), generator=gen, dtype=torch.uint8)
+    assert C.gzip_bytes_per_image(noise) > 750  # incompressible: about 784 bytes each
+    flat = torch.full((4, 28, 28), 128, dtype=torch.uint8)
+    dec, per_image = C.jpeg_roundtrip(flat, quality=95)
+    assert torch.equal(dec, flat) and 100 < per_image < 800
+
+
+def test_pca_roundtrip_is_exact_on_its_own_subspace():
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(3, 784, generator=g)
+    x = (0.5 + 0.01 * torch.randn(200, 3, generator=g) @ basis).clamp(0, 1).view(200, 1, 28, 28)
+    pca = C.fit_pca(x, 3)
+    assert (C.pca_roundtrip(pca, x) - x).abs().max() < 1e-4
+
+
+def test_feature_probes_on_separable_data():
+    g = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 100)
+    x = g.normal(size=(300, 4)) + 10 * np.eye(3, 4)[y]
+    assert linear_probe_accuracy(x[::2], y[::2], x[1::2], y[1::2]) == 1.0
+    assert knn_accuracy(x[::2], y[::2], x[1::2], y[1::2], k=3) == 1.0
+    y_shuffled = g.permutation(y)
+    assert knn_accuracy(x[::2], y_shuffled[::2], x[1::2], y_shuffled[1::2]) < 0.6
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fake_data_dir):
+    """A tiny trained AE and VAE (2 epochs on synthetic data): their best checkpoints."""
+    from aelab.train import train
+    from conftest import SMALL, compose_cfg
+
+    ckpts = {}
+    for name in ("ae", "vae"):
+        run_dir = tmp_path_factory.mktemp(name)
+        train(compose_cfg("train", [*SMALL, f"model={name}", "model.latent_dim=4"], run_dir, fake_data_dir))
+        ckpts[name] = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    return ckpts
+
+
+SUITE = [
+    "suite.likelihood.k=20",
+    "suite.likelihood.chunk=10",
+    "suite.batch_size=64",
+    "suite.denoising.pca_components=[2,4]",
+]
+
+
+def test_eval_suite_end_to_end(tmp_path, trained, fake_data_dir):
+    from aelab.eval import evaluate
+    from conftest import compose_cfg
+
+    for name, ckpt in trained.items():
+        out = tmp_path / name
+        cfg = compose_cfg(
+            "eval", [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *SUITE], out, fake_data_dir
+        )
+        metrics, _ = evaluate(cfg)
+        on_disk = __import__("json").loads((out / "metrics.json").read_text())
+        assert on_disk.keys() == metrics.keys()
+        for key in (
+            "test/mse",
+            "test/psnr",
+            "test/ssim",
+            "test/bce",
+            "test/compression/ae_uint8_bytes_per_image",
+            "test/compression/pca_float32_psnr",
+            "test/compression/jpeg_q50_psnr",
+            "test/features/linear_probe_acc",
+            "test/features/pca_knn_acc",
+            "test/anomaly/fashion_auroc",
+            "test/denoise/sigma0.5_noisy_psnr",
+            "test/timing/encode_images_per_s",
+        ):
+            assert key in metrics, key
+        # 4-d codes at 8 bits: 4 bytes of payload per image; the .npz header is shared by 200 images
+        assert 4 < metrics["test/compression/ae_uint8_bytes_per_image"] < 4 + 1024 / 200
+        assert 5.0 < metrics["test/denoise/sigma0.5_noisy_psnr"] < 7.0
+        if name == "vae":
+            assert metrics["test/likelihood/k"] == 20
+            assert metrics["test/likelihood/nll_iwae"] <= metrics["test/likelihood/nelbo"] + 1.0
+            assert "test/anomaly/fashion_auroc_elbo" in metrics
+            assert (out / "samples.png").is_file() and (out / "interpolation.png").is_file()
+        else:
+            assert "test/likelihood/nll_iwae" not in metrics and not (out / "samples.png").exists()
+
+
+def test_compress_and_decompress_files(tmp_path, trained, fake_data_dir, capsys):
+    from PIL import Image
+
+    from aelab.compress import compress, decompress
+
+    codes = tmp_path / "codes.npz"
+    assert (
+        compress(
+            [str(trained["ae"]), "--split", "test", "--out", str(codes), "--data-dir", str(fake_data_dir)]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    size = codes.stat().st_size
+    assert f"{size} bytes" in printed and f"{784 / (size / 200):.1f}x vs raw" in printed
+    assert (
+        decompress([str(trained["ae"]), str(codes), "--out-dir", str(tmp_path / "png"), "--limit", "5"]) == 0
+    )
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert len(pngs) == 5 and Image.open(pngs[0]).size == (28, 28)
