@@ -12,7 +12,7 @@ ARGS   ?=
 CKPT   ?=
 PORT   ?= 6006
 
-.PHONY: help install data train eval test test-all bench tensorboard lint format clean
+.PHONY: help install data train eval test test-all bench results tensorboard lint format clean
 
 help: ## list the targets
 	@echo "aelab make targets (pass Hydra overrides with ARGS=\"model=vae trainer=gpu\"):"
@@ -56,6 +56,9 @@ test-all: install data ## every test, slow ones included
 
 bench: install data ## time aelab against a plain PyTorch loop; writes docs/BENCHMARKS.md
 	$(BIN)/python scripts/benchmark.py $(ARGS)
+
+results: install data ## train every model's best experiment, run the eval suite, write docs/RESULTS.md
+	$(BIN)/python scripts/results.py $(ARGS)
 
 tensorboard: install ## serve the TensorBoard dashboards of every run under logs/
 	$(BIN)/tensorboard --logdir logs --port $(PORT)

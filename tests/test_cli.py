@@ -132,3 +132,10 @@ def test_a_crash_keeps_checkpoints_and_logs(tmp_path, monkeypatch, fake_data_dir
     ea = EventAccumulator(str(tmp_path / "tensorboard"))
     ea.Reload()
     assert len(ea.Scalars("val/loss")) == 2  # the two finished epochs
+
+
+@pytest.mark.parametrize("resident", ["true", "false"])
+def test_both_data_paths_train(tmp_path, monkeypatch, fake_data_dir, resident):
+    argv = cli_args(tmp_path, f"data.resident={resident}", "data.num_workers=0", "trainer.max_epochs=1")
+    run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
+    assert read_metrics(tmp_path)["test/mse"] < 0.2

@@ -1,0 +1,263 @@
+#!/usr/bin/env python
+"""``make results``: train every model's best experiment, run the evaluation suite, write docs/RESULTS.md.
+
+For each model the script runs ``aelab-train experiment=<model>_best`` then ``aelab-eval`` on the best
+checkpoint, timing both; optionally the one-class sweep (``scripts/one_class.py``). The report lists the
+device, date, versions, every command with its wall time, the headline figures beside their anchors
+(published numbers and the project's targets), and every figure of every ``metrics.json``.
+
+::
+
+    python scripts/results.py                                   # full runs (meant for one GPU)
+    python scripts/results.py --train-extra trainer.max_epochs=10 \\
+        --eval-extra suite.likelihood.k=200 suite.likelihood.num_images=1000   # a shorter CPU run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (label, metric key, anchor text, pass test or None)
+HEADLINES = {
+    "ae": [
+        ("MLP AE test MSE", "test/mse", "target ≤ 0.0065; PCA-32 0.0168", lambda v: v <= 0.0065),
+        ("MLP AE vs PCA-32 MSE", "ratio:pca_mse/mse", "target ≥ 3×", lambda v: v >= 3),
+        (
+            "MLP AE linear probe",
+            "test/features/linear_probe_acc",
+            "target ≥ 0.95; PCA-32 ≈ 0.90",
+            lambda v: v >= 0.95,
+        ),
+        ("MLP AE k-NN", "test/features/knn_acc", "PCA-32 ≈ 0.976", None),
+        ("MLP AE MNIST vs Fashion AUROC", "test/anomaly/fashion_auroc", "target ≥ 0.99", lambda v: v >= 0.99),
+    ],
+    "conv_ae": [
+        ("ConvAE test MSE", "test/mse", "target ≤ 0.0030", lambda v: v <= 0.0030),
+        ("ConvAE vs PCA-32 MSE", "ratio:pca_mse/mse", "target ≥ 5×", lambda v: v >= 5),
+        (
+            "ConvAE linear probe",
+            "test/features/linear_probe_acc",
+            "target ≥ 0.95; PCA-32 ≈ 0.90",
+            lambda v: v >= 0.95,
+        ),
+        ("ConvAE MNIST vs Fashion AUROC", "test/anomaly/fashion_auroc", "target ≥ 0.99", lambda v: v >= 0.99),
+        ("ConvAE 8-bit code PSNR (dB)", "test/compression/ae_uint8_psnr", "vs PCA-32 8-bit: see below", None),
+    ],
+    "dae": [
+        ("DAE σ=0.5 denoised PSNR (dB)", "test/denoise_psnr", "target ≥ 20 dB", lambda v: v >= 20),
+        ("noisy input PSNR (dB)", "test/noisy_psnr", "≈ 6 dB", None),
+        ("best PCA denoiser σ=0.5 (dB)", "test/denoise/sigma0.5_pca_psnr", "baseline", None),
+    ],
+    "vae": [
+        ("MLP VAE test −ELBO (nats)", "test/elbo", "VAE (Burda et al. 2016, k=1) 86.76 NLL", None),
+        (
+            "MLP VAE test NLL, IWAE (nats)",
+            "test/likelihood/nll_iwae",
+            "86.76 (VAE), 82.90 (IWAE, 2 layers)",
+            None,
+        ),
+    ],
+    "conv_vae": [
+        ("conv VAE test −ELBO (nats)", "test/elbo", "target ≤ 92", lambda v: v <= 92),
+        (
+            "conv VAE test NLL, IWAE (nats)",
+            "test/likelihood/nll_iwae",
+            "target ≤ 86.0; VAE 86.76, IWAE 82.90",
+            lambda v: v <= 86.0,
+        ),
+        (
+            "conv VAE MNIST vs Fashion AUROC (−ELBO)",
+            "test/anomaly/fashion_auroc_elbo",
+            "target ≥ 0.99",
+            lambda v: v >= 0.99,
+        ),
+    ],
+}
+
+
+def run(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` in the repository, output to ``log``; returns the wall time in seconds."""
+    print("$", shlex.join(cmd), flush=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}; see {log}")
+    return time.perf_counter() - t0
+
+
+def value(metrics: dict, key: str) -> float | None:
+    if key.startswith("ratio:"):
+        a, b = key[6:].split("/")
+        pca, own = metrics.get("test/compression/pca_mse"), metrics.get(f"test/{b}")
+        return pca / own if pca and own else None
+    v = metrics.get(key)
+    return float(v) if isinstance(v, int | float) else None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(HEADLINES))
+    p.add_argument(
+        "--train-extra", nargs="*", default=[],
+        help="Hydra overrides for every training run; 'MODEL:key=value' applies to that model only",
+    )  # fmt: skip
+    p.add_argument("--eval-extra", nargs="*", default=[], help="Hydra overrides for every aelab-eval run")
+    p.add_argument(
+        "--one-class", nargs="*", default=None, help="also run scripts/one_class.py with these overrides"
+    )
+    p.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
+    p.add_argument("--note", default="", help="a sentence for the report (e.g. why epochs were reduced)")
+    args = p.parse_args()
+
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    root = REPO / "logs" / "results" / stamp
+    root.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    results = {}
+    for model in args.models:
+        exp = f"{model}_best"
+        train_dir, eval_dir = root / model / "train", root / model / "eval"
+        extra = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in args.train_extra
+                 if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == model]  # fmt: skip
+        train_cmd = [py, "-m", "aelab.train", f"experiment={exp}", f"hydra.run.dir={train_dir}", *extra]
+        t_train = run(train_cmd, root / f"{model}_train.log")
+        ckpt = next((train_dir / "checkpoints").glob("epoch_*.ckpt"))
+        eval_cmd = [
+            py,
+            "-m",
+            "aelab.eval",
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={eval_dir}",
+            *args.eval_extra,
+        ]
+        t_eval = run(eval_cmd, root / f"{model}_eval.log")
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        results[model] = {
+            "train_cmd": train_cmd,
+            "eval_cmd": eval_cmd,
+            "t_train": t_train,
+            "t_eval": t_eval,
+            "metrics": metrics,
+            "ckpt": ckpt,
+        }
+        print(f"{model}: train {t_train:.0f} s, eval {t_eval:.0f} s", flush=True)
+
+    one_class = None
+    if args.one_class is not None:
+        oc_dir = root / "one_class"
+        cmd = [py, "scripts/one_class.py", "--sweep-dir", str(oc_dir), *args.one_class]
+        t = run(cmd, root / "one_class.log")
+        one_class = {"cmd": cmd, "t": t, **json.loads((oc_dir / "one_class.json").read_text())}
+
+    write_report(Path(args.out), results, one_class, args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def rel(cmd: list[str]) -> str:
+    """A command as a user would type it (repo-relative paths, the venv's python as `python`)."""
+    text = shlex.join(["python", *cmd[1:]])
+    return text.replace(str(REPO) + "/", "")
+
+
+def write_report(path: Path, results: dict, one_class: dict | None, args) -> None:
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    )
+    import pytorch_lightning as pl
+
+    lines = [
+        "# Results",
+        "",
+        f"Written by `make results` (`scripts/results.py`) on {dt.date.today().isoformat()}; device: {device}; "
+        f"torch {torch.__version__}, pytorch-lightning {pl.__version__}, Python {platform.python_version()}.",
+        "Every figure below is read from the `metrics.json` of the runs listed under *Commands*; anchors are "
+        "published numbers or the project's targets.",
+        "",
+    ]
+    if args.note:
+        lines += [f"> {args.note}", ""]
+    lines += ["## Headline", "", "| figure | value | anchor | meets target |", "| --- | --- | --- | --- |"]
+    for model, r in results.items():
+        for label, key, anchor, ok in HEADLINES.get(model, []):
+            v = value(r["metrics"], key)
+            shown = "n/a" if v is None else (f"{v:.4g}×" if key.startswith("ratio:") else f"{v:.4g}")
+            verdict = "" if ok is None or v is None else ("yes" if ok(v) else "**no**")
+            lines.append(f"| {label} | {shown} | {anchor} | {verdict} |")
+    if one_class:
+        m = one_class["mean"]
+        lines.append(
+            f"| one-class mean AUROC ({len(one_class['digits'])} digits) | {100 * m['auroc']:.1f} | target ≥ 90; Deep SVDD 94.8, CAE ≈ 89.7 | {'yes' if 100 * m['auroc'] >= 90 else '**no**'} |"
+        )
+    lines += ["", "## Commands and wall times", ""]
+    for model, r in results.items():
+        lines += [
+            f"- {model}: train {r['t_train']:.0f} s — `{rel(r['train_cmd'])}`",
+            f"  eval {r['t_eval']:.0f} s — `{rel(r['eval_cmd'])}`",
+        ]
+    if one_class:
+        lines += [f"- one-class sweep: {one_class['t']:.0f} s — `{rel(one_class['cmd'])}`"]
+        lines += ["", "| digit | AUROC (recon. error) |", "| --- | --- |"]
+        lines += [f"| {d} | {100 * r['auroc']:.1f} |" for d, r in one_class["digits"].items()]
+    lines += ["", "## Compression (rate–distortion on the test set)", ""]
+    for model, r in results.items():
+        m = r["metrics"]
+        if "test/compression/gzip_bytes_per_image" not in m:
+            continue
+        lines += [
+            f"### {model}",
+            "",
+            "| method | bytes/image | ratio vs raw (784 B) | ratio vs gzip | PSNR (dB) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        gz = m["test/compression/gzip_bytes_per_image"]
+        lines.append(f"| gzip (lossless, whole split) | {gz:.1f} | {784 / gz:.2f} | 1.00 | ∞ |")
+        for name in ("ae", "pca"):
+            for fmt in ("float32", "float16", "uint8"):
+                k = f"test/compression/{name}_{fmt}"
+                lines.append(
+                    f"| {name.upper()} codes, {fmt} | {m[k + '_bytes_per_image']:.1f} | {m[k + '_ratio_vs_raw']:.1f} | {m[k + '_ratio_vs_gzip']:.2f} | {m[k + '_psnr']:.2f} |"
+                )
+        for key in sorted(
+            k for k in m if k.startswith("test/compression/jpeg_q") and k.endswith("_bytes_per_image")
+        ):
+            q = key.split("jpeg_q")[1].split("_")[0]
+            b = m[key]
+            lines.append(
+                f"| JPEG q={q} | {b:.1f} | {784 / b:.2f} | {gz / b:.2f} | {m[f'test/compression/jpeg_q{q}_psnr']:.2f} |"
+            )
+        lines.append("")
+    lines += ["## Every figure", ""]
+    for model, r in results.items():
+        lines += [
+            f"<details><summary>{model} ({len(r['metrics'])} figures)</summary>",
+            "",
+            "| key | value |",
+            "| --- | --- |",
+        ]
+        lines += [
+            f"| `{k}` | {v:.6g} |" if isinstance(v, int | float) else f"| `{k}` | {v} |"
+            for k, v in r["metrics"].items()
+        ]
+        lines += ["", "</details>", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

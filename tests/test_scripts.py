@@ -1,0 +1,44 @@
+"""The scripts in scripts/: the seed aggregator on known numbers, the benchmark report writer."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_aggregate_mean_and_std(tmp_path, capsys):
+    agg = load("aggregate")
+    for i, v in enumerate([1.0, 2.0, 3.0, 4.0, 5.0]):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "metrics.json").write_text(json.dumps({"test/mse": v, "test/psnr": 20.0}))
+    assert agg.main([str(tmp_path), "--json", str(tmp_path / "s.json")]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["test/mse"] == {"mean": 3.0, "std": pytest.approx(1.5811388, rel=1e-6), "n": 5}
+    assert summary["test/psnr"]["std"] == 0.0
+    assert "5 runs" in capsys.readouterr().out
+
+
+def test_benchmark_report_keeps_other_devices(tmp_path):
+    bench = load("benchmark")
+    out = tmp_path / "B.md"
+    args = type("A", (), {"batch_size": 256, "epochs": 3})()
+    rows = [("ae", "plain", 1.0, 1.0, 10.0, [1.0, 1.0, 1.0])]
+    bench.write_report(out, "| t |", rows, "CPU (x86_64, 2 threads)", "cmd", args, 2)
+    bench.write_report(out, "| g |", rows, "NVIDIA H100", "cmd", args, 8)
+    bench.write_report(out, "| t2 |", rows, "CPU (x86_64, 2 threads)", "cmd", args, 2)
+    text = out.read_text()
+    assert text.count("bench:cpu:start") == 1 and "| t2 |" in text and "| t |" not in text
+    assert "| g |" in text and text.startswith("# Benchmarks")
