@@ -42,3 +42,19 @@ def test_benchmark_report_keeps_other_devices(tmp_path):
     text = out.read_text()
     assert text.count("bench:cpu:start") == 1 and "| t2 |" in text and "| t |" not in text
     assert "| g |" in text and text.startswith("# Benchmarks")
+
+
+def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(fake_data_dir))
+    one_class = load("one_class")
+    argv = ["one_class.py", "--digits", "0", "1", "--sweep-dir", str(tmp_path), "--device", "cpu",
+            "data.val_size=100", "data.batch_size=50", "trainer.max_epochs=1", "callbacks.progress_bar=null",
+            "trainer.enable_progress_bar=false", "callbacks.projector=null"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert one_class.main() == 0
+    summary = json.loads((tmp_path / "one_class.json").read_text())
+    assert set(summary["digits"]) == {"0", "1"}
+    for row in summary["digits"].values():
+        assert 0.0 <= row["auroc"] <= 1.0
+    assert summary["mean"]["auroc"] == pytest.approx(sum(r["auroc"] for r in summary["digits"].values()) / 2)
+    assert " mean " in capsys.readouterr().out

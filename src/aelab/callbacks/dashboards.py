@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
+
+
+def sharded(trainer: pl.Trainer) -> bool:
+    """True under FSDP-like strategies, where a forward pass on rank zero alone would deadlock."""
+    return "FSDP" in type(trainer.strategy).__name__ or "DeepSpeed" in type(trainer.strategy).__name__
 
 
 def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
@@ -45,6 +51,11 @@ class _Dashboard(pl.Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or not self.applies(pl_module):
+            return
+        if sharded(trainer):
+            rank_zero_warn(
+                f"{type(self).__name__} is skipped: parameters are sharded ({type(trainer.strategy).__name__})"
+            )
             return
         if trainer.current_epoch % self.every_n_epochs:
             return
@@ -180,7 +191,11 @@ class LatentProjectorLogger(_LatentDashboard):
             super().on_validation_epoch_end(trainer, pl_module)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero or trainer.current_epoch == 0 and trainer.global_step == 0:
+        if (
+            not trainer.is_global_zero
+            or sharded(trainer)
+            or (trainer.current_epoch == 0 and trainer.global_step == 0)
+        ):
             return
         writer = tensorboard_writer(trainer)
         if writer is None or getattr(trainer, "datamodule", None) is None:

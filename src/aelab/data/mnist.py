@@ -87,6 +87,8 @@ class MNISTDataModule(pl.LightningDataModule):
         download: bool = True,
     ) -> None:
         super().__init__()
+        # plain Python values only (not OmegaConf lists): checkpoints load with weights_only=True
+        train_classes = None if train_classes is None else [int(c) for c in train_classes]
         self.save_hyperparameters(logger=False)
         self.data_dir = Path(data_dir)
         self.batch_size = int(batch_size)
@@ -96,7 +98,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.resident = bool(resident)
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.train_classes = None if train_classes is None else [int(c) for c in train_classes]
+        self.train_classes = train_classes
         self.download = download
         self._splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._device_splits: dict[str, tuple[Tensor, Tensor]] = {}
