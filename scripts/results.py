@@ -120,11 +120,16 @@ def main() -> int:
     )
     p.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
     p.add_argument("--note", default="", help="a sentence for the report (e.g. why epochs were reduced)")
+    p.add_argument(
+        "--reuse", default=None,
+        help="an earlier results folder: keep its trainings (and their timings.json wall times), rerun the evals",
+    )  # fmt: skip
     args = p.parse_args()
 
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    root = REPO / "logs" / "results" / stamp
+    root = Path(args.reuse) if args.reuse else REPO / "logs" / "results" / time.strftime("%Y-%m-%d_%H-%M-%S")
     root.mkdir(parents=True, exist_ok=True)
+    timings_path = root / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     py = sys.executable
     results = {}
     for model in args.models:
@@ -133,7 +138,12 @@ def main() -> int:
         extra = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in args.train_extra
                  if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == model]  # fmt: skip
         train_cmd = [py, "-m", "aelab.train", f"experiment={exp}", f"hydra.run.dir={train_dir}", *extra]
-        t_train = run(train_cmd, root / f"{model}_train.log")
+        if args.reuse and model in timings and list((train_dir / "checkpoints").glob("epoch_*.ckpt")):
+            t_train = timings[model]  # the training run of the earlier invocation, same command
+        else:
+            t_train = run(train_cmd, root / f"{model}_train.log")
+            timings[model] = t_train
+            timings_path.write_text(json.dumps(timings, indent=2) + "\n")
         ckpt = next((train_dir / "checkpoints").glob("epoch_*.ckpt"))
         eval_cmd = [
             py,
@@ -159,7 +169,12 @@ def main() -> int:
     if args.one_class is not None:
         oc_dir = root / "one_class"
         cmd = [py, "scripts/one_class.py", "--sweep-dir", str(oc_dir), *args.one_class]
-        t = run(cmd, root / "one_class.log")
+        if args.reuse and "one_class" in timings and (oc_dir / "one_class.json").exists():
+            t = timings["one_class"]
+        else:
+            t = run(cmd, root / "one_class.log")
+            timings["one_class"] = t
+            timings_path.write_text(json.dumps(timings, indent=2) + "\n")
         one_class = {"cmd": cmd, "t": t, **json.loads((oc_dir / "one_class.json").read_text())}
 
     write_report(Path(args.out), results, one_class, args)

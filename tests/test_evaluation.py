@@ -36,6 +36,9 @@ def test_auroc_of_a_known_ranking():
     # pairs (anomaly > normal): (0.35 > 0.1), (0.8 > 0.1), (0.8 > 0.4) = 3 of 4
     assert auroc(scores, labels) == pytest.approx(0.75)
     assert auroc(torch.tensor([0.0, 1.0]), torch.tensor([0, 1])) == 1.0
+    # any scale: −ELBO scores in nats (a sigmoid would squash these all to 1.0 and give 0.5)
+    assert auroc(scores * 1000 + 80, labels) == pytest.approx(0.75)
+    assert auroc(-scores, labels) == pytest.approx(0.25)
 
 
 def test_iwae_matches_the_closed_form_marginal_of_a_linear_gaussian_model():

@@ -67,10 +67,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         run.log_scalars(loggers, extra, trainer.global_step)
         metrics = dict(sorted({**metrics, **extra}.items()))
     hp_cfg = OmegaConf.merge(run_cfg, {"data": OmegaConf.to_container(data_cfg)})
-    run.log_hparams_with_metrics(loggers, hp_cfg, metrics)
-    if trainer.is_global_zero:
-        run.write_metrics(cfg.paths.output_dir, metrics)
-        run.print_table(metrics, f"test metrics ({cfg.ckpt_path})")
+    run.report_final_metrics(loggers, hp_cfg, metrics, cfg.paths.output_dir, cfg.ckpt_path)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
 

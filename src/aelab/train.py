@@ -49,10 +49,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             log.warning("no best checkpoint (e.g. fast_dev_run): testing the current weights")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt or None)
         metrics = run.collect_metrics(trainer, "test/")
-        run.log_hparams_with_metrics(loggers, cfg, metrics)
-        if trainer.is_global_zero:
-            run.write_metrics(cfg.paths.output_dir, metrics)
-            run.print_table(metrics, f"test metrics ({ckpt or 'current weights'})")
+        run.report_final_metrics(loggers, cfg, metrics, cfg.paths.output_dir, ckpt or "current weights")
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
 

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import binary_auroc
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 
@@ -54,5 +53,11 @@ def reconstruction_metrics(x_hat: Tensor, x: Tensor) -> dict[str, float]:
 
 
 def auroc(scores: Tensor, is_anomaly: Tensor) -> float:
-    """Area under the ROC curve of ``scores`` (higher = more anomalous) for binary labels, in [0, 1]."""
-    return binary_auroc(scores.float(), is_anomaly.long()).item()
+    """Area under the ROC curve of ``scores`` (higher = more anomalous) for binary labels, in [0, 1].
+
+    Rank-based (scikit-learn's ``roc_auc_score``), so any score scale works: torchmetrics' binary AUROC
+    would pass scores outside [0, 1] through a sigmoid, which saturates for −ELBO values in nats.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(is_anomaly.long().cpu().numpy(), scores.double().cpu().numpy()))

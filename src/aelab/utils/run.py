@@ -141,6 +141,15 @@ def print_table(metrics: Mapping[str, float], title: str = "metrics") -> None:
     print("\n".join(lines), flush=True)
 
 
+def report_final_metrics(
+    loggers: list[Logger], cfg: DictConfig, metrics: Mapping[str, float], output_dir: str | Path, source: str
+) -> None:
+    """The end of every run: the hparams entry with ``metrics``, ``metrics.json``, and a table on stdout."""
+    log_hparams_with_metrics(loggers, cfg, metrics)
+    write_metrics(output_dir, metrics)
+    print_table(metrics, f"test metrics ({source})")
+
+
 def apply_matmul_precision(cfg: DictConfig) -> None:
     precision = cfg.get("matmul_precision")
     if precision:
