@@ -228,6 +228,12 @@ class MNISTDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # Resident batches are already on the device: skip Lightning's generic walk over the batch.
+        if self.resident and all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def train_dataloader(self):
         return self._loader("train", shuffle=True)
 

@@ -155,14 +155,6 @@ class Autoencoder(pl.LightningModule):
     def setup(self, stage: str) -> None:
         self._maybe_compile()
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # Resident batches are already on the device: skip Lightning's generic walk over the batch.
-        if isinstance(batch, tuple | list) and all(
-            isinstance(t, Tensor) and t.device == device for t in batch
-        ):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x_in, target = self.model_input(batch[0], "train", batch_idx)
         loss, _, extras = self.loss_terms(x_in, target, "train")
