@@ -17,14 +17,15 @@ def to_float(images: Tensor) -> Tensor:
 
 
 def batches(images: Tensor, batch_size: int, device: torch.device | str) -> Iterator[Tensor]:
-    """Float batches ``(b, 1, 28, 28)`` in [0, 1] on ``device`` from uint8 or float images, in order."""
+    """Float batches on ``device``, in order: uint8 images become ``(b, 1, 28, 28)`` in [0, 1]; float
+    tensors (images ``(N, 1, 28, 28)`` or codes ``(N, D)``) pass through unchanged."""
     for i in range(0, len(images), batch_size):
         yield to_float(images[i : i + batch_size]).to(device)
 
 
 @torch.no_grad()
 def map_batches(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int, device) -> Tensor:
-    """``torch.cat([fn(b).cpu() for b in batches(images)])``."""
+    """``torch.cat([fn(b).cpu() for b in batches(images)])``: ``fn`` over uint8/float images or codes."""
     return torch.cat([fn(b).float().cpu() for b in batches(images, batch_size, device)])
 
 

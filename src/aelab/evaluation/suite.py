@@ -33,22 +33,14 @@ from aelab.evaluation.metrics import (
 log = logging.getLogger("aelab")
 
 
-def _chunks(fn, tensor: Tensor, batch_size: int, device) -> Tensor:
-    with torch.no_grad():
-        return torch.cat([fn(t.to(device)).float().cpu() for t in tensor.split(batch_size)])
-
-
 def is_vae(model) -> bool:
     return callable(getattr(model, "posterior", None))
 
 
 def negative_elbo_per_image(model, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """−ELBO (nats) of each image with one posterior sample: ``recon + KL``; ``(B, 1, 28, 28) → (B,)``."""
-    from aelab.models.vae import gaussian_kl
-
-    mu, logvar = model.posterior(x)
-    z = model.reparameterize(mu, logvar, generator)
-    return -model.log_likelihood(model.decoder(z), x) + gaussian_kl(mu, logvar)
+    """−ELBO (nats) of each image with one posterior sample (:meth:`aelab.models.VAE.elbo_terms`)."""
+    recon, kl, _ = model.elbo_terms(x, x, generator)
+    return recon + kl
 
 
 def _vae_inputs(model, x: Tensor, seed: int) -> Tensor:
@@ -153,7 +145,7 @@ def _compression(
         return torch.from_numpy(pca.inverse_transform(z.numpy())).float().clamp(0, 1).view(-1, 1, 28, 28)
 
     methods = {
-        "ae": (codes_train, codes_test, lambda z: _chunks(model.decode, z, bs, device)),
+        "ae": (codes_train, codes_test, lambda z: map_batches(model.decode, z, bs, device)),
         "pca": (pca_train, pca_test, pca_decode),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +178,7 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
     vae = is_vae(model)
     if vae:
         gen = torch.Generator(device=device).manual_seed(0)
-        elbo_in = _chunks(
+        elbo_in = map_batches(
             lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, 0), gen), x_test, bs, device
         )
     classes = getattr(datamodule, "train_classes", None)
@@ -210,7 +202,7 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
     out["test/anomaly/fashion_auroc"] = auroc(torch.cat([score_in, score_ood]), labels)
     if vae:
         gen = torch.Generator(device=device).manual_seed(1)
-        elbo_ood = _chunks(
+        elbo_ood = map_batches(
             lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, 1), gen), x_ood, bs, device
         )
         out["test/anomaly/fashion_auroc_elbo"] = auroc(torch.cat([elbo_in, elbo_ood]), labels)
@@ -246,7 +238,7 @@ def _denoising(model, x_test, train_u8, cfg, bs, device) -> dict[str, float]:
     for sigma in cfg.sigmas:
         gen = torch.Generator().manual_seed(int(cfg.seed))
         noisy = x_test + float(sigma) * torch.randn(x_test.shape, generator=gen)
-        den = _chunks(model.reconstruct, noisy, bs, device)
+        den = map_batches(model.reconstruct, noisy, bs, device)
         scores = (noisy.flatten(1) - mean) @ basis.T  # (N, max components)
         best = -math.inf
         for c in comps:

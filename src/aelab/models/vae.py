@@ -139,13 +139,23 @@ class VAE(Autoencoder):
         xb = torch.bernoulli(x, generator=gen)
         return xb, xb
 
+    def elbo_terms(
+        self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per image, in nats, with one posterior sample: ``(−log p(target|z), KL(q(z|x_in) ‖ p(z)), μ)``.
+
+        Shapes: ``(B, 1, 28, 28)`` inputs → ``(B,), (B,), (B, latent_dim)``; the negative ELBO is the sum of
+        the first two (Kingma & Welling 2014, eq. 10).
+        """
+        mu, logvar = self.posterior(x_in)
+        z = self.reparameterize(mu, logvar, generator)
+        return -self.log_likelihood(self.decoder(z), target), gaussian_kl(mu, logvar), mu
+
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        mu, logvar = self.posterior(x_in)
-        z = self.reparameterize(mu, logvar)
-        recon = -self.log_likelihood(self.decoder(z), target).mean()
-        kl = gaussian_kl(mu, logvar).mean()
+        recon_i, kl_i, mu = self.elbo_terms(x_in, target)
+        recon, kl = recon_i.mean(), kl_i.mean()
         beta = self.beta() if stage == "train" else self.hparams.kl_coeff
         loss = recon + beta * kl
         x_hat = None if stage == "train" else self.decode(mu)
