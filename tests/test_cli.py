@@ -46,9 +46,11 @@ def test_model_specific_metrics(tmp_path, monkeypatch, fake_data_dir):
     assert vae["test/elbo"] == pytest.approx(vae["test/recon"] + vae["test/kl"], rel=1e-4)
 
 
-def test_run_directory_layout_and_eval_reproduces(tmp_path, monkeypatch, fake_data_dir):
+@pytest.mark.parametrize("model", [["model=ae"], ["model=vae", "model.binarize=true"]])
+def test_run_directory_layout_and_eval_reproduces(tmp_path, monkeypatch, fake_data_dir, model):
+    """Validation/test randomness (binarization, posterior samples) is seeded, so eval repeats training."""
     run_dir = tmp_path / "train"
-    run_inprocess(train_main, cli_args(run_dir), monkeypatch, fake_data_dir)
+    run_inprocess(train_main, cli_args(run_dir, *model), monkeypatch, fake_data_dir)
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     ckpts = {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and any(n.startswith("epoch_") for n in ckpts)

@@ -81,11 +81,11 @@ def test_vae_kl_warmup():
 def test_vae_dynamic_binarization_is_seeded_in_eval():
     model = VAE(MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, binarize=True)
     x, _ = batch(4)
-    a, _ = model.model_input(x, "val", 0)
-    b, _ = model.model_input(x, "val", 0)
+    a, _ = model.model_input(x, model.eval_generator("val", 0, x.device))
+    b, _ = model.model_input(x, model.eval_generator("val", 0, x.device))
     assert torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 1.0}
-    c, _ = model.model_input(x, "train", 0)
-    d, _ = model.model_input(x, "train", 0)
+    c, _ = model.model_input(x, model.eval_generator("train", 0, x.device))
+    d, _ = model.model_input(x, model.eval_generator("train", 0, x.device))
     assert not torch.equal(c, d)
 
 
@@ -115,12 +115,12 @@ def test_ae_rejects_mismatched_parts():
 def test_dae_corrupts_input_only_and_seeds_eval(make_cfg):
     model: DenoisingAutoencoder = instantiate(make_cfg(["model=dae"]).model)
     x, _ = batch(4)
-    noisy, target = model.model_input(x, "val", 3)
+    noisy, target = model.model_input(x, model.eval_generator("val", 3, x.device))
     assert torch.equal(target, x) and not torch.equal(noisy, x)
-    again, _ = model.model_input(x, "val", 3)
+    again, _ = model.model_input(x, model.eval_generator("val", 3, x.device))
     assert torch.equal(noisy, again)
-    t1, _ = model.model_input(x, "train", 3)
-    t2, _ = model.model_input(x, "train", 3)
+    t1, _ = model.model_input(x, model.eval_generator("train", 0, x.device))
+    t2, _ = model.model_input(x, model.eval_generator("train", 0, x.device))
     assert not torch.equal(t1, t2)
 
 

@@ -127,7 +127,17 @@ class Autoencoder(pl.LightningModule):
         metrics.update({name: MeanMetric() for name in self.extra_terms})
         return metrics
 
-    def model_input(self, x: Tensor, stage: str, batch_idx: int) -> tuple[Tensor, Tensor]:
+    def eval_generator(self, stage: str, batch_idx: int, device: torch.device) -> torch.Generator | None:
+        """``None`` while training (fresh randomness every step); for a validation/test batch a generator
+        seeded by ``eval_seed``, the stage, the DDP rank and the batch index, so those numbers repeat exactly
+        across epochs, runs and ``aelab-eval``. It feeds every random draw of the batch, in order."""
+        if stage == "train":
+            return None
+        offset = {"val": 0, "test": 1_000_000}.get(stage, 2_000_000)
+        seed = self.hparams.get("eval_seed", 0) + offset + 10_000 * self.global_rank + batch_idx
+        return torch.Generator(device=device).manual_seed(seed)
+
+    def model_input(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``(input, target)`` for a batch of clean images; the AE reconstructs its input."""
         return x, x
 
@@ -138,9 +148,10 @@ class Autoencoder(pl.LightningModule):
         return F.mse_loss(torch.sigmoid(logits), target)
 
     def loss_terms(
-        self, x_in: Tensor, target: Tensor, stage: str
+        self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        """``(loss, reconstruction in [0, 1] or None, extra terms)`` for one batch."""
+        """``(loss, reconstruction in [0, 1] or None, extra terms)`` for one batch; ``generator`` feeds
+        any random draw (``None``: the global RNG)."""
         logits = self.decoder(self.encoder(x_in))
         x_hat = None if stage == "train" else torch.sigmoid(logits)  # training never needs it
         return self.reconstruction_loss(logits, target), x_hat, {}
@@ -156,7 +167,7 @@ class Autoencoder(pl.LightningModule):
         self._maybe_compile()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x_in, target = self.model_input(batch[0], "train", batch_idx)
+        x_in, target = self.model_input(batch[0])
         loss, _, extras = self.loss_terms(x_in, target, "train")
         n = self.hparams.nan_check_every
         if n and batch_idx % n == 0 and not torch.isfinite(loss):
@@ -196,8 +207,9 @@ class Autoencoder(pl.LightningModule):
 
     def eval_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
         x = batch[0]
-        x_in, target = self.model_input(x, stage, batch_idx)
-        loss, x_hat, extras = self.loss_terms(x_in, target, stage)
+        generator = self.eval_generator(stage, batch_idx, x.device)
+        x_in, target = self.model_input(x, generator)
+        loss, x_hat, extras = self.loss_terms(x_in, target, stage, generator)
         m = self.metrics[stage]
         m["loss"].update(loss, weight=x.shape[0])
         for name, value in extras.items():

@@ -40,15 +40,8 @@ class DenoisingAutoencoder(Autoencoder):
     def make_metrics(self, stage: str) -> dict[str, Metric]:
         return {**super().make_metrics(stage), "denoise_psnr": psnr_metric(), "noisy_psnr": psnr_metric()}
 
-    def eval_generator(self, stage: str, batch_idx: int, device: torch.device) -> torch.Generator:
-        """The seeded generator of one validation/test batch."""
-        offset = {"val": 0, "test": 1_000_000}.get(stage, 2_000_000)
-        seed = self.hparams.eval_seed + offset + 10_000 * self.global_rank + batch_idx
-        return torch.Generator(device=device).manual_seed(seed)
-
-    def model_input(self, x: Tensor, stage: str, batch_idx: int) -> tuple[Tensor, Tensor]:
-        gen = None if stage == "train" else self.eval_generator(stage, batch_idx, x.device)
-        return self.corruption(x, gen), x
+    def model_input(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        return self.corruption(x, generator), x
 
     def update_reconstruction_metrics(self, m: nn.ModuleDict, x: Tensor, x_in: Tensor, x_hat: Tensor) -> None:
         m["denoise_psnr"].update(x_hat, x)

@@ -125,18 +125,10 @@ class VAE(Autoencoder):
         return self.decode(z)
 
     # ------------------------------------------------------------------ training hooks
-    def model_input(self, x: Tensor, stage: str, batch_idx: int) -> tuple[Tensor, Tensor]:
+    def model_input(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         if not self.hparams.binarize:
             return x, x
-        gen = None
-        if stage != "train":
-            seed = (
-                self.hparams.eval_seed
-                + {"val": 0, "test": 1_000_000}.get(stage, 0)
-                + 10_000 * self.global_rank
-            )
-            gen = torch.Generator(device=x.device).manual_seed(seed + batch_idx)
-        xb = torch.bernoulli(x, generator=gen)
+        xb = torch.bernoulli(x, generator=generator)
         return xb, xb
 
     def elbo_terms(
@@ -152,9 +144,9 @@ class VAE(Autoencoder):
         return -self.log_likelihood(self.decoder(z), target), gaussian_kl(mu, logvar), mu
 
     def loss_terms(
-        self, x_in: Tensor, target: Tensor, stage: str
+        self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        recon_i, kl_i, mu = self.elbo_terms(x_in, target)
+        recon_i, kl_i, mu = self.elbo_terms(x_in, target, generator)
         recon, kl = recon_i.mean(), kl_i.mean()
         beta = self.beta() if stage == "train" else self.hparams.kl_coeff
         loss = recon + beta * kl
