@@ -24,6 +24,11 @@ def collect(paths: list[str]) -> list[dict[str, float]]:
         files += [p] if p.is_file() else sorted(p.rglob("metrics.json"))
     runs = []
     for f in files:
+        if any((f.parent / mark).exists() for mark in ("FAILED", "INTERRUPTED")):
+            print(
+                f"skipped {f.parent} (marked {'FAILED' if (f.parent / 'FAILED').exists() else 'INTERRUPTED'})"
+            )
+            continue
         data = json.loads(f.read_text())
         runs.append({k: float(v) for k, v in data.items() if isinstance(v, int | float)})
     return runs

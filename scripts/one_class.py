@@ -30,12 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def score_run(job_dir: Path, device: torch.device) -> dict[str, float]:
     """AUROC of the best checkpoint of one job: reconstruction error (and −ELBO for a VAE)."""
-    from aelab.compress import load_model
+    from aelab.checkpoint import load_model
     from aelab.evaluation.metrics import auroc, map_batches, mse_per_image, to_float
     from aelab.evaluation.suite import is_vae, negative_elbo_per_image
 
     ckpt = next((job_dir / "checkpoints").glob("epoch_*.ckpt"), job_dir / "checkpoints" / "last.ckpt")
-    model, run_cfg = load_model(str(ckpt), device)
+    model, run_cfg, _ = load_model(ckpt, device)
     dm = instantiate(run_cfg.data)
     dm.setup()
     images, labels = dm.split_tensors("test")
@@ -68,7 +68,9 @@ def main() -> int:
     subprocess.run(cmd, check=True, cwd=REPO)
 
     rows = {}
-    for job in sorted(p for p in sweep_dir.iterdir() if (p / "checkpoints").is_dir()):
+    from aelab.utils.run import run_finished
+
+    for job in sorted(p for p in sweep_dir.iterdir() if run_finished(p)):
         cfg_text = (job / ".hydra" / "overrides.yaml").read_text()
         digit = next(d for d in args.digits if f"data.train_classes=[{d}]" in cfg_text)
         rows[digit] = score_run(job, torch.device(args.device))

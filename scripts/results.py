@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from aelab.utils.run import run_finished
+
 REPO = Path(__file__).resolve().parents[1]
 
 # (label, metric key, anchor text, pass test or None)
@@ -138,7 +140,7 @@ def main() -> int:
         extra = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in args.train_extra
                  if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == model]  # fmt: skip
         train_cmd = [py, "-m", "aelab.train", f"experiment={exp}", f"hydra.run.dir={train_dir}", *extra]
-        if args.reuse and model in timings and list((train_dir / "checkpoints").glob("epoch_*.ckpt")):
+        if args.reuse and model in timings and run_finished(train_dir):
             t_train = timings[model]  # the training run of the earlier invocation, same command
         else:
             t_train = run(train_cmd, root / f"{model}_train.log")

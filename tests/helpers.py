@@ -54,3 +54,24 @@ class CrashAtEpoch:
                     raise RuntimeError(f"planned crash at epoch {epoch}")
 
         return _Crash()
+
+
+class SignalAtEpoch:
+    """A callback that sends this process ``signum`` once, at the start of batch ``batch`` of ``epoch``
+    (to test what SIGINT/SIGTERM leave behind)."""
+
+    def __new__(cls, signum: int = 15, epoch: int = 1, batch: int = 0):
+        import signal as _signal
+
+        import pytorch_lightning as pl
+
+        class _Signal(pl.Callback):
+            sent = False
+
+            def on_train_batch_start(self, trainer, pl_module, b, batch_idx):
+                if not self.sent and trainer.current_epoch == epoch and batch_idx == batch:
+                    self.sent = True
+                    if trainer.is_global_zero:
+                        os.kill(os.getpid(), _signal.Signals(signum))
+
+        return _Signal()

@@ -95,7 +95,7 @@ def test_code_file_size_is_payload_plus_small_header(tmp_path):
         size = C.save_codes(tmp_path / f"{fmt}.npz", stored, q if fmt == "uint8" else None)
         assert size == (tmp_path / f"{fmt}.npz").stat().st_size
         assert payload < size < payload + 1024  # .npz headers (+ 2×32 float32 quantizer params)
-        back, qq = C.load_codes(tmp_path / f"{fmt}.npz")
+        back, qq, _ = C.load_codes(tmp_path / f"{fmt}.npz")
         assert torch.equal(back, stored)
         assert (qq is not None) == (fmt == "uint8")
 

@@ -9,12 +9,14 @@
 (float32, float16, or 8-bit with a per-dimension quantizer fitted on the *training* codes) to an
 uncompressed ``.npz``; it prints the file's bytes per image and the compression ratio against the raw
 784-byte images and against the gzip-compressed raw split. ``aelab-decompress`` decodes such a file to
-PNGs (28×28 grayscale).
+PNGs (28×28 grayscale). Each codes file carries a fingerprint of the weights, latent size, format and
+quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -23,21 +25,26 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
+from aelab.checkpoint import UntrustedFileError, load_model, state_fingerprint
 from aelab.evaluation import compression as C
 from aelab.evaluation.metrics import map_batches
 
 
-def load_model(ckpt_path: str, device: torch.device):
-    """The model of an aelab checkpoint (rebuilt from its stored config), in eval mode on ``device``."""
-    from aelab.eval import load_run_config
+def _cli(fn):
+    """Run a CLI body; a refused or broken input prints one ``prog: error: ...`` line and exits 2."""
 
-    run_cfg = load_run_config(ckpt_path)
-    model = instantiate(run_cfg.model)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict(state)
-    return model.to(device).eval(), run_cfg
+    @functools.wraps(fn)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return fn(argv)
+        except (UntrustedFileError, FileNotFoundError, ValueError, RuntimeError) as err:
+            print(f"aelab-{fn.__name__}: error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapper
 
 
+@_cli
 def compress(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="aelab-compress", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -52,19 +59,27 @@ def compress(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    model, run_cfg = load_model(args.ckpt, device)
+    model, run_cfg, ckpt = load_model(args.ckpt, device)
     data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
     dm = instantiate(data_cfg)
     dm.prepare_data()
     dm.setup()
     images, labels = dm.split_tensors(args.split)
+    want = tuple(run_cfg.model.encoder.get("in_shape", (1, 28, 28)))[-2:]
+    if tuple(images.shape[-2:]) != want:
+        raise ValueError(
+            f"the images in {dm.raw_dir} are {images.shape[-2]}×{images.shape[-1]}, but {args.ckpt} was trained "
+            f"on {want[0]}×{want[1]} images: pass --data-dir with {want[0]}×{want[1]} images (or a checkpoint "
+            "trained on this size)"
+        )
     codes = map_batches(model.encode, images, args.batch_size, device)
     quantizer = None
     if args.format == "uint8":
         quantizer = C.AffineQuantizer.fit(
             map_batches(model.encode, dm.split_tensors("train")[0], args.batch_size, device)
         )
-    size = C.save_codes(args.out, C.encode_codes(codes, args.format, quantizer), quantizer, labels)
+    stored = C.encode_codes(codes, args.format, quantizer)
+    size = C.save_codes(args.out, stored, quantizer, labels, state_fingerprint(ckpt["state_dict"]))
     per_image = size / len(images)
     gz = C.gzip_bytes_per_image(images)
     print(
@@ -74,6 +89,7 @@ def compress(argv: list[str] | None = None) -> int:
     return 0
 
 
+@_cli
 def decompress(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="aelab-decompress", description="Decode an aelab-compress file to PNGs.")
     p.add_argument("ckpt", help="the checkpoint the codes were written with")
@@ -85,15 +101,21 @@ def decompress(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    model, _ = load_model(args.ckpt, device)
-    stored, quantizer = C.load_codes(args.codes)
+    model, _, ckpt = load_model(args.ckpt, device)
+    stored, quantizer, fingerprint = C.load_codes(args.codes)
+    expected = C.codes_fingerprint(
+        state_fingerprint(ckpt["state_dict"]), model.latent_dim, C.code_format(stored), quantizer
+    )
+    if fingerprint != expected:
+        raise UntrustedFileError(
+            f"{args.codes} was not written with {args.ckpt}: the codes' fingerprint is "
+            f"{(fingerprint or 'missing')[:24]}…, the checkpoint's is {expected[:24]}… (weights sha256, then "
+            f"{stored.shape[1]}-d vs latent_dim {model.latent_dim}, format, quantizer). Decode them with the "
+            "checkpoint that wrote them."
+        )
     if args.limit is not None:
         stored = stored[: args.limit]
     codes = C.decode_codes(stored, quantizer)
-    if codes.shape[1] != model.latent_dim:
-        raise ValueError(
-            f"{args.codes} holds {codes.shape[1]}-d codes; the checkpoint's latent_dim is {model.latent_dim}"
-        )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

@@ -8,39 +8,18 @@ for that checkpoint. ``data_from_checkpoint=false data=fashion_mnist`` tests on 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR
+from aelab.checkpoint import load_run_config
 from aelab.utils import run
 
 log = logging.getLogger("aelab")
-
-
-def load_run_config(ckpt_path: str | Path) -> DictConfig:
-    """The resolved training config stored in an aelab checkpoint.
-
-    Raises:
-        FileNotFoundError: when the checkpoint does not exist.
-        KeyError: when the checkpoint was not written by ``aelab-train``.
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path.resolve()} does not exist; pass ckpt_path=path/to/file.ckpt"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if run.CONFIG_KEY not in ckpt:
-        raise KeyError(
-            f"{path} holds no '{run.CONFIG_KEY}': only checkpoints written by aelab-train can be evaluated"
-        )
-    return OmegaConf.create(ckpt[run.CONFIG_KEY])
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

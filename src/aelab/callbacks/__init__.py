@@ -12,6 +12,7 @@ from aelab.callbacks.dashboards import (
     LatentScatterLogger,
     ReconstructionLogger,
 )
+from aelab.callbacks.lifecycle import Preemption
 from aelab.callbacks.throughput import ThroughputMonitor
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "LatentHistogramLogger",
     "LatentProjectorLogger",
     "LatentScatterLogger",
+    "Preemption",
     "ReconstructionLogger",
     "ThroughputMonitor",
 ]

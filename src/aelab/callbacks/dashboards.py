@@ -25,7 +25,7 @@ def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
 
 
 class _Dashboard(pl.Callback):
-    """Base: a fixed batch from the datamodule, drawn at validation epoch ends on rank zero.
+    """Base: a fixed batch from the datamodule, drawn at the end of each validation on rank zero.
 
     Args:
         num_images: images in the fixed batch (the first ones of ``split``).
@@ -49,7 +49,9 @@ class _Dashboard(pl.Callback):
         x, y = self._batch
         return x.to(pl_module.device), y
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # on_validation_end (not *_epoch_end): Lightning calls callbacks' epoch-end hooks before the module's,
+        # and the module's hook is where a non-finite validation loss stops the run before anything draws.
         if trainer.sanity_checking or not trainer.is_global_zero or not self.applies(pl_module):
             return
         if sharded(trainer):
@@ -186,9 +188,9 @@ class LatentProjectorLogger(_LatentDashboard):
         super().__init__(num_images=num_images, every_n_epochs=every_n_epochs or 1, **kwargs)
         self.periodic = every_n_epochs is not None
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:
         if self.periodic:
-            super().on_validation_epoch_end(trainer, pl_module)
+            super().on_validation_end(trainer, pl_module)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if (

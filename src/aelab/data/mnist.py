@@ -9,7 +9,9 @@ reconstruction targets.
 from __future__ import annotations
 
 import gzip
+import math
 import shutil
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +29,42 @@ RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+
+def check_idx_file(path: Path, ndim: int, shape: Sequence[int] | None = None) -> int:
+    """Check an uncompressed IDX file's header and size before it is parsed; returns its item count.
+
+    IDX (LeCun et al.): two zero bytes, a type byte (0x08 = unsigned byte), the number of dimensions, then
+    one big-endian uint32 per dimension and the data.
+
+    Raises:
+        RuntimeError: naming the file and what is wrong (magic number, dimensions, item shape, size).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * ndim)
+    fix = "delete it and place a fresh copy (`make data` unpacks the shared one)"
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08 or head[3] != ndim:
+        magic = head[:4].hex() if len(head) >= 4 else head.hex() or "empty"
+        raise RuntimeError(
+            f"{path} is not an IDX file of unsigned bytes with {ndim} dimension(s): magic number 0x{magic}, "
+            f"expected 0x0000080{ndim}; {fix}"
+        )
+    if len(head) < 4 + 4 * ndim:
+        raise RuntimeError(f"{path} is truncated inside its header ({size} bytes); {fix}")
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    if shape is not None and tuple(dims[1:]) != tuple(shape):
+        raise RuntimeError(
+            f"{path} holds items of shape {tuple(dims[1:])}, expected {tuple(shape)}; {fix} (or use a data "
+            "config for that image size)"
+        )
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if size != expected:
+        raise RuntimeError(
+            f"{path} has {size} bytes, but its header ({dims[0]} items of {tuple(dims[1:]) or 'scalars'}) "
+            f"needs {expected}: the file is {'truncated' if size < expected else 'too long'}; {fix}"
+        )
+    return dims[0]
 
 
 class _ImageDataset(Dataset):
@@ -150,6 +188,16 @@ class MNISTDataModule(pl.LightningDataModule):
     def _load(self, train: bool) -> tuple[Tensor, Tensor]:
         if self._missing():
             raise self._missing_error("run prepare_data() first, or place the files by hand")
+        prefix = "train" if train else "t10k"
+        images_file = self.raw_dir / f"{prefix}-images-idx3-ubyte"
+        labels_file = self.raw_dir / f"{prefix}-labels-idx1-ubyte"
+        n_images = check_idx_file(images_file, 3, self.image_shape[1:])
+        n_labels = check_idx_file(labels_file, 1)
+        if n_images != n_labels:
+            raise RuntimeError(
+                f"{images_file} holds {n_images} images but {labels_file} {n_labels} labels: the two files "
+                "come from different sets; place matching fresh copies"
+            )
         try:
             ds = self.dataset_cls(str(self.data_dir), train=train, download=False)
             images, labels = ds.data, ds.targets

@@ -8,7 +8,9 @@ codes (``q = round((z - lo) / scale)``, ``scale = (hi - lo) / 255``). The raw im
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,30 +73,88 @@ def bytes_per_image(latent_dim: int, fmt: str) -> int:
 
 
 def save_codes(
-    path: str | Path, stored: Tensor, quantizer: AffineQuantizer | None = None, labels: Tensor | None = None
+    path: str | Path,
+    stored: Tensor,
+    quantizer: AffineQuantizer | None = None,
+    labels: Tensor | None = None,
+    fingerprint: str | None = None,
 ) -> int:
-    """Write codes to an uncompressed ``.npz`` (codes, quantizer, optional labels); returns the file size."""
+    """Write codes to an uncompressed ``.npz``; returns the file size in bytes.
+
+    Arrays: ``codes`` ``(N, d)`` (its dtype is the format: float32 | float16 | uint8), ``lo``/``scale`` of
+    the quantizer (uint8 only), optional ``labels`` ``(N,)``, and optional ``fingerprint`` (ASCII bytes):
+    the SHA-256 of the weights the codes were written with plus the latent size, format and quantizer
+    (see :func:`codes_fingerprint`).
+    """
     path = Path(path)
     arrays = {"codes": stored.cpu().numpy()}
     if quantizer is not None:
         arrays |= {"lo": quantizer.lo.cpu().numpy(), "scale": quantizer.scale.cpu().numpy()}
     if labels is not None:
         arrays["labels"] = labels.cpu().numpy().astype(np.uint8)
+    if fingerprint is not None:
+        fp = codes_fingerprint(fingerprint, stored.shape[1], code_format(stored), quantizer)
+        arrays["fingerprint"] = np.array(fp.encode("ascii"))
     with open(path, "wb") as f:
         np.savez(f, **arrays)
     return path.stat().st_size
 
 
-def load_codes(path: str | Path) -> tuple[Tensor, AffineQuantizer | None]:
-    """Read a file written by :func:`save_codes`: ``(stored codes, quantizer or None)``."""
-    with np.load(path) as data:
-        stored = torch.from_numpy(data["codes"].copy())
-        quantizer = None
-        if "lo" in data:
-            quantizer = AffineQuantizer(
-                torch.from_numpy(data["lo"].copy()), torch.from_numpy(data["scale"].copy())
-            )
-    return stored, quantizer
+def code_format(stored: Tensor) -> str:
+    """The format name of stored codes, from their dtype."""
+    return {torch.float32: "float32", torch.float16: "float16", torch.uint8: "uint8"}[stored.dtype]
+
+
+def codes_fingerprint(weights: str, latent_dim: int, fmt: str, quantizer: AffineQuantizer | None) -> str:
+    """``<weights sha256>:<latent_dim>:<format>:<quantizer sha256 prefix>`` — what a codes file must match
+    to be decoded by a checkpoint."""
+    q = "none"
+    if quantizer is not None:
+        q = hashlib.sha256(
+            quantizer.lo.float().cpu().numpy().tobytes() + quantizer.scale.float().cpu().numpy().tobytes()
+        ).hexdigest()[:16]
+    return f"{weights}:{latent_dim}:{fmt}:{q}"
+
+
+def load_codes(path: str | Path) -> tuple[Tensor, AffineQuantizer | None, str | None]:
+    """Read a file written by :func:`save_codes`: ``(stored codes, quantizer or None, fingerprint or None)``.
+
+    The file is untrusted: it is read with ``allow_pickle=False`` and checked for the expected arrays.
+
+    Raises:
+        FileNotFoundError: when ``path`` does not exist.
+        UntrustedFileError: "not an aelab codes file: <path> (<what is wrong>)".
+    """
+    from aelab.checkpoint import UntrustedFileError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"codes file {path.resolve()} does not exist")
+
+    def refuse(why: str) -> UntrustedFileError:
+        return UntrustedFileError(f"not an aelab codes file: {path} ({why}); write one with aelab-compress")
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise refuse(f"unreadable .npz: {type(err).__name__}") from None
+    codes = arrays.get("codes")
+    if codes is None or codes.ndim != 2 or codes.dtype not in (np.float32, np.float16, np.uint8):
+        raise refuse("no 2-D float32/float16/uint8 'codes' array")
+    quantizer = None
+    if codes.dtype == np.uint8:
+        lo, scale = arrays.get("lo"), arrays.get("scale")
+        if lo is None or scale is None or lo.shape != (codes.shape[1],) or scale.shape != lo.shape:
+            raise refuse("uint8 codes without a matching 'lo'/'scale' quantizer")
+        quantizer = AffineQuantizer(
+            torch.from_numpy(lo.astype(np.float32)), torch.from_numpy(scale.astype(np.float32))
+        )
+    fp = arrays.get("fingerprint")
+    fingerprint = None
+    if fp is not None and fp.dtype.kind == "S" and fp.ndim == 0:
+        fingerprint = bytes(fp.item()).decode("ascii", errors="replace")
+    return torch.from_numpy(codes.copy()), quantizer, fingerprint
 
 
 def gzip_bytes_per_image(images: Tensor, level: int = 9) -> float:

@@ -46,7 +46,7 @@ class Autoencoder(pl.LightningModule):
 
     Raises:
         ValueError: for an unknown ``loss``, or parts whose sizes disagree with ``latent_dim``.
-        FloatingPointError: when the training loss becomes NaN or infinite.
+        FloatingPointError: when the training loss or the validation/test loss becomes NaN or infinite.
     """
 
     #: names of the extra per-batch terms a subclass's :meth:`loss_terms` returns (averaged as metrics)
@@ -81,6 +81,7 @@ class Autoencoder(pl.LightningModule):
         self._compiled = False
         self._train_sums: dict[str, Tensor] = {}
         self._train_steps = 0
+        self._nonfinite: Tensor | None = None  # on the device: any non-finite training loss since the start
 
     # ------------------------------------------------------------------ public API
     @property
@@ -169,14 +170,47 @@ class Autoencoder(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x_in, target = self.model_input(batch[0])
         loss, _, extras = self.loss_terms(x_in, target, "train")
+        bad = ~torch.isfinite(loss.detach())  # stays on the device: no sync
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         n = self.hparams.nan_check_every
-        if n and batch_idx % n == 0 and not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}: lower the learning rate "
-                "(model.optimizer.lr=...), check the input range, or use trainer.gradient_clip_val=1.0"
-            )
+        if n and self.global_step % n == 0:
+            self.raise_if_diverged()
         self.log_train_terms({"loss": loss, **extras})
         return loss
+
+    def raise_if_diverged(self) -> None:
+        """Raise when any training loss so far was NaN/inf (on any DDP rank; one host sync).
+
+        Called every ``nan_check_every`` global steps, before every validation during fitting and at every
+        training epoch end, so a diverged run stops before a checkpoint or dashboard sees its weights.
+
+        Raises:
+            FloatingPointError: naming the step and the fixes.
+        """
+        if self._nonfinite is None:
+            return
+        diverged = bool(self._nonfinite)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            diverged = self.trainer.strategy.reduce_boolean_decision(diverged, all=False)
+        if diverged:
+            raise FloatingPointError(self._divergence_message("the training loss became NaN or infinite"))
+
+    def _divergence_message(self, what: str) -> str:
+        where = (
+            f"by step {self.global_step} (epoch {self.current_epoch})" if self._trainer is not None else ""
+        )
+        return (
+            f"training diverged: {what} {where}. Lower the learning rate (model.optimizer.lr=...), clip "
+            "gradients (trainer.gradient_clip_val=1.0) or check the input range; the checkpoints of the last "
+            "finite epoch are kept and no non-finite checkpoint or metric was written"
+        )
+
+    def on_validation_epoch_start(self) -> None:
+        if self._trainer is not None and not self.trainer.sanity_checking:
+            self.raise_if_diverged()
+
+    def on_train_epoch_end(self) -> None:
+        self.raise_if_diverged()
 
     def log_train_terms(self, terms: dict[str, Tensor]) -> None:
         """Log ``train/<name>`` as the mean over the steps since the last logging step.
@@ -228,9 +262,18 @@ class Autoencoder(pl.LightningModule):
 
     def _log_eval_metrics(self, stage: str) -> None:
         # compute() all-reduces across DDP ranks; every rank then logs the same global value.
-        for name, metric in self.metrics[stage].items():
-            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "loss")
+        values = {name: metric.compute() for name, metric in self.metrics[stage].items()}
+        for metric in self.metrics[stage].values():
             metric.reset()
+        if not torch.isfinite(values["loss"]):
+            what = f"the {stage} loss is {values['loss'].item()}"
+            if stage == "val" and not self.trainer.sanity_checking:
+                raise FloatingPointError(self._divergence_message(what))
+            raise FloatingPointError(
+                f"{what}: the weights hold NaN/inf or the data is broken; nothing was written as a result"
+            )
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "loss")
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")

@@ -11,14 +11,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-log = logging.getLogger("aelab")
+from aelab.checkpoint import CHOICES_KEY, CONFIG_KEY
 
-CONFIG_KEY = "aelab_config"  # where the resolved run config is stored inside checkpoints
+log = logging.getLogger("aelab")
 
 
 def instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
@@ -44,13 +45,20 @@ def instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
 
 
 class ConfigInCheckpoint(pl.Callback):
-    """Stores the resolved run config in every checkpoint, so ``aelab-eval`` can rebuild the model."""
+    """Stores the resolved run config (and the Hydra group choices, e.g. ``model: conv_ae``) in every
+    checkpoint, so ``aelab-eval`` can rebuild the model and errors can name it."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = OmegaConf.to_container(cfg, resolve=True)
+        self.cfg.pop("hydra", None)  # present when a config was composed with return_hydra_config (tests)
+        self.choices: dict[str, str] = {}
+        if HydraConfig.initialized():
+            choices = HydraConfig.get().runtime.choices
+            self.choices = {k: str(v) for k, v in choices.items() if v is not None and "/" not in k}
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.cfg
+        checkpoint[CHOICES_KEY] = self.choices
 
 
 def tensorboard_logger(loggers: list[Logger]) -> TensorBoardLogger | None:
@@ -125,10 +133,14 @@ def collect_metrics(trainer: pl.Trainer, prefix: str = "test/") -> dict[str, flo
 
 @rank_zero_only
 def write_metrics(output_dir: str | Path, metrics: Mapping[str, float], name: str = "metrics.json") -> Path:
-    """Write ``metrics`` as JSON (non-finite values as strings) to ``output_dir/name``."""
+    """Write the finite ``metrics`` as JSON to ``output_dir/name``; non-finite ones are left out (with a
+    warning naming them), never written as if they were results."""
     path = Path(output_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        log.warning("left out of %s (not finite): %s", path, ", ".join(bad))
+    clean = {k: v for k, v in metrics.items() if math.isfinite(v)}
     path.write_text(json.dumps(clean, indent=2) + "\n")
     log.info("metrics written to %s", path)
     return path
@@ -154,3 +166,28 @@ def apply_matmul_precision(cfg: DictConfig) -> None:
     precision = cfg.get("matmul_precision")
     if precision:
         torch.set_float32_matmul_precision(precision)
+
+
+RUN_STATUS_FILES = ("FAILED", "INTERRUPTED")
+
+
+@rank_zero_only
+def mark_run(output_dir: str | Path, status: str, line: str) -> None:
+    """Mark a run folder that did not finish: ``FAILED`` or ``INTERRUPTED`` holding one line (the error, or
+    how to resume). Sweeps, ``make results`` and the aggregation skip folders so marked."""
+    path = Path(output_dir) / status
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(line.strip().splitlines()[0] + "\n" if line.strip() else status + "\n")
+
+
+@rank_zero_only
+def clear_run_status(output_dir: str | Path) -> None:
+    """Remove the ``FAILED``/``INTERRUPTED`` marks of an earlier attempt (a resumed run starts clean)."""
+    for name in RUN_STATUS_FILES:
+        (Path(output_dir) / name).unlink(missing_ok=True)
+
+
+def run_finished(run_dir: str | Path) -> bool:
+    """True for a run folder with ``metrics.json`` and no ``FAILED``/``INTERRUPTED`` mark."""
+    run_dir = Path(run_dir)
+    return (run_dir / "metrics.json").is_file() and not any((run_dir / n).exists() for n in RUN_STATUS_FILES)

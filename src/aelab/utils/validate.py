@@ -1,0 +1,143 @@
+"""Checks of a composed run config before anything is built: one clear line naming the key and the fix."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key, the value and an override that fixes it."""
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int(v: Any) -> bool:
+    return _int(v) and v > 0
+
+
+def _ints_positive(v: Any) -> bool:
+    return isinstance(v, list | tuple) and len(v) > 0 and all(_positive_int(x) for x in v)
+
+
+def _widths(v: Any) -> bool:
+    # [] is a single linear layer (e.g. experiment=seed_784_32)
+    return isinstance(v, list | tuple) and all(_positive_int(x) for x in v)
+
+
+def _devices(v: Any) -> bool:
+    if isinstance(v, str) or v == -1 or _positive_int(v):
+        return True
+    return isinstance(v, list | tuple) and len(v) > 0 and all(_int(x) and x >= 0 for x in v)
+
+
+# (key, check, what it must be, example fix); a key that is absent is not checked.
+RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
+    ("data.batch_size", _positive_int, "a positive integer (the global batch)", "data.batch_size=128"),
+    ("data.val_size", _positive_int, "a positive number of images", "data.val_size=5000"),
+    ("data.num_workers", lambda v: _int(v) and v >= 0, "an integer >= 0", "data.num_workers=0"),
+    ("model.latent_dim", _positive_int, "a positive integer (the code size)", "model.latent_dim=32"),
+    (
+        "model.encoder.hidden_dims",
+        _widths,
+        "a list of positive widths ([] for one linear layer)",
+        "'model.encoder.hidden_dims=[512,256]'",
+    ),
+    (
+        "model.decoder.hidden_dims",
+        _widths,
+        "a list of positive widths ([] for one linear layer)",
+        "'model.decoder.hidden_dims=[256,512]'",
+    ),
+    (
+        "model.encoder.channels",
+        _ints_positive,
+        "a non-empty list of positive channel counts",
+        "'model.encoder.channels=[32,64]'",
+    ),
+    (
+        "model.decoder.channels",
+        _ints_positive,
+        "a non-empty list of positive channel counts",
+        "'model.decoder.channels=[64,32]'",
+    ),
+    (
+        "model.optimizer.lr",
+        lambda v: _num(v) and v > 0,
+        "a finite learning rate > 0",
+        "model.optimizer.lr=1e-3",
+    ),
+    (
+        "model.optimizer.weight_decay",
+        lambda v: _num(v) and v >= 0,
+        "a finite value >= 0",
+        "model.optimizer.weight_decay=0",
+    ),
+    (
+        "model.corruption.sigma",
+        lambda v: _num(v) and v >= 0,
+        "a noise std σ >= 0 (pixel units)",
+        "model.corruption.sigma=0.5",
+    ),
+    (
+        "model.corruption.p",
+        lambda v: _num(v) and 0 <= v <= 1,
+        "a probability in [0, 1]",
+        "model.corruption.p=0.25",
+    ),
+    (
+        "model.sigma",
+        lambda v: v is None or (_num(v) and v > 0),
+        "null (learned) or a std > 0",
+        "model.sigma=0.1",
+    ),
+    ("model.kl_coeff", lambda v: _num(v) and v >= 0, "β >= 0", "model.kl_coeff=1.0"),
+    ("model.kl_warmup_steps", lambda v: _int(v) and v >= 0, "an integer >= 0", "model.kl_warmup_steps=0"),
+    ("model.nan_check_every", lambda v: _int(v) and v >= 0, "an integer >= 0", "model.nan_check_every=50"),
+    (
+        "trainer.max_epochs",
+        lambda v: v is None or (_int(v) and (v >= 1 or v == -1)),
+        "an integer >= 1 (or -1: no limit)",
+        "trainer.max_epochs=10",
+    ),
+    ("trainer.num_nodes", _positive_int, "a positive integer", "trainer.num_nodes=1"),
+    ("trainer.log_every_n_steps", _positive_int, "a positive integer", "trainer.log_every_n_steps=50"),
+    (
+        "trainer.check_val_every_n_epoch",
+        lambda v: v is None or _positive_int(v),
+        "a positive integer",
+        "trainer.check_val_every_n_epoch=1",
+    ),
+    (
+        "trainer.devices",
+        _devices,
+        "a positive count, -1, 'auto' or a list of device ids",
+        "trainer.devices=1",
+    ),
+]
+
+
+def validate_run_config(cfg: DictConfig) -> None:
+    """Check the values every run depends on (sizes > 0, probabilities in [0, 1], σ >= 0, ...).
+
+    Raises:
+        ConfigError: for the first bad value: ``data.batch_size=0 must be a positive integer (the global
+            batch): set e.g. data.batch_size=128``.
+    """
+    for key, ok, what, fix in RULES:
+        value = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False)
+        if isinstance(value, str) and value == "__absent__":
+            continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r} must be {what}: set e.g. {fix}")
