@@ -36,7 +36,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = run.instantiate_group(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
     run.log_config_text(loggers, cfg)
-    trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     metrics = run.collect_metrics(trainer, "test/")
     suite_cfg = cfg.get("suite")
     if suite_cfg is not None and suite_cfg.enabled:

@@ -21,7 +21,7 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from aelab.data.resident import ResidentLoader
+from aelab.data.resident import ResidentLoader, ShardSampler
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -259,9 +259,12 @@ class MNISTDataModule(pl.LightningDataModule):
         x, y = self.split_tensors(split)
         rank, world = self._rank_world()
         per_rank = self.batch_size // world
-        sampler = DistributedSampler(
-            range(len(x)), num_replicas=world, rank=rank, shuffle=shuffle, seed=self.shuffle_seed
-        )
+        if shuffle:
+            sampler = DistributedSampler(
+                range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=self.shuffle_seed
+            )
+        else:  # evaluation: every image exactly once across ranks, no padding
+            sampler = ShardSampler(len(x), num_replicas=world, rank=rank)
         if self.resident:
             if split not in self._device_splits or self._device_splits[split][0].device != self._device():
                 self._device_splits[split] = (x.to(self._device()), y.to(self._device()))

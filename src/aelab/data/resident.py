@@ -13,7 +13,32 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, Sampler
+
+
+class ShardSampler(Sampler[int]):
+    """Each index of ``range(n)`` exactly once across ranks, in order, without padding: rank ``r`` of ``W`` gets
+    ``r, r + W, r + 2W, ...``.
+
+    For validation and test: :class:`~torch.utils.data.DistributedSampler` pads every rank to the same length by
+    repeating images, so a split whose size does not divide by the world size would count some images twice.
+    Ranks may get one image (and batch) fewer than others; aelab's metrics are summed across ranks at the end.
+    For a world size that divides ``n`` the shards equal ``DistributedSampler(shuffle=False)``'s.
+    """
+
+    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside [0, {num_replicas})")
+        self.n, self.num_replicas, self.rank = n, num_replicas, rank
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def set_epoch(self, epoch: int) -> None:  # the order never changes
+        pass
 
 
 class ResidentLoader:
@@ -24,8 +49,9 @@ class ResidentLoader:
             batches should live on.
         labels: int64 tensor ``(N,)`` on the same device.
         batch_size: images per batch *on this rank* (the global batch divided by the world size).
-        sampler: a :class:`~torch.utils.data.DistributedSampler` over ``range(N)``; it fixes the shuffle,
-            the seed and this rank's shard. Lightning calls its ``set_epoch`` at the start of every epoch.
+        sampler: a :class:`~torch.utils.data.DistributedSampler` (training) or :class:`ShardSampler`
+            (evaluation) over ``range(N)``; it fixes the shuffle, the seed and this rank's shard. Lightning
+            calls its ``set_epoch`` at the start of every epoch.
         drop_last: drop the last incomplete batch.
 
     Yields:
@@ -38,7 +64,7 @@ class ResidentLoader:
         images: Tensor,
         labels: Tensor,
         batch_size: int,
-        sampler: DistributedSampler,
+        sampler: DistributedSampler | ShardSampler,
         drop_last: bool = False,
     ) -> None:
         if images.dtype != torch.uint8:
@@ -54,6 +80,8 @@ class ResidentLoader:
         self.sampler = sampler
         self.batch_sampler = None
         self.drop_last = drop_last
+        self._yielded = 0  # batches handed out in the current pass
+        self._skip = 0  # batches to skip at the start of the next pass (a mid-epoch resume)
 
     @property
     def device(self) -> torch.device:
@@ -65,6 +93,19 @@ class ResidentLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         index = torch.as_tensor(list(iter(self.sampler)), dtype=torch.long).to(self.device, non_blocking=True)
-        for b in range(len(self)):
+        start, self._skip = self._skip, 0
+        self._yielded = start
+        for b in range(start, len(self)):
             i = index[b * self.batch_size : (b + 1) * self.batch_size]
+            self._yielded = b + 1
             yield self.images[i].float().div_(255.0), self.labels[i]
+
+    # Lightning's stateful-loader protocol: a mid-epoch checkpoint stores the position in the epoch, and
+    # resuming from it continues with the next batch of the same (seeded) order instead of restarting it.
+    def state_dict(self) -> dict[str, int]:
+        """``{"batches": n}``: the batches of the current pass already handed out."""
+        return {"batches": self._yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip the first ``state["batches"]`` batches of the next pass."""
+        self._skip = int(state.get("batches", 0))

@@ -281,6 +281,22 @@ class Autoencoder(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_eval_metrics("test")
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The global RNG feeds training noise (DAE corruption, VAE samples, binarization): with it, a resumed
+        # run draws what the uninterrupted run would have drawn.
+        checkpoint["aelab_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["aelab_rng"]["cuda"] = (
+                torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+            )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("aelab_rng") or {}
+        if isinstance(rng.get("torch"), Tensor):
+            torch.set_rng_state(rng["torch"])
+        if isinstance(rng.get("cuda"), Tensor) and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             return torch.optim.Adam(self.parameters(), lr=1e-3)

@@ -36,8 +36,19 @@ def repo_root() -> str:
 
 
 def register_resolvers() -> None:
-    """Register ``${aelab.root:}`` and ``${aelab.mul:a,b}`` (idempotent)."""
+    """Register ``${aelab.root:}``, ``${aelab.mul:a,b}``, ``${aelab.run_id:explicit}`` (the run folder's
+    name, see :mod:`aelab.utils.runs`) and ``${aelab.rank0:value,other}`` (idempotent)."""
+    from aelab.utils import runs
+
     if not OmegaConf.has_resolver("aelab.root"):
         OmegaConf.register_new_resolver("aelab.root", repo_root)
     if not OmegaConf.has_resolver("aelab.mul"):
         OmegaConf.register_new_resolver("aelab.mul", lambda a, b: a * b)
+    if not OmegaConf.has_resolver("aelab.run_id"):
+        # cached in the config, like Hydra's ${now:}: Hydra copies the cache into every sweep job's config,
+        # so a job that runs in another process (submitit) keeps the sweep's id
+        OmegaConf.register_new_resolver(
+            "aelab.run_id", lambda explicit=None: runs.run_id(explicit), use_cache=True
+        )
+    if not OmegaConf.has_resolver("aelab.rank0"):
+        OmegaConf.register_new_resolver("aelab.rank0", lambda value, other=None: runs.rank0(value, other))

@@ -175,6 +175,7 @@ RUN_STATUS_FILES = ("FAILED", "INTERRUPTED")
 def mark_run(output_dir: str | Path, status: str, line: str) -> None:
     """Mark a run folder that did not finish: ``FAILED`` or ``INTERRUPTED`` holding one line (the error, or
     how to resume). Sweeps, ``make results`` and the aggregation skip folders so marked."""
+    clear_run_status(output_dir)
     path = Path(output_dir) / status
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(line.strip().splitlines()[0] + "\n" if line.strip() else status + "\n")
@@ -182,7 +183,7 @@ def mark_run(output_dir: str | Path, status: str, line: str) -> None:
 
 @rank_zero_only
 def clear_run_status(output_dir: str | Path) -> None:
-    """Remove the ``FAILED``/``INTERRUPTED`` marks of an earlier attempt (a resumed run starts clean)."""
+    """Remove the ``FAILED``/``INTERRUPTED`` marks of an earlier attempt (when a run finishes)."""
     for name in RUN_STATUS_FILES:
         (Path(output_dir) / name).unlink(missing_ok=True)
 

@@ -1,0 +1,305 @@
+"""Runs that multiply: one job = one run folder across ranks, nodes, sweeps and launchers; resume by folder;
+SIGTERM mid-epoch; DDP evaluation that counts every image once. Tiny data, a few seconds each, loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from helpers import console_script, read_metrics, run_subprocess
+
+# 500 training images / 50 = 10 steps an epoch; no dashboards (speed)
+BASE = [
+    "data.val_size=100",
+    "data.batch_size=50",
+    "data.download=false",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "callbacks=minimal",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+]
+TRAIN = [sys.executable, "-m", "aelab.train"]
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}
+    for k in (
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "NODE_RANK",
+        "AELAB_JOB_CONFIG",
+    ):
+        env.pop(k, None)
+    return {**env, "DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir()) if path.exists() else []
+
+
+def _steps(run_dir: Path) -> int:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
+        "global_step"
+    ]
+
+
+def _wait(procs: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        outs.append(out)
+        assert p.returncode == 0, out[-4000:]
+    return outs
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, fake_data_dir):
+    """The reference: one process, the same global batch."""
+    logs = tmp_path_factory.mktemp("single")
+    run_subprocess([*TRAIN, *BASE, f"paths.log_dir={logs}", "run_id=one"], fake_data_dir)
+    run_dir = logs / "train" / "runs" / "one"
+    return read_metrics(run_dir), _steps(run_dir)
+
+
+def test_two_runs_started_together_get_two_folders(tmp_path, fake_data_dir):
+    procs = [
+        subprocess.Popen(
+            [*TRAIN, *BASE, f"paths.log_dir={tmp_path}", f"seed={s}"],
+            cwd=REPO,
+            env=_env(fake_data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for s in (1, 2)
+    ]
+    _wait(procs)
+    runs = _dirs(tmp_path / "train" / "runs")
+    assert len(runs) == 2
+    seeds = sorted(
+        int(line.split(":")[1]) for r in runs for line in (r / ".hydra" / "config.yaml").read_text().splitlines()
+        if line.startswith("seed:")
+    )  # fmt: skip
+    assert seeds == [1, 2]
+    for r in runs:
+        assert (r / "metrics.json").is_file() and [p.name for p in (r / "checkpoints").iterdir()].count(
+            "last.ckpt"
+        )
+        assert not list((r / "checkpoints").glob("last-v*.ckpt"))
+
+
+def test_two_torchrun_nodes_make_one_run_equal_to_one_process(tmp_path, fake_data_dir, single):
+    port = _free_port()
+    args = [*BASE, f"paths.log_dir={tmp_path}", "trainer.strategy=ddp", "trainer.num_nodes=2"]
+    torchrun = [console_script("torchrun"), "--nnodes=2", "--nproc-per-node=1", "--master-addr=127.0.0.1"]
+    procs = []
+    for node in (0, 1):
+        cmd = [*torchrun, f"--master-port={port}", f"--node-rank={node}", "-m", "aelab.train", *args]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=_env(fake_data_dir),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        if node == 0:
+            time.sleep(1.5)  # node 1 starts late: it must still find node 0's folder
+    _wait(procs)
+    runs = _dirs(tmp_path / "train" / "runs")
+    assert len(runs) == 1, runs
+    metrics, steps = single
+    assert _steps(runs[0]) == steps
+    assert read_metrics(runs[0]) == pytest.approx(metrics, abs=1e-5)
+
+
+def test_simulated_slurm_job_makes_one_run_equal_to_one_process(tmp_path, fake_data_dir, single):
+    port = str(_free_port())
+    args = [*BASE, f"paths.log_dir={tmp_path}", "trainer.strategy=ddp", "trainer.devices=2"]
+    procs = []
+    for rank in (1, 0):
+        slurm = {
+            "SLURM_NTASKS": "2",
+            "SLURM_NTASKS_PER_NODE": "2",
+            "SLURM_PROCID": str(rank),
+            "SLURM_LOCALID": str(rank),
+            "SLURM_NODEID": "0",
+            "SLURM_JOB_ID": "4242",
+            "SLURM_STEP_ID": "0",
+            "SLURM_JOB_NAME": "aelab",
+            "SLURM_NODELIST": "127.0.0.1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+        }
+        procs.append(
+            subprocess.Popen(
+                [*TRAIN, *args],
+                cwd=REPO,
+                env=_env(fake_data_dir, **slurm),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    _wait(procs)
+    runs = _dirs(tmp_path / "train" / "runs")
+    assert [r.name for r in runs] == ["slurm-4242.0"]
+    metrics, steps = single
+    assert _steps(runs[0]) == steps
+    assert read_metrics(runs[0]) == pytest.approx(metrics, abs=1e-5)
+
+
+def test_multirun_with_ddp_jobs_runs_each_job_once(tmp_path, fake_data_dir):
+    proc = run_subprocess(
+        [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "trainer=cpu,ddp_sim", "seed=1"], fake_data_dir
+    )
+    out = proc.stdout + proc.stderr
+    assert out.count("Launching 2 jobs locally") == 1
+    sweeps = _dirs(tmp_path / "train" / "multiruns")
+    assert len(sweeps) == 1 and not (tmp_path / "train" / "runs").exists()
+    jobs = _dirs(sweeps[0])
+    assert [j.name for j in jobs] == ["0", "1"]
+    cpu, ddp = (read_metrics(j) for j in jobs)
+    assert ddp == pytest.approx(cpu, abs=1e-5)  # DDP over 2 ranks = one process with the same global batch
+
+
+def test_submitit_local_sweep_gives_complete_jobs(tmp_path, fake_data_dir):
+    run_subprocess(
+        [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "hydra/launcher=submitit_local", "seed=1,2"],
+        fake_data_dir,
+    )
+    sweeps = _dirs(tmp_path / "train" / "multiruns")
+    assert len(sweeps) == 1
+    jobs = [j for j in _dirs(sweeps[0]) if not j.name.startswith(".")]
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert (job / ".hydra" / "config.yaml").is_file() and (job / "train.log").is_file()
+        assert (job / "checkpoints" / "last.ckpt").is_file() and "test/mse" in read_metrics(job)
+    assert read_metrics(jobs[0]) != read_metrics(jobs[1])  # two seeds
+
+
+def test_resume_by_run_folder(tmp_path, fake_data_dir):
+    run_subprocess([*TRAIN, *BASE, f"paths.log_dir={tmp_path}", "run_id=r"], fake_data_dir)
+    run_dir = tmp_path / "train" / "runs" / "r"
+    overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    run_subprocess(
+        [console_script("aelab-train"), f"resume={run_dir}", "trainer.max_epochs=2"], fake_data_dir
+    )
+    assert _dirs(tmp_path / "train" / "runs") == [run_dir]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 20
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text() == overrides
+    assert "trainer.max_epochs=2" in (run_dir / ".hydra" / "resume_overrides.yaml").read_text()
+    assert [p.name for p in _dirs(run_dir / "tensorboard")] == []  # no version_1: one TensorBoard run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run_dir / "tensorboard"))
+    ea.Reload()
+    assert [e.step for e in ea.Scalars("val/loss")] == [9, 19]  # both epochs in one run, steps continuing
+
+
+def test_resume_errors_are_clear(tmp_path, fake_data_dir):
+    env = _env(fake_data_dir)
+    bad = subprocess.run(
+        [*TRAIN, f"resume={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2 and "not an aelab run folder" in bad.stderr
+    run_subprocess([*TRAIN, *BASE, f"paths.log_dir={tmp_path}", "run_id=r"], fake_data_dir)
+    run_dir = tmp_path / "train" / "runs" / "r"
+    shape = subprocess.run(
+        [*TRAIN, f"resume={run_dir}", "model.latent_dim=7"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shape.returncode == 2 and "change the model's shape" in shape.stderr
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    none = subprocess.run(
+        [*TRAIN, f"resume={run_dir}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert none.returncode == 2 and "has no checkpoint yet" in none.stderr
+
+
+def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, fake_data_dir):
+    # 500 images / 5 = 100 steps an epoch, 3 epochs: the signal lands in epoch 1 or 2
+    args = [*BASE, "data.batch_size=5", "trainer.max_epochs=3", f"paths.log_dir={tmp_path}"]
+    run_subprocess([*TRAIN, *args, "run_id=full"], fake_data_dir)
+    proc = subprocess.Popen(
+        [*TRAIN, *args, "run_id=cut"],
+        cwd=REPO,
+        env=_env(fake_data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run_dir = tmp_path / "train" / "runs" / "cut"
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-3000:]
+    assert "Continue this run with: aelab-train resume=" in out
+    step = _steps(run_dir)
+    assert step % 100 != 0  # saved mid-epoch
+    assert "resume=" in (run_dir / "INTERRUPTED").read_text()
+    run_subprocess([*TRAIN, f"resume={run_dir}"], fake_data_dir)
+    assert not (run_dir / "INTERRUPTED").exists()
+    assert _steps(run_dir) == _steps(tmp_path / "train" / "runs" / "full") == 300
+    assert read_metrics(run_dir) == pytest.approx(
+        read_metrics(tmp_path / "train" / "runs" / "full"), abs=1e-6
+    )
+
+
+def test_ddp_evaluation_counts_every_image_once(tmp_path, fake_data_dir):
+    # 200 test and 100 validation images do not divide by 3 ranks
+    run_subprocess(
+        [*TRAIN, *BASE, "data.batch_size=48", f"paths.log_dir={tmp_path}", "run_id=r"], fake_data_dir
+    )
+    ckpt = tmp_path / "train" / "runs" / "r" / "checkpoints" / "last.ckpt"
+    results = {}
+    for name, trainer in (("one", ["trainer=cpu"]), ("three", ["trainer=ddp_sim", "trainer.devices=3"])):
+        out = tmp_path / name
+        run_subprocess(
+            [
+                sys.executable, "-m", "aelab.eval", f"ckpt_path={ckpt}", *trainer, "suite.enabled=false",
+                f"hydra.run.dir={out}", "trainer.enable_progress_bar=false",
+            ],
+            fake_data_dir,
+        )  # fmt: skip
+        results[name] = json.loads((out / "metrics.json").read_text())
+    assert results["three"] == pytest.approx(results["one"], abs=1e-6)
+
+
+def test_shard_sampler_has_no_padding():
+    from aelab.data.resident import ShardSampler
+
+    shards = [list(ShardSampler(10, 3, r)) for r in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(10))
+    assert [len(s) for s in shards] == [4, 3, 3]
