@@ -75,7 +75,19 @@ BUILT_FROM_CHECKPOINT = {
 _INTERPOLATION = re.compile(r"\$\{")
 _RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")
 #: the resolvers a run folder's (unresolved) config may use; checkpoints store resolved configs only
-RUN_RESOLVERS = frozenset({"oc.env", "oc.select", "now", "hydra", "aelab.root", "aelab.mul"})
+RUN_RESOLVERS = frozenset(
+    {
+        "oc.env",
+        "oc.select",
+        "now",
+        "hydra",
+        "aelab.root",
+        "aelab.mul",
+        "aelab.reversed",
+        "aelab.run_id",
+        "aelab.rank0",
+    }
+)
 
 
 def _check_target(target: Any, where: str, source: str, allowed: Mapping[str, tuple[str, ...]]) -> None:

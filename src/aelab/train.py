@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from aelab import CONF_DIR
 from aelab.callbacks.lifecycle import Preemption, resume_command
 from aelab.checkpoint import check_state_matches, read_checkpoint
+from aelab.tune import trial_callback
 from aelab.utils import run, runs
 from aelab.utils.validate import validate_run_config
 
@@ -65,8 +66,9 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
         )
         check_state_matches(model, read_checkpoint(ckpt_path), ckpt_path, fix)
     preemption = Preemption(cfg.paths.output_dir)
+    tune_cb = trial_callback(cfg)  # set when this run is a trial of an Optuna study
     callbacks = run.instantiate_group(cfg.get("callbacks"), "callbacks")
-    callbacks += [run.ConfigInCheckpoint(cfg), preemption]
+    callbacks += [run.ConfigInCheckpoint(cfg), preemption, *([tune_cb] if tune_cb else [])]
     loggers = run.instantiate_group(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
@@ -78,6 +80,8 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
             if preemption.stopped_by:
                 raise RunInterrupted(preemption.stopped_by, cfg.paths.output_dir) from err
             raise
+        if tune_cb is not None:
+            tune_cb.check_pruned()  # optuna.TrialPruned: the folder is marked PRUNED, the study told
 
         metrics: dict[str, float] = {}
         if cfg.get("test"):
@@ -87,7 +91,31 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
             trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt or None, weights_only=True)
             metrics = run.collect_metrics(trainer, "test/")
             run.report_final_metrics(loggers, cfg, metrics, cfg.paths.output_dir, ckpt or "current weights")
-    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
+    objective = tune_cb.best if tune_cb is not None else None
+    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "objective": objective}
+
+
+def sweep_value(cfg: DictConfig, metrics: dict[str, float], objects: dict[str, Any]) -> float | None:
+    """What a Hydra sweeper gets back: an Optuna trial's best validation value; else ``optimized_metric`` —
+    ``val/...`` as its best epoch (the checkpoint's monitor) or last value, ``test/...`` from the test."""
+    if cfg.get("optuna"):
+        return objects["objective"]
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name.startswith("val/"):
+        trainer = objects["trainer"]
+        ckpt = trainer.checkpoint_callback
+        if ckpt is not None and ckpt.monitor == name and ckpt.best_model_score is not None:
+            return float(ckpt.best_model_score)
+        if name in trainer.callback_metrics:
+            return float(trainer.callback_metrics[name])
+        raise KeyError(
+            f"optimized_metric={name!r} was never logged; logged: {sorted(trainer.callback_metrics)}"
+        )
+    if name not in metrics:
+        raise KeyError(f"optimized_metric={name!r} is not among the test metrics {sorted(metrics)}")
+    return metrics[name]
 
 
 @contextlib.contextmanager
@@ -137,21 +165,17 @@ def run_job(cfg: DictConfig, resumed: bool = False) -> float | None:
         OmegaConf.update(cfg, "ckpt_path", str(last))
         resumed = True
     try:
-        metrics, _ = train(cfg, resumed=resumed)
+        metrics, objects = train(cfg, resumed=resumed)
     except RunInterrupted as err:
         line = f"stopped by {err.signal_name}; continue with: {resume_command(output_dir)}"
         run.mark_run(output_dir, "INTERRUPTED", line)
         raise
     except BaseException as err:
-        run.mark_run(output_dir, "FAILED", f"{type(err).__name__}: {err}")
+        status = "PRUNED" if type(err).__name__ == "TrialPruned" else "FAILED"
+        run.mark_run(output_dir, status, f"{type(err).__name__}: {err}")
         raise
     run.clear_run_status(output_dir)
-    name = cfg.get("optimized_metric")
-    if name:
-        if name not in metrics:
-            raise KeyError(f"optimized_metric={name!r} is not among the test metrics {sorted(metrics)}")
-        return metrics[name]
-    return None
+    return sweep_value(cfg, metrics, objects)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

@@ -44,6 +44,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("aelab.root", repo_root)
     if not OmegaConf.has_resolver("aelab.mul"):
         OmegaConf.register_new_resolver("aelab.mul", lambda a, b: a * b)
+    if not OmegaConf.has_resolver("aelab.reversed"):
+        OmegaConf.register_new_resolver("aelab.reversed", lambda xs: list(reversed(list(xs))))
     if not OmegaConf.has_resolver("aelab.run_id"):
         # cached in the config, like Hydra's ${now:}: Hydra copies the cache into every sweep job's config,
         # so a job that runs in another process (submitit) keeps the sweep's id

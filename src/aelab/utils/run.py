@@ -168,13 +168,13 @@ def apply_matmul_precision(cfg: DictConfig) -> None:
         torch.set_float32_matmul_precision(precision)
 
 
-RUN_STATUS_FILES = ("FAILED", "INTERRUPTED")
+RUN_STATUS_FILES = ("FAILED", "INTERRUPTED", "PRUNED")
 
 
 @rank_zero_only
 def mark_run(output_dir: str | Path, status: str, line: str) -> None:
-    """Mark a run folder that did not finish: ``FAILED`` or ``INTERRUPTED`` holding one line (the error, or
-    how to resume). Sweeps, ``make results`` and the aggregation skip folders so marked."""
+    """Mark a run folder that did not finish: ``FAILED``, ``INTERRUPTED`` or ``PRUNED`` holding one line (the
+    error, how to resume, or when the Optuna pruner stopped it). Sweeps, ``make results`` and the aggregation skip folders so marked."""
     clear_run_status(output_dir)
     path = Path(output_dir) / status
     path.parent.mkdir(parents=True, exist_ok=True)

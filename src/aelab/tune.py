@@ -1,0 +1,408 @@
+"""Hyperparameter search on Optuna (≥ 4) inside Hydra's ``-m`` world: search spaces in config, pruning, and a
+persistent study that several workers share.
+
+``aelab-train -m hparams_search=ae [hydra.sweeper.n_trials=N] [hydra.sweeper.storage=URL]
+[hydra.sweeper.study_name=NAME]`` runs the sweeper in ``hydra_plugins/aelab_optuna_sweeper`` (Hydra finds
+sweepers only in that namespace); its logic is here. Each trial is a normal run folder launched by the
+configured Hydra launcher (basic, ``submitit_local``, ``submitit_slurm``); it talks to the study through the
+storage: :class:`OptunaTrialCallback` reports the monitored *validation* metric every epoch and stops the
+trial when the pruner says so (on every DDP rank). The objective is the best validation value of the trial —
+never a test metric, so the numbers reported on the test set afterwards stay unbiased.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("aelab")
+
+DISTRIBUTIONS = ("float", "int", "categorical")
+
+
+class SearchSpaceError(ValueError):
+    """A search space, metric or storage that cannot work; the message names it and the fix."""
+
+
+# ---------------------------------------------------------------------------- search space
+def check_space(params: Mapping[str, Any], job_cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """Validate ``hydra.sweeper.params`` against the composed job config.
+
+    Each leaf is ``{type: float|int, low, high, log?, step?}`` or ``{type: categorical, choices: [...]}``,
+    nested along its config path (``model: {optimizer: {lr: {type: float, ...}}}``, so that the command line can
+    reach it: ``hydra.sweeper.params.model.optimizer.lr.high=0.1``) or under a dotted key; the path must
+    exist in the job config.
+
+    Raises:
+        SearchSpaceError: for an unknown path, an unknown type, an empty range or no choices.
+    """
+    space: dict[str, dict[str, Any]] = {}
+    if OmegaConf.is_config(params):
+        params = OmegaConf.to_container(params, resolve=True)
+    leaves = _leaves(params or {})
+    if not leaves:
+        raise SearchSpaceError("hydra.sweeper.params is empty: a search needs at least one parameter")
+    for path, spec in leaves.items():
+        if OmegaConf.select(job_cfg, path, default="__absent__") == "__absent__":
+            raise SearchSpaceError(
+                f"hparams_search: parameter {path!r} is not in the run config; use a key that exists, "
+                "e.g. model.optimizer.lr or model.latent_dim"
+            )
+        if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
+            raise SearchSpaceError(
+                f"hparams_search: {path}: type must be one of {DISTRIBUTIONS}, got {spec!r}"
+            )
+        if spec["type"] == "categorical":
+            if not spec.get("choices"):
+                raise SearchSpaceError(f"hparams_search: {path}: categorical with no choices")
+        else:
+            low, high = spec.get("low"), spec.get("high")
+            if not (isinstance(low, int | float) and isinstance(high, int | float)) or not low < high:
+                raise SearchSpaceError(
+                    f"hparams_search: {path}: empty range low={low!r} high={high!r}; need low < high"
+                )
+            if spec.get("log") and low <= 0:
+                raise SearchSpaceError(f"hparams_search: {path}: a log range needs low > 0, got {low}")
+        space[path] = spec
+    return space
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{dotted path: spec}`` of a (possibly nested) search space; a spec is a mapping with a ``type``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and "type" not in value:
+            out |= _leaves(value, path + ".")
+        else:
+            out[path] = value
+    return out
+
+
+def suggest(trial, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Draw one value per parameter with Optuna's ``trial.suggest_*``."""
+    out = {}
+    for path, spec in space.items():
+        if spec["type"] == "float":
+            out[path] = trial.suggest_float(
+                path, spec["low"], spec["high"], log=bool(spec.get("log")), step=spec.get("step")
+            )
+        elif spec["type"] == "int":
+            out[path] = trial.suggest_int(
+                path,
+                int(spec["low"]),
+                int(spec["high"]),
+                log=bool(spec.get("log")),
+                step=int(spec.get("step", 1)),
+            )
+        else:
+            choices = [
+                c if isinstance(c, str | int | float | bool) or c is None else str(c) for c in spec["choices"]
+            ]
+            out[path] = trial.suggest_categorical(path, choices)
+    return out
+
+
+def override_value(value: Any) -> str:
+    """A value as a Hydra override (lists given as strings, e.g. ``"[512,256]"``, stay as written)."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- study
+def open_study(storage: str, study_name: str, direction: str, sampler=None, pruner=None):
+    """Create or continue a study (``load_if_exists``).
+
+    ``storage`` is an RDB URL (``sqlite:///path.db``, ``postgresql://...``) or ``journal:<file>`` for
+    Optuna's journal file storage on a shared file system.
+
+    Raises:
+        SearchSpaceError: when the storage cannot be opened (names the URL and the cause).
+    """
+    import optuna
+
+    last: Exception | None = None
+    for attempt in range(5):
+        try:
+            return optuna.create_study(
+                study_name=study_name,
+                storage=_storage(storage),
+                direction=direction,
+                sampler=sampler,
+                pruner=pruner,
+                load_if_exists=True,
+            )
+        except Exception as err:  # noqa: BLE001 - any storage failure gets one clear line
+            last = err
+            # Workers starting together on a new SQLite file race to create its schema (a unique-constraint
+            # error on alembic_version) or to create the study itself: the loser simply tries again.
+            if "UNIQUE constraint" not in str(err) and "database is locked" not in str(err):
+                break
+            time.sleep(0.2 + random.random() * (attempt + 1))
+    raise SearchSpaceError(
+        f"hydra.sweeper.storage={storage!r} cannot be opened ({type(last).__name__}: "
+        f"{str(last).splitlines()[0]}); use sqlite:///path/to/study.db, another SQLAlchemy URL, or "
+        "journal:/path/to/study.log"
+    ) from None
+
+
+def _storage(url: str):
+    """An Optuna storage for an RDB URL or ``journal:<file>``."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url)
+
+
+def load_trial(storage: str, study_name: str, trial_id: int, pruner: str | None = None):
+    """The running trial ``trial_id`` of a study, for a trial process that reports to it.
+
+    ``pruner`` is the sweeper's pruner config as JSON (a study keeps no pruner in its storage; each process
+    that asks ``should_prune`` needs the configured one).
+    """
+    import optuna
+    from hydra.utils import instantiate
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=_storage(storage),
+            pruner=instantiate(json.loads(pruner)) if pruner else optuna.pruners.NopPruner(),
+        )
+    except Exception as err:  # noqa: BLE001
+        raise SearchSpaceError(
+            f"trial {trial_id}: cannot reach study {study_name!r} in {storage!r}: {err}"
+        ) from None
+    return optuna.trial.Trial(study, trial_id)
+
+
+def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequence[str]) -> Path:
+    """``optimization_results.yaml`` (best params and value, study, storage, counts) and
+    ``best_experiment.yaml`` (a ``conf/experiment``-style file of the best trial) in the sweep folder."""
+    import optuna
+
+    states = [t.state for t in study.trials]
+    results = {
+        "study_name": study.study_name,
+        "storage": storage,
+        "direction": study.direction.name.lower(),
+        "n_trials": len(states),
+        "n_complete": states.count(optuna.trial.TrialState.COMPLETE),
+        "n_pruned": states.count(optuna.trial.TrialState.PRUNED),
+        "n_failed": states.count(optuna.trial.TrialState.FAIL),
+    }
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        results |= {"best_trial": best.number, "best_value": best.value, "best_params": dict(best.params)}
+        experiment: dict[str, Any] = {}
+        for path, value in best.params.items():
+            *parents, leaf = path.split(".")
+            node = experiment
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value  # "[512,256]" → a list
+        experiment["experiment_name"] = f"{study.study_name}_best"
+        lines = [
+            "# @package _global_",
+            f"# The best trial ({best.number}, {results['direction']} {best.value:.6g}) of Optuna study "
+            f"{study.study_name!r} in {storage}.",
+            f"# Overrides every trial shared: {' '.join(fixed_overrides) or '(none)'}",
+            "# Copy to conf/experiment/<name>.yaml and run: aelab-train experiment=<name>",
+            OmegaConf.to_yaml(OmegaConf.create(experiment)),
+        ]
+        (sweep_dir / "best_experiment.yaml").write_text("\n".join(lines))
+    path = sweep_dir / "optimization_results.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(results)))
+    return path
+
+
+# ---------------------------------------------------------------------------- inside a trial
+class OptunaTrialCallback(pl.Callback):
+    """Report ``metric`` to the Optuna trial after every validation and stop the run when it should be pruned.
+
+    Rank 0 talks to the study; its decision is broadcast so every DDP rank stops together. The best value
+    seen (``best``) is the trial's objective.
+
+    Args:
+        storage, study_name, trial_id: where the running trial lives.
+        metric: a logged validation metric, e.g. ``val/loss``.
+        direction: ``minimize`` or ``maximize``.
+    """
+
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        trial_id: int,
+        metric: str,
+        direction: str,
+        pruner: str | None = None,
+    ) -> None:
+        self.storage, self.study_name, self.trial_id, self.pruner = storage, study_name, int(trial_id), pruner
+        self.metric, self.direction = metric, direction
+        self.best: float | None = None
+        self.pruned_at: int | None = None
+        self._trial = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._trial = load_trial(self.storage, self.study_name, self.trial_id, self.pruner)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self.metric not in trainer.callback_metrics:
+            raise SearchSpaceError(
+                f"hydra.sweeper.metric={self.metric!r} is not logged by this run; logged: "
+                f"{sorted(k for k in trainer.callback_metrics if k.startswith('val/'))}"
+            )
+        value = float(trainer.callback_metrics[self.metric])
+        if math.isfinite(value):
+            better = self.best is None or (
+                value < self.best if self.direction == "minimize" else value > self.best
+            )
+            self.best = value if better else self.best
+        prune = False
+        if trainer.is_global_zero and self._trial is not None:
+            self._trial.report(value, step=trainer.current_epoch)
+            prune = self._trial.should_prune()
+        prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
+            self.pruned_at = trainer.current_epoch
+            trainer.should_stop = True
+
+    def check_pruned(self) -> None:
+        """Raise ``optuna.TrialPruned`` when the pruner stopped this trial (after fitting)."""
+        if self.pruned_at is not None:
+            import optuna
+
+            raise optuna.TrialPruned(f"pruned after epoch {self.pruned_at} ({self.metric}={self.best})")
+
+
+def trial_callback(cfg: DictConfig) -> OptunaTrialCallback | None:
+    """The callback of a trial run (its config has an ``optuna`` node, set by the sweeper), else ``None``."""
+    node = cfg.get("optuna")
+    if not node:
+        return None
+    return OptunaTrialCallback(
+        node.storage, node.study_name, node.trial_id, node.metric, node.direction, node.get("pruner")
+    )
+
+
+def known_val_metrics(job_cfg: DictConfig) -> list[str]:
+    """The ``val/...`` metrics a run of ``job_cfg`` logs (built from the model config, without data)."""
+    from hydra.utils import instantiate
+
+    model = instantiate(job_cfg.model)
+    return sorted(f"val/{name}" for name in model.metrics["val"])
+
+
+# ---------------------------------------------------------------------------- the sweep
+def run_study(sweeper, arguments: list[str]):
+    """Validate the search, open (or continue) the study, launch ``n_trials`` trials in batches of ``n_jobs``,
+    record each as complete, pruned or failed, and write the results into the sweep folder.
+
+    Raises:
+        SearchSpaceError: before the first trial, for a bad parameter path or range, a validation metric the
+            run never logs, or a storage that cannot be opened.
+    """
+    import optuna
+    from hydra.core.utils import JobStatus
+
+    cfg = sweeper.config
+    sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    storage = sweeper.storage or f"sqlite:///{sweep_dir / 'optuna.db'}"
+    study_name = sweeper.study_name or sweep_dir.name
+    if sweeper.direction not in ("minimize", "maximize"):
+        raise SearchSpaceError(f"hydra.sweeper.direction={sweeper.direction!r} must be minimize or maximize")
+    if any(
+        "," in a.split("=", 1)[-1] and not a.split("=", 1)[-1].lstrip().startswith("[") for a in arguments
+    ):
+        raise SearchSpaceError(f"hparams_search takes fixed overrides only (no a,b lists): {arguments}")
+    job_cfg = sweeper.hydra_context.config_loader.load_sweep_config(cfg, list(arguments))
+    space = check_space(sweeper.params, job_cfg)
+    logged = known_val_metrics(job_cfg)
+    if sweeper.metric not in logged:
+        raise SearchSpaceError(
+            f"hydra.sweeper.metric={sweeper.metric!r} is never logged by this model; choose a validation metric "
+            f"from {logged} (the search never looks at test metrics)"
+        )
+    study = open_study(storage, study_name, sweeper.direction, sweeper.sampler, sweeper.pruner)
+    log.info(
+        "Optuna study %r in %s: %d trial(s) so far, %d to run",
+        study_name,
+        storage,
+        len(study.trials),
+        sweeper.n_trials,
+    )
+    shared = [
+        f"+optuna.storage='{storage}'",
+        f"+optuna.study_name='{study_name}'",
+        f"+optuna.metric={sweeper.metric}",
+        f"+optuna.direction={sweeper.direction}",
+    ]
+    pruner_cfg = cfg.hydra.sweeper.get("pruner")
+    if pruner_cfg is not None:
+        shared.append(f"+optuna.pruner='{json.dumps(OmegaConf.to_container(pruner_cfg, resolve=True))}'")
+    done, failures = 0, []
+    while done < sweeper.n_trials:
+        trials = [study.ask() for _ in range(min(sweeper.n_jobs, sweeper.n_trials - done))]
+        batch = []
+        for trial in trials:
+            values = suggest(trial, space)
+            log.info("trial %d: %s", trial.number, values)
+            batch.append(
+                [
+                    *arguments,
+                    *(f"{k}={override_value(v)}" for k, v in values.items()),
+                    *shared,
+                    f"+optuna.trial_id={trial._trial_id}",
+                    f"hydra.sweep.subdir={trial.number}",  # the trial's folder is named by its number
+                ]
+            )
+        returns = sweeper.launcher.launch(batch, initial_job_idx=trials[0].number)
+        for trial, ret in zip(trials, returns, strict=True):
+            error = ret._return_value if ret.status == JobStatus.FAILED else None
+            if isinstance(error, optuna.TrialPruned):
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            elif (
+                error is None
+                and isinstance(ret.return_value, int | float)
+                and math.isfinite(ret.return_value)
+            ):
+                study.tell(trial, float(ret.return_value))
+            else:
+                log.warning(
+                    "trial %d failed: %r", trial.number, error if error is not None else ret.return_value
+                )
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                failures.append((trial.number, error if error is not None else ret.return_value))
+        done += len(trials)
+    path = write_results(sweep_dir, study, storage, arguments)
+    log.info("results in %s", path)
+    if failures and len(failures) == done:
+        number, error = failures[0]
+        raise RuntimeError(
+            f"every trial failed; trial {number}: {error!r} (its folder: {sweep_dir / str(number)})"
+        )
+    return study
