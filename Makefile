@@ -12,7 +12,7 @@ ARGS   ?=
 CKPT   ?=
 PORT   ?= 6006
 
-.PHONY: help install data train eval test test-all bench results tensorboard lint format clean
+.PHONY: help install data train tune eval test test-all bench results tensorboard lint format clean
 
 help: ## list the targets
 	@echo "aelab make targets (pass Hydra overrides with ARGS=\"model=vae trainer=gpu\"):"
@@ -43,6 +43,9 @@ data: ## unpack MNIST from $(SHARED_MNIST) into $(DATA_DIR)/MNIST/raw when it is
 
 train: install data ## train (default: MLP AE on MNIST); ARGS="..." are Hydra overrides
 	$(BIN)/aelab-train $(ARGS)
+
+tune: install data ## Optuna search: make tune ARGS="hparams_search=vae hydra.sweeper.n_trials=30" (default: ae)
+	$(BIN)/aelab-train -m $(if $(findstring hparams_search=,$(ARGS)),,hparams_search=ae) $(ARGS)
 
 eval: install ## test a checkpoint: make eval CKPT=logs/train/runs/.../checkpoints/last.ckpt
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/checkpoint.ckpt [ARGS=...]"; exit 2; }

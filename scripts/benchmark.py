@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Seconds per training epoch: a plain PyTorch loop vs aelab's Trainer (resident and DataLoader paths).
+"""Seconds per training epoch: a plain PyTorch loop vs aelab's Trainer, in one process on one device.
 
-For each model (AE, ConvAE, VAE by default) at one batch size, in one process and on one device:
+For each model (AE, ConvAE, VAE by default) at one batch size:
 
-(a) ``plain``: a loop written here — the same encoder/decoder modules (built from aelab's configs), the
-    same optimizer, the data as a uint8 tensor resident on the device, a fresh permutation per epoch;
-(b) ``aelab-resident``: aelab's LightningModule + Trainer on ``data.resident=true`` with the default
-    logger (TensorBoard) and logging interval;
-(c) ``aelab-dataloader``: the same on ``data.resident=false`` (torch DataLoader with workers).
+``plain``: the fp32 eager loop users would write — the same encoder/decoder modules (built from aelab's
+    configs), the same optimizer, the data as a uint8 tensor resident on the device, a fresh permutation per
+    epoch. The reference; unchanged whatever aelab's defaults are.
+``plain-same-precision``: the same loop at aelab's chosen settings for this device (bf16 autocast when
+    ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights when ``model.channels_last``).
+``aelab``: aelab's default path: LightningModule + Trainer on the resident data, default precision and
+    memory format, the default logger (TensorBoard) and logging interval.
+``aelab-dataloader``: the same on ``data.resident=false`` (torch DataLoader with workers).
 
 Only training epochs are timed (validation and checkpointing are off in every variant) with a device
 synchronization at each epoch's end; the figure is the median of epochs 2..N (epoch 1 holds warm-up).
@@ -16,13 +19,14 @@ Peak memory is the GPU's peak allocation on CUDA, the process's peak RSS on the 
 Usage::
 
     python scripts/benchmark.py                      # CPU, or GPU when present; writes docs/BENCHMARKS.md
-    python scripts/benchmark.py --epochs 6 --models ae conv_ae --device cuda
+    python scripts/benchmark.py --epochs 6 --models ae conv_ae --device cuda --json bench.json
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import platform
 import resource
 import statistics
@@ -96,15 +100,21 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def plain_loop(cfg, device: torch.device, epochs: int) -> list[float]:
-    """(a): the reference loop, no framework. Same parts, optimizer, loss and resident uint8 data."""
+def plain_loop(
+    cfg, device: torch.device, epochs: int, precision: str = "32-true", channels_last: bool = False
+) -> list[float]:
+    """The loop without a framework: same parts, optimizer, loss and resident uint8 data; ``precision``
+    ``bf16-mixed`` runs forward and loss under bf16 autocast (as Lightning's mixed precision does)."""
     dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
     images, _ = dm.split_tensors("train")
     images = images.to(device).unsqueeze(1)
     model = instantiate(cfg.model).to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     encoder, decoder = model.encoder, model.decoder
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     is_vae = cfg.model._target_.endswith("VAE")
     optimizer = model.configure_optimizers()
     if isinstance(optimizer, dict):
@@ -120,13 +130,15 @@ def plain_loop(cfg, device: torch.device, epochs: int) -> list[float]:
         perm = torch.randperm(len(images), generator=gen).to(device)
         for i in range(0, len(images), bs):
             x = images[perm[i : i + bs]].float().div_(255.0)
-            if is_vae:
-                mu, logvar = encoder(x).chunk(2, dim=1)
-                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-                recon = F.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").flatten(1).sum(1)
-                loss = (recon + gaussian_kl(mu, logvar)).mean()
-            else:
-                loss = F.binary_cross_entropy_with_logits(decoder(encoder(x)), x)
+            with autocast:
+                if is_vae:
+                    mu, logvar = encoder(x).chunk(2, dim=1)
+                    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+                    logits = decoder(z)
+                    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+                    loss = (recon + gaussian_kl(mu, logvar)).mean()
+                else:
+                    loss = F.binary_cross_entropy_with_logits(decoder(encoder(x)), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -171,6 +183,14 @@ def main() -> int:
     p.add_argument("--data-dir", default=str(REPO / "data"))
     p.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"), help="Markdown report ('' to skip)")
     p.add_argument("--extra", nargs="*", default=[], help="extra Hydra overrides for every variant")
+    p.add_argument("--json", default=None, help="also write the rows and ratios as JSON to this path")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="variants to time (plain is the reference of the ratios)",
+    )
     args = p.parse_args()
 
     if args.epochs < 2:
@@ -186,7 +206,8 @@ def main() -> int:
         else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     )
 
-    rows = []
+    rows: list[dict] = []
+    ratios: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             base = [
@@ -195,35 +216,107 @@ def main() -> int:
                 f"data.pin_memory={str(device_type == 'cuda').lower()}",
             ]
             results = {}
-            for variant in ("plain", "aelab-resident", "aelab-dataloader"):
+            for variant in args.variants:
                 cfg = compose_cfg(
                     model, args.batch_size, variant != "aelab-dataloader", accelerator, args.data_dir, base
                 )
+                settings = {
+                    "precision": str(cfg.trainer.precision),
+                    "channels_last": bool(cfg.model.channels_last),
+                }
+                if variant == "plain":
+                    settings = {"precision": "32-true", "channels_last": False}
                 pl.seed_everything(0, verbose=False)
                 reset_peak(device)
-                if variant == "plain":
-                    times = plain_loop(cfg, device, args.epochs)
+                if variant.startswith("plain"):
+                    times = plain_loop(cfg, device, args.epochs, **settings)
                 else:
                     times = aelab_trainer(cfg, args.epochs, f"{tmp}/{model}-{variant}")
                 median = statistics.median(times[1:])
-                results[variant] = (median, peak_memory_mb(device), times)
+                results[variant] = {
+                    "model": model,
+                    "variant": variant,
+                    "s_per_epoch": median,
+                    "peak_mb": peak_memory_mb(device),
+                    **settings,
+                    "epoch_times": [round(t, 4) for t in times],
+                }
                 print(
-                    f"{model:9s} {variant:17s} {median:8.3f} s/epoch  epochs: {[round(t, 3) for t in times]}",
+                    f"{model:9s} {variant:21s} {median:8.3f} s/epoch  {settings}  epochs: {[round(t, 3) for t in times]}",
                     flush=True,
                 )
-            ref = results["plain"][0]
-            for variant, (median, mem, times) in results.items():
-                rows.append((model, variant, median, median / ref, mem, times))
+            ref = results.get("plain", {}).get("s_per_epoch")
+            for row in results.values():
+                row["x_plain"] = row["s_per_epoch"] / ref if ref else None
+                rows.append(row)
+            ratios[model] = model_ratios(results)
 
-    header = "| model | variant | s/epoch (median of 2..N) | × plain | peak memory (MB) |\n| --- | --- | --- | --- | --- |"
-    table = "\n".join(
-        [header] + [f"| {m} | {v} | {s:.3f} | {r:.2f} | {mem:.0f} |" for m, v, s, r, mem, _ in rows]
-    )
+    table = markdown_table(rows, ratios)
     print("\n" + table)
+    cmd = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": device_name,
+                    "date": dt.date.today().isoformat(),
+                    "command": cmd.strip(),
+                    "batch_size": args.batch_size,
+                    "epochs": args.epochs,
+                    "versions": {
+                        "aelab": aelab.__version__,
+                        "torch": torch.__version__,
+                        "lightning": pl.__version__,
+                    },
+                    "rows": rows,
+                    "ratios": ratios,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        print(f"wrote {args.json}")
     if args.out:
-        cmd = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
         write_report(Path(args.out), table, rows, device_name, cmd, args, workers)
     return 0
+
+
+VARIANTS = ("plain", "plain-same-precision", "aelab", "aelab-dataloader")
+
+
+def model_ratios(results: dict[str, dict]) -> dict[str, float]:
+    """``plain / aelab`` (aelab's speed-up over the plain fp32 loop), ``aelab / plain-same-precision``
+    (aelab's overhead at equal settings) and ``aelab-dataloader / aelab``, where both sides were timed."""
+    t = {v: r["s_per_epoch"] for v, r in results.items()}
+    out = {}
+    for name, (num, den) in {
+        "plain / aelab": ("plain", "aelab"),
+        "aelab / plain-same-precision": ("aelab", "plain-same-precision"),
+        "aelab-dataloader / aelab": ("aelab-dataloader", "aelab"),
+    }.items():
+        if num in t and den in t:
+            out[name] = t[num] / t[den]
+    return out
+
+
+def markdown_table(rows: list[dict], ratios: dict[str, dict[str, float]]) -> str:
+    head = (
+        "| model | variant | precision | channels-last | s/epoch (median of 2..N) | × plain | peak memory (MB) |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |"
+    )
+    lines = [head] + [
+        f"| {r['model']} | {r['variant']} | {r['precision']} | {'yes' if r['channels_last'] else 'no'} | "
+        f"{r['s_per_epoch']:.3f} | {r['x_plain']:.2f} | {r['peak_mb']:.0f} |"
+        for r in rows
+    ]
+    names = sorted({k for v in ratios.values() for k in v})
+    lines += ["", "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines += [
+        f"| {m} | " + " | ".join(f"{r[k]:.2f}" if k in r else "—" for k in names) + " |"
+        for m, r in ratios.items()
+    ]
+    return "\n".join(lines)
 
 
 def write_report(path: Path, table: str, rows, device_name: str, cmd: str, args, workers: int) -> None:
@@ -238,7 +331,7 @@ pytorch-lightning {pl.__version__}, Python {platform.python_version()}.
 
 {table}
 
-Per-epoch times (s): {"; ".join(f"{m}/{v}: {[round(t, 2) for t in ts]}" for m, v, _, _, _, ts in rows)}
+Per-epoch times (s): {"; ".join(f"{r['model']}/{r['variant']}: {[round(t, 2) for t in r['epoch_times']]}" for r in rows)}
 <!-- bench:{key}:end -->
 """
     intro = """# Benchmarks

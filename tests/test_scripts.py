@@ -35,7 +35,8 @@ def test_benchmark_report_keeps_other_devices(tmp_path):
     bench = load("benchmark")
     out = tmp_path / "B.md"
     args = type("A", (), {"batch_size": 256, "epochs": 3})()
-    rows = [("ae", "plain", 1.0, 1.0, 10.0, [1.0, 1.0, 1.0])]
+    rows = [{"model": "ae", "variant": "plain", "s_per_epoch": 1.0, "x_plain": 1.0, "peak_mb": 10.0,
+             "precision": "32-true", "channels_last": False, "epoch_times": [1.0, 1.0, 1.0]}]  # fmt: skip
     bench.write_report(out, "| t |", rows, "CPU (x86_64, 2 threads)", "cmd", args, 2)
     bench.write_report(out, "| g |", rows, "NVIDIA H100", "cmd", args, 8)
     bench.write_report(out, "| t2 |", rows, "CPU (x86_64, 2 threads)", "cmd", args, 2)

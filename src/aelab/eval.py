@@ -34,7 +34,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     data_cfg = OmegaConf.merge(data_cfg, {"data_dir": cfg.paths.data_dir})
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
     loggers = run.instantiate_group(cfg.get("logger"), "logger")
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[])
+    trainer_cfg = cfg.trainer
+    if cfg.get("precision_from_checkpoint", True) and run_cfg.get("trainer", {}).get("precision"):
+        trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": run_cfg.trainer.precision})
+    trainer: pl.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=[])
     run.log_config_text(loggers, cfg)
     trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     metrics = run.collect_metrics(trainer, "test/")

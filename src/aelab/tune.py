@@ -12,6 +12,8 @@ never a test metric, so the numbers reported on the test set afterwards stay unb
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -135,19 +137,20 @@ def open_study(storage: str, study_name: str, direction: str, sampler=None, prun
     last: Exception | None = None
     for attempt in range(5):
         try:
-            return optuna.create_study(
-                study_name=study_name,
-                storage=_storage(storage),
-                direction=direction,
-                sampler=sampler,
-                pruner=pruner,
-                load_if_exists=True,
-            )
+            # Workers starting together on a new SQLite file would race to create its schema: the file lock
+            # beside it makes them take turns (other databases handle concurrent creation themselves).
+            with _sqlite_lock(storage):
+                return optuna.create_study(
+                    study_name=study_name,
+                    storage=_storage(storage),
+                    direction=direction,
+                    sampler=sampler,
+                    pruner=pruner,
+                    load_if_exists=True,
+                )
         except Exception as err:  # noqa: BLE001 - any storage failure gets one clear line
             last = err
-            # Workers starting together on a new SQLite file race to create its schema (a unique-constraint
-            # error on alembic_version) or to create the study itself: the loser simply tries again.
-            if "UNIQUE constraint" not in str(err) and "database is locked" not in str(err):
+            if "database is locked" not in str(err):
                 break
             time.sleep(0.2 + random.random() * (attempt + 1))
     raise SearchSpaceError(
@@ -155,6 +158,22 @@ def open_study(storage: str, study_name: str, direction: str, sampler=None, prun
         f"{str(last).splitlines()[0]}); use sqlite:///path/to/study.db, another SQLAlchemy URL, or "
         "journal:/path/to/study.log"
     ) from None
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str):
+    """An exclusive ``flock`` on ``<db>.lock`` for ``sqlite:///<db>`` URLs; nothing for other storages."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(url[len("sqlite:///") :] + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _storage(url: str):

@@ -44,6 +44,10 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("aelab.root", repo_root)
     if not OmegaConf.has_resolver("aelab.mul"):
         OmegaConf.register_new_resolver("aelab.mul", lambda a, b: a * b)
+    if not OmegaConf.has_resolver("aelab.precision"):
+        from aelab.utils.device import auto_precision
+
+        OmegaConf.register_new_resolver("aelab.precision", auto_precision)
     if not OmegaConf.has_resolver("aelab.reversed"):
         OmegaConf.register_new_resolver("aelab.reversed", lambda xs: list(reversed(list(xs))))
     if not OmegaConf.has_resolver("aelab.run_id"):
