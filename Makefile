@@ -8,6 +8,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install.stamp
 DATA_DIR ?= data
 SHARED_MNIST ?= ../shared/data/mnist
+SHARED_FASHION ?= $(firstword $(wildcard ../shared/data/fashion-mnist /usr/share/datasets/fashion-mnist))
+
+# $(call unpack,SOURCE,NAME,WHAT): gunzip SOURCE/*.gz into $(DATA_DIR)/NAME/raw once (kept when present)
+define unpack
+if ls $(1)/*.gz >/dev/null 2>&1; then \
+  mkdir -p $(DATA_DIR)/$(2)/raw; \
+  for f in $(1)/*.gz; do out=$(DATA_DIR)/$(2)/raw/$$(basename $$f .gz); test -s $$out || gunzip -c $$f > $$out; done; \
+  echo "$(2) ready in $(DATA_DIR)/$(2)/raw"; \
+else echo "no $(if $(1),$(1),source folder) for $(2): place $(3) in $(DATA_DIR)/$(2)/raw (see README)"; fi
+endef
 ARGS   ?=
 CKPT   ?=
 PORT   ?= 6006
@@ -26,20 +36,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install aelab (editable) with dev tools; idempotent
 
-data: ## unpack MNIST from $(SHARED_MNIST) into $(DATA_DIR)/MNIST/raw when it is there
-	@if ls $(SHARED_MNIST)/*.gz >/dev/null 2>&1; then \
-	  mkdir -p $(DATA_DIR)/MNIST/raw; \
-	  for f in $(SHARED_MNIST)/*.gz; do \
-	    out=$(DATA_DIR)/MNIST/raw/$$(basename $$f .gz); \
-	    test -s $$out || gunzip -c $$f > $$out; \
-	  done; echo "MNIST ready in $(DATA_DIR)/MNIST/raw"; \
-	else echo "no $(SHARED_MNIST): place the four MNIST files in $(DATA_DIR)/MNIST/raw (see README)"; fi
-	@if ls /usr/share/datasets/fashion-mnist/*.gz >/dev/null 2>&1; then \
-	  mkdir -p $(DATA_DIR)/FashionMNIST/raw; \
-	  for f in /usr/share/datasets/fashion-mnist/*.gz; do \
-	    out=$(DATA_DIR)/FashionMNIST/raw/$$(basename $$f .gz); \
-	    test -s $$out || gunzip -c $$f > $$out; \
-	  done; echo "Fashion-MNIST ready in $(DATA_DIR)/FashionMNIST/raw"; fi
+data: ## unpack MNIST and Fashion-MNIST from ../shared/data into $(DATA_DIR) (torchvision's layout)
+	@$(call unpack,$(SHARED_MNIST),MNIST,the four MNIST files)
+	@$(call unpack,$(SHARED_FASHION),FashionMNIST,the four Fashion-MNIST files (the OOD set of the anomaly evaluation))
 
 train: install data ## train (default: MLP AE on MNIST); ARGS="..." are Hydra overrides
 	$(BIN)/aelab-train $(ARGS)

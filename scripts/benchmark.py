@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import resource
 import statistics
@@ -180,7 +181,11 @@ def main() -> int:
     p.add_argument(
         "--num-workers", type=int, default=None, help="DataLoader workers (default: CPU count, max 8)"
     )
-    p.add_argument("--data-dir", default=str(REPO / "data"))
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("DATA_DIR", str(REPO / "data")),
+        help="data root (default: $DATA_DIR or ./data)",
+    )
     p.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"), help="Markdown report ('' to skip)")
     p.add_argument("--extra", nargs="*", default=[], help="extra Hydra overrides for every variant")
     p.add_argument("--json", default=None, help="also write the rows and ratios as JSON to this path")

@@ -215,7 +215,9 @@ def load_trial(storage: str, study_name: str, trial_id: int, pruner: str | None 
 
 def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequence[str]) -> Path:
     """``optimization_results.yaml`` (best params and value, study, storage, counts) and
-    ``best_experiment.yaml`` (a ``conf/experiment``-style file of the best trial) in the sweep folder."""
+    ``best_experiment.yaml`` (a ``conf/experiment``-style file of the best trial: its whole ``model`` section
+    when its run folder is in this sweep, e.g. the decoder widths the search mirrored, else its params) in
+    the sweep folder."""
     import optuna
 
     states = [t.state for t in study.trials]
@@ -239,6 +241,9 @@ def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequenc
             for key in parents:
                 node = node.setdefault(key, {})
             node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value  # "[512,256]" → a list
+        trial_cfg = sweep_dir / str(best.number) / ".hydra" / "config.yaml"
+        if trial_cfg.is_file():  # the trial's whole model section: also what the search config derived
+            experiment["model"] = OmegaConf.to_container(OmegaConf.load(trial_cfg).model, resolve=False)
         experiment["experiment_name"] = f"{study.study_name}_best"
         lines = [
             "# @package _global_",

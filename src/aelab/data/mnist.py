@@ -108,6 +108,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
     dataset_cls: type = torchvision.datasets.MNIST
     name = "MNIST"
+    shared_name = "mnist"  # the folder under ../shared/data that `make data` unpacks
     num_classes = 10
     image_shape = (1, 28, 28)
 
@@ -165,7 +166,7 @@ class MNISTDataModule(pl.LightningDataModule):
         return FileNotFoundError(
             f"{self.name} files are missing in {self.raw_dir.resolve()} ({cause}).\n"
             f"Place these four IDX files there, uncompressed or as .gz:\n{files}\n"
-            "From the shared copy: `make data` (or: mkdir -p DIR && gunzip -c ../shared/data/mnist/*.gz ...);"
+            f"From the shared copy: `make data` (or: mkdir -p DIR && gunzip -c ../shared/data/{self.shared_name}/*.gz ...);"
             " or point aelab at another folder with `paths.data_dir=...` / the DATA_DIR environment variable."
         )
 
@@ -298,8 +299,10 @@ class MNISTDataModule(pl.LightningDataModule):
 class FashionMNISTDataModule(MNISTDataModule):
     """Fashion-MNIST (Xiao et al. 2017): same format, folder ``{data_dir}/FashionMNIST/raw``.
 
-    Offline, Debian's ``dataset-fashion-mnist`` package provides the files (``make data`` unpacks them).
+    Offline, ``make data`` unpacks the files from ``../shared/data/fashion-mnist`` (or from Debian's
+    ``dataset-fashion-mnist`` package).
     """
 
     dataset_cls = torchvision.datasets.FashionMNIST
     name = "FashionMNIST"
+    shared_name = "fashion-mnist"

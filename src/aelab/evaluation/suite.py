@@ -194,7 +194,12 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
         ood.prepare_data()
         ood_u8, _ = ood._load(train=False)
     except (FileNotFoundError, RuntimeError) as err:
-        log.warning("anomaly detection vs Fashion-MNIST skipped: %s", str(err).splitlines()[0])
+        log.warning(
+            "anomaly detection vs Fashion-MNIST skipped: %s. Get it with `make data` (unpacks "
+            "../shared/data/fashion-mnist into %s), or place the four Fashion-MNIST IDX files there",
+            str(err).splitlines()[0],
+            ood.raw_dir,
+        )
         return out
     x_ood = to_float(ood_u8)
     score_ood = mse_per_image(map_batches(model.reconstruct, ood_u8, bs, device), x_ood)
