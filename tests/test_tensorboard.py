@@ -55,7 +55,7 @@ def test_images(runs):
     ae = events(runs["ae"])
     assert ae.Tags()["images"] == ["reconstructions"]  # denoising/samples do not apply to a plain AE
     img = ae.Images("reconstructions")
-    assert len(img) == 2 and img[0].height > 28 and img[0].width > 16 * 28
+    assert len(img) == 2 and img[0].height > 8 * 28 and img[0].width > 8 * 28  # 8x8: 4 pairs of rows of 8
     dae = events(runs["dae"]).Tags()["images"]
     assert {"reconstructions", "denoising"} <= set(dae)
     assert events(runs["dae"]).Images("denoising")[0].height > 3 * 28  # clean / noisy / denoised rows
@@ -92,4 +92,17 @@ def test_hparams_entry_carries_the_test_metrics(runs):
         content["_hparams_/session_start_info"]
     ).session_start_info
     assert start.hparams["model/latent_dim"].number_value == 2
-    assert start.hparams["model/_target_"].string_value == "aelab.models.VAE"
+    assert start.hparams["model/class"].string_value == "VAE"
+    assert start.hparams["model/optimizer/lr"].number_value == pytest.approx(1e-3)
+    assert start.hparams["data/batch_size"].number_value == 50
+    assert start.hparams["trainer/precision"].string_value in ("bf16-mixed", "32-true")
+    names = set(start.hparams)
+    assert not [n for n in names if "_target_" in n or "_partial_" in n]  # only real hyperparameters
+    assert not [n for n in names if "dir" in n or "path" in n]  # no paths
+    assert not names & {
+        "data/num_workers",
+        "data/pin_memory",
+        "data/download",
+        "data/val_size",
+        "data/split_seed",
+    }

@@ -83,11 +83,26 @@ def _rows(*batches: Tensor) -> Tensor:
 
 
 class ReconstructionLogger(_Dashboard):
-    """``reconstructions``: fixed validation inputs (top row) over their reconstructions (bottom row)."""
+    """``reconstructions``: fixed validation images in pairs of rows, ``per_row`` originals over their
+    reconstructions (32 images, 8 per row: an 8×8 grid).
+
+    Args:
+        per_row: images per row.
+    """
+
+    def __init__(self, num_images: int = 32, per_row: int = 8, **kwargs) -> None:
+        super().__init__(num_images=num_images, **kwargs)
+        self.per_row = max(1, int(per_row))
 
     def draw(self, writer, trainer, pl_module) -> None:
         x, _ = self.fixed_batch(trainer, pl_module)
-        writer.add_image("reconstructions", _rows(x, pl_module.reconstruct(x)), trainer.global_step)
+        x_hat = pl_module.reconstruct(x)
+        k = self.per_row
+        pairs = [t for i in range(0, len(x), k) for t in (x[i : i + k], x_hat[i : i + k])]
+        grid = make_grid(
+            torch.cat([p.float().clamp(0, 1).cpu() for p in pairs]), nrow=k, padding=2, pad_value=1.0
+        )
+        writer.add_image("reconstructions", grid, trainer.global_step)
 
 
 class DenoisingLogger(_Dashboard):

@@ -65,27 +65,56 @@ def tensorboard_logger(loggers: list[Logger]) -> TensorBoardLogger | None:
     return next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested mapping to ``{"a/b": value}`` with scalar values (others become strings)."""
+#: model keys that are not hyperparameters (shapes derived from others, numeric checks, speed settings)
+_NOT_HPARAMS = {
+    "in_shape",
+    "out_shape",
+    "out_dim",
+    "nan_check_every",
+    "compile",
+    "compile_mode",
+    "channels_last",
+    "fused",
+}
+
+
+def _model_hparams(node: Any, prefix: str) -> dict[str, Any]:
+    """A model config's hyperparameters: no ``_target_``/``_partial_`` keys (a part's class becomes its short
+    ``.../class`` name), no shapes, checks or speed settings."""
     out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "/"))
-        elif isinstance(v, bool | int | float | str) or v is None:
-            out[key] = "None" if v is None else v
+    if not isinstance(node, Mapping):
+        return {prefix.rstrip("/"): node}
+    if "_target_" in node:
+        out[f"{prefix}class"] = str(node["_target_"]).rpartition(".")[2]
+    for key, value in node.items():
+        if str(key).startswith("_") or key in _NOT_HPARAMS:
+            continue
+        if isinstance(value, Mapping):
+            out.update(_model_hparams(value, f"{prefix}{key}/"))
         else:
-            out[key] = str(v)
+            out[f"{prefix}{key}"] = value
     return out
 
 
 def run_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The hyperparameters worth comparing across runs: model, data, trainer, seed."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    keep = {
-        k: container.get(k) for k in ("model", "data", "trainer", "seed", "experiment_name") if k in container
+    """The hyperparameters worth comparing across runs in TensorBoard's HParams dashboard: the model's (class,
+    sizes, loss, optimizer, scheduler, β, corruption, ...), the global batch size and data path, the trainer's
+    precision and epochs, the seed and the experiment name. No ``_target_``, paths or data-loading settings."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    out = _model_hparams(c.get("model") or {}, "model/")
+    data, trainer = c.get("data") or {}, c.get("trainer") or {}
+    out |= {
+        "data/name": str(data.get("_target_", "")).rpartition(".")[2],
+        "data/batch_size": data.get("batch_size"),
+        "data/resident": data.get("resident"),
+        "trainer/precision": trainer.get("precision"),
+        "trainer/max_epochs": trainer.get("max_epochs"),
+        "seed": c.get("seed"),
+        "experiment_name": c.get("experiment_name"),
     }
-    return flatten(keep)
+    return {
+        k: ("None" if v is None else str(v) if isinstance(v, list | tuple) else v) for k, v in out.items()
+    }
 
 
 @rank_zero_only
@@ -99,20 +128,17 @@ def log_config_text(loggers: list[Logger], cfg: DictConfig) -> None:
 
 @rank_zero_only
 def log_hparams_with_metrics(loggers: list[Logger], cfg: DictConfig, metrics: Mapping[str, float]) -> None:
-    """Write the TensorBoard hparams entry once, with the final metrics attached (no ``hp_metric``).
-
-    The metric values shown by the HParams dashboard are the ``test/...`` scalars already logged.
-    """
-    from torch.utils.tensorboard.summary import hparams
-
-    tb = tensorboard_logger(loggers)
-    if tb is None:
-        return
-    exp, ssi, sei = hparams(run_hparams(cfg), dict(metrics))
-    writer = tb.experiment._get_file_writer()
-    for summary in (exp, ssi, sei):
-        writer.add_summary(summary)
-    tb.experiment.flush()
+    """The HParams entry, once, with the final metrics attached (no ``hp_metric``): Lightning's
+    ``logger.log_hyperparams(params, metrics)`` on every logger (TensorBoard's HParams dashboard, the CSV
+    logger's hparams.yaml)."""
+    finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    params = run_hparams(cfg)
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, finite)
+        else:
+            logger.log_hyperparams(params)
+        logger.save()
 
 
 @rank_zero_only
