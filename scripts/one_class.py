@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 def score_run(job_dir: Path, device: torch.device) -> dict[str, float]:
     """AUROC of the best checkpoint of one job: reconstruction error (and −ELBO for a VAE)."""
     from aelab.checkpoint import load_model
-    from aelab.evaluation.metrics import auroc, map_batches, mse_per_image, to_float
-    from aelab.evaluation.suite import is_vae, negative_elbo_per_image
+    from aelab.evaluation.metrics import auroc
+    from aelab.evaluation.suite import anomaly_scores
 
     ckpt = next((job_dir / "checkpoints").glob("epoch_*.ckpt"), job_dir / "checkpoints" / "last.ckpt")
     model, run_cfg, _ = load_model(ckpt, device)
@@ -40,12 +40,10 @@ def score_run(job_dir: Path, device: torch.device) -> dict[str, float]:
     dm.setup()
     images, labels = dm.split_tensors("test")
     is_anomaly = ~torch.isin(labels, torch.tensor(list(run_cfg.data.train_classes)))
-    recon = map_batches(model.reconstruct, images, 1000, device)
-    row = {"auroc": auroc(mse_per_image(recon, to_float(images)), is_anomaly)}
-    if is_vae(model):
-        gen = torch.Generator(device=device).manual_seed(0)
-        nelbo = map_batches(lambda b: negative_elbo_per_image(model, b, gen), images, 1000, device)
-        row["auroc_elbo"] = auroc(nelbo, is_anomaly)
+    scores = anomaly_scores(model, images, 1000, device, seed=0)  # the suite's scores, binarization included
+    row = {"auroc": auroc(scores["recon"], is_anomaly)}
+    if "elbo" in scores:
+        row["auroc_elbo"] = auroc(scores["elbo"], is_anomaly)
     return row
 
 

@@ -210,3 +210,44 @@ def test_compress_and_decompress_files(tmp_path, trained, fake_data_dir, capsys)
     )
     pngs = sorted((tmp_path / "png").glob("*.png"))
     assert len(pngs) == 5 and Image.open(pngs[0]).size == (28, 28)
+
+
+def test_one_class_scores_are_the_suites(trained, fake_data_dir):
+    """The one-class protocol and the suite's anomaly section score images with one function: a binarized VAE
+    is scored on binarized inputs in both (they used to disagree)."""
+    from aelab.checkpoint import load_model
+    from aelab.evaluation.metrics import map_batches, mse_per_image, to_float
+    from aelab.evaluation.suite import anomaly_scores, elbo_scores
+
+    model, run_cfg, _ = load_model(trained["vae"])
+    model.hparams.binarize = True
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    dm = instantiate(OmegaConf.merge(run_cfg.data, {"data_dir": str(fake_data_dir)}))
+    images, _ = dm.split_tensors("test")
+    scores = anomaly_scores(model, images, 64, torch.device("cpu"), seed=0)
+    x = to_float(images)
+    assert torch.equal(scores["recon"], mse_per_image(map_batches(model.reconstruct, images, 64, "cpu"), x))
+    assert torch.equal(scores["elbo"], elbo_scores(model, x, 64, torch.device("cpu"), seed=0))
+    model.hparams.binarize = False
+    unbinarized = anomaly_scores(model, images, 64, torch.device("cpu"), seed=0)["elbo"]
+    assert not torch.allclose(scores["elbo"], unbinarized)  # binarization changes the score
+
+
+def test_interpolation_lies_between_the_two_images(trained):
+    from aelab.checkpoint import load_model
+
+    model, _, _ = load_model(trained["ae"])
+    a, b = torch.rand(2, 1, 28, 28)
+    path = model.interpolate(a, b, steps=5)
+    assert path.shape == (5, 1, 28, 28)
+    ends = model.decode(model.encode(torch.stack([a, b])))
+    assert torch.allclose(path[0], ends[0], atol=1e-5) and torch.allclose(path[-1], ends[1], atol=1e-5)
+
+
+def test_pca_decode_and_roundtrip_agree():
+    images = torch.rand(200, 1, 28, 28)
+    pca = C.fit_pca(images, 8)
+    codes = torch.from_numpy(pca.transform(images.flatten(1).numpy()))
+    assert torch.allclose(C.pca_decode(pca, codes), C.pca_roundtrip(pca, images))

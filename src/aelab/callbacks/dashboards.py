@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
+
+from aelab.utils.run import tensorboard_logger
 
 
 def sharded(trainer: pl.Trainer) -> bool:
@@ -18,10 +19,8 @@ def sharded(trainer: pl.Trainer) -> bool:
 
 def tensorboard_writer(trainer: pl.Trainer) -> SummaryWriter | None:
     """The SummaryWriter of the trainer's TensorBoardLogger, or ``None`` when there is none."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
+    tb = tensorboard_logger(trainer.loggers)
+    return tb.experiment if tb is not None else None
 
 
 class _Dashboard(pl.Callback):
@@ -143,9 +142,7 @@ class GenerationLogger(_Dashboard):
         nrow = max(1, round(self.num_samples**0.5))
         writer.add_image("samples", make_grid(samples.cpu(), nrow=nrow, pad_value=1.0), trainer.global_step)
         x, _ = self.fixed_batch(trainer, pl_module)
-        z = pl_module.encode(x[:2])
-        t = torch.linspace(0, 1, self.interpolation_steps, device=z.device)[:, None]
-        path = pl_module.decode((1 - t) * z[0] + t * z[1])
+        path = pl_module.interpolate(x[0], x[1], self.interpolation_steps)
         writer.add_image("interpolation", _rows(path), trainer.global_step)
 
 

@@ -21,7 +21,7 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from aelab.data.resident import ResidentLoader, ShardSampler
+from aelab.data.resident import ResidentLoader, ShardSampler, to_unit
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -77,7 +77,7 @@ class _ImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.images[i].unsqueeze(0).float().div(255.0), self.labels[i]
+        return to_unit(self.images[i].unsqueeze(0)), self.labels[i]
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -243,7 +243,7 @@ class MNISTDataModule(pl.LightningDataModule):
     def sample_images(self, n: int, split: str = "val") -> tuple[Tensor, Tensor]:
         """The first ``n`` images of a split as float ``(n, 1, 28, 28)`` in [0, 1] and their labels."""
         x, y = self.split_tensors(split)
-        return x[:n].unsqueeze(1).float().div(255.0), y[:n]
+        return to_unit(x[:n].unsqueeze(1)), y[:n]
 
     # ------------------------------------------------------------------ loaders
     def _rank_world(self) -> tuple[int, int]:

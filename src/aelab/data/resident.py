@@ -16,6 +16,11 @@ from torch import Tensor
 from torch.utils.data import DistributedSampler, Sampler
 
 
+def to_unit(images: Tensor) -> Tensor:
+    """uint8 pixels 0..255 → float32 in [0, 1], same shape (the one conversion every path uses)."""
+    return images.float().div_(255.0)
+
+
 class ShardSampler(Sampler[int]):
     """Each index of ``range(n)`` exactly once across ranks, in order, without padding: rank ``r`` of ``W`` gets
     ``r, r + W, r + 2W, ...``.
@@ -98,7 +103,7 @@ class ResidentLoader:
         for b in range(start, len(self)):
             i = index[b * self.batch_size : (b + 1) * self.batch_size]
             self._yielded = b + 1
-            yield self.images[i].float().div_(255.0), self.labels[i]
+            yield to_unit(self.images[i]), self.labels[i]
 
     # Lightning's stateful-loader protocol: a mid-epoch checkpoint stores the position in the epoch, and
     # resuming from it continues with the next batch of the same (seeded) order instead of restarting it.

@@ -184,8 +184,13 @@ def fit_pca(train_images: Tensor, n_components: int, seed: int = 0):
     return PCA(n_components=n_components, svd_solver="randomized", random_state=seed).fit(x)
 
 
+def pca_decode(pca, codes: Tensor, shape: tuple[int, ...] = (1, 28, 28)) -> Tensor:
+    """PCA codes ``(N, k)`` back to images ``(N, *shape)``, clamped to [0, 1]."""
+    rec = pca.inverse_transform(codes.float().cpu().numpy())
+    return torch.from_numpy(rec).float().clamp(0, 1).view(-1, *shape)
+
+
 def pca_roundtrip(pca, images: Tensor) -> Tensor:
-    """Project float images ``(N, 1, 28, 28)`` onto the PCA subspace and back, clamped to [0, 1]."""
-    x = images.float().flatten(1).numpy()
-    rec = pca.inverse_transform(pca.transform(x))
-    return torch.from_numpy(rec).float().clamp(0, 1).view_as(images)
+    """Project float images ``(N, C, H, W)`` onto the PCA subspace and back, clamped to [0, 1]."""
+    codes = torch.from_numpy(pca.transform(images.float().flatten(1).numpy()))
+    return pca_decode(pca, codes, tuple(images.shape[1:]))

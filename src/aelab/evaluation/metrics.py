@@ -9,10 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from aelab.data.resident import to_unit
+
 
 def to_float(images: Tensor) -> Tensor:
     """uint8 ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` → float ``(N, 1, 28, 28)`` in [0, 1]."""
-    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+    x = to_unit(images) if images.dtype == torch.uint8 else images.float()
     return x.unsqueeze(1) if x.ndim == 3 else x
 
 

@@ -50,6 +50,25 @@ def _vae_inputs(model, x: Tensor, seed: int) -> Tensor:
     return x
 
 
+def elbo_scores(model, x: Tensor, batch_size: int, device, seed: int) -> Tensor:
+    """−ELBO (nats) of each float image ``(N, 1, 28, 28)``, one seeded posterior sample, inputs binarized
+    (seeded) when the model was trained binarized — the VAE's anomaly score."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    return map_batches(
+        lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, seed), gen), x, batch_size, device
+    )
+
+
+def anomaly_scores(model, images: Tensor, batch_size: int, device, seed: int = 0) -> dict[str, Tensor]:
+    """Per-image anomaly scores of uint8 or float images: ``recon`` (reconstruction MSE) and, for a VAE,
+    ``elbo`` (:func:`elbo_scores`). Used by the suite's anomaly section and the one-class protocol."""
+    x = to_float(images)
+    scores = {"recon": mse_per_image(map_batches(model.reconstruct, images, batch_size, device), x)}
+    if is_vae(model):
+        scores["elbo"] = elbo_scores(model, x, batch_size, device, seed)
+    return scores
+
+
 def run_suite(
     model, datamodule, cfg: DictConfig, output_dir: str | Path, device: torch.device
 ) -> dict[str, float]:
@@ -116,10 +135,7 @@ def run_suite(
             nrow=round(math.sqrt(n)),
             pad_value=1.0,
         )
-        with torch.no_grad():
-            z = model.encode(x_test[:2].to(device))
-            t = torch.linspace(0, 1, int(cfg.generation.interpolation_steps), device=device)[:, None]
-            path = model.decode((1 - t) * z[0] + t * z[1]).cpu()
+        path = model.interpolate(x_test[0], x_test[1], int(cfg.generation.interpolation_steps)).cpu()
         save_image(
             torch.cat([x_test[:1], path, x_test[1:2]]),
             output_dir / "interpolation.png",
@@ -140,13 +156,9 @@ def _compression(
     out["test/compression/gzip_bytes_per_image"] = gz
     out["test/compression/gzip_ratio_vs_raw"] = C.RAW_BYTES / gz
     pca_train, pca_test, pca = pca_codes
-
-    def pca_decode(z: Tensor) -> Tensor:
-        return torch.from_numpy(pca.inverse_transform(z.numpy())).float().clamp(0, 1).view(-1, 1, 28, 28)
-
     methods = {
         "ae": (codes_train, codes_test, lambda z: map_batches(model.decode, z, bs, device)),
-        "pca": (pca_train, pca_test, pca_decode),
+        "pca": (pca_train, pca_test, lambda z: C.pca_decode(pca, z)),
     }
     with tempfile.TemporaryDirectory() as tmp:
         for name, (train_codes, codes, decode) in methods.items():
@@ -177,10 +189,7 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
     score_in = mse_per_image(recon, x_test)
     vae = is_vae(model)
     if vae:
-        gen = torch.Generator(device=device).manual_seed(0)
-        elbo_in = map_batches(
-            lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, 0), gen), x_test, bs, device
-        )
+        elbo_in = elbo_scores(model, x_test, bs, device, seed=0)
     classes = getattr(datamodule, "train_classes", None)
     if classes:
         is_anom = ~torch.isin(test_y, torch.tensor(list(classes)))
@@ -201,16 +210,11 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
             ood.raw_dir,
         )
         return out
-    x_ood = to_float(ood_u8)
-    score_ood = mse_per_image(map_batches(model.reconstruct, ood_u8, bs, device), x_ood)
-    labels = torch.cat([torch.zeros(len(score_in)), torch.ones(len(score_ood))])
-    out["test/anomaly/fashion_auroc"] = auroc(torch.cat([score_in, score_ood]), labels)
+    ood = anomaly_scores(model, ood_u8, bs, device, seed=1)
+    labels = torch.cat([torch.zeros(len(score_in)), torch.ones(len(ood["recon"]))])
+    out["test/anomaly/fashion_auroc"] = auroc(torch.cat([score_in, ood["recon"]]), labels)
     if vae:
-        gen = torch.Generator(device=device).manual_seed(1)
-        elbo_ood = map_batches(
-            lambda b: negative_elbo_per_image(model, _vae_inputs(model, b, 1), gen), x_ood, bs, device
-        )
-        out["test/anomaly/fashion_auroc_elbo"] = auroc(torch.cat([elbo_in, elbo_ood]), labels)
+        out["test/anomaly/fashion_auroc_elbo"] = auroc(torch.cat([elbo_in, ood["elbo"]]), labels)
     return out
 
 

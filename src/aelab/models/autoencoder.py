@@ -107,6 +107,14 @@ class Autoencoder(pl.LightningModule):
         """Deterministic reconstruction used by metrics and dashboards (the forward pass here)."""
         return self(x)
 
+    @torch.no_grad()
+    def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 10) -> Tensor:
+        """Decodes of the straight line between the codes of two images ``(1, 28, 28)`` in [0, 1], ends
+        included: ``(steps, 1, 28, 28)`` in [0, 1] (for a VAE, between the posterior means)."""
+        z = self.encode(torch.stack([x_a, x_b]).to(self.device))
+        t = torch.linspace(0, 1, steps, device=z.device)[:, None]
+        return self.decode((1 - t) * z[0] + t * z[1])
+
     # ------------------------------------------------------------------ hooks for subclasses
     def encoder_out_dim(self, latent_dim: int) -> int:
         """Features the encoder must output for a code of ``latent_dim`` (the code itself, for an AE)."""
