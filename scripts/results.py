@@ -2,13 +2,17 @@
 """``make results``: train every model's best experiment, run the evaluation suite, write docs/RESULTS.md.
 
 For each model the script runs ``aelab-train experiment=<model>_best`` then ``aelab-eval`` on the best
-checkpoint, timing both; optionally the one-class sweep (``scripts/one_class.py``). The report lists the
+checkpoint, timing both; optionally the one-class sweep (``scripts/one_class.py``). With ``--dir`` the
+same command continues an earlier invocation: finished parts are kept, an interrupted training continues
+from its last checkpoint (``aelab-train resume=``), and each part prints a ``[k/N]`` progress line. The report lists the
 device, date, versions, every command with its wall time, the headline figures beside their anchors
 (published numbers and the project's targets), and every figure of every ``metrics.json``.
 
 ::
 
-    python scripts/results.py                                   # full runs (meant for one GPU)
+    python scripts/results.py                                   # full runs
+    nohup make results ARGS="--dir logs/results/full" > logs/results-full.log 2>&1 &   # in the background
+    make results ARGS="--dir logs/results/full"                 # again after an interruption: continues
     python scripts/results.py --train-extra trainer.max_epochs=10 \\
         --eval-extra suite.likelihood.k=200 suite.likelihood.num_images=1000   # a shorter CPU run
 """
@@ -126,26 +130,50 @@ def main() -> int:
         "--reuse", default=None,
         help="an earlier results folder: keep its trainings (and their timings.json wall times), rerun the evals",
     )  # fmt: skip
+    p.add_argument(
+        "--dir", default=None,
+        help="the results folder; run the same command again to continue it: finished parts are kept, an "
+        "interrupted training continues from its last checkpoint (aelab-train resume=), missing evals run",
+    )  # fmt: skip
     args = p.parse_args()
 
-    root = Path(args.reuse) if args.reuse else REPO / "logs" / "results" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    root = Path(args.reuse or args.dir or REPO / "logs" / "results" / stamp)
     root.mkdir(parents=True, exist_ok=True)
     timings_path = root / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     py = sys.executable
     results = {}
+    parts = len(args.models) * 2 + (args.one_class is not None)
+    step = 0
+
+    def progress(part: str, what: str) -> None:
+        print(f"[{step}/{parts}] {part}: {what}", flush=True)
+
     for model in args.models:
         exp = f"{model}_best"
         train_dir, eval_dir = root / model / "train", root / model / "eval"
         extra = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in args.train_extra
                  if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == model]  # fmt: skip
         train_cmd = [py, "-m", "aelab.train", f"experiment={exp}", f"hydra.run.dir={train_dir}", *extra]
-        if args.reuse and model in timings and run_finished(train_dir):
+        step += 1
+        last = train_dir / "checkpoints" / "last.ckpt"
+        if model in timings and run_finished(train_dir):
             t_train = timings[model]  # the training run of the earlier invocation, same command
+            progress(f"{model} train", f"done earlier ({t_train:.0f} s)")
         else:
-            t_train = run(train_cmd, root / f"{model}_train.log")
+            if last.is_file() and (train_dir / ".hydra" / "config.yaml").is_file():
+                epoch = torch.load(last, map_location="cpu", weights_only=True).get("epoch", 0)
+                progress(f"{model} train", f"continuing the interrupted run from epoch {epoch}")
+                cmd = [py, "-m", "aelab.train", f"resume={train_dir}"]
+                timings[f"{model}_resumed"] = True  # the wall time below is the finishing attempt's only
+            else:
+                progress(f"{model} train", "starting")
+                cmd = train_cmd
+            t_train = run(cmd, root / f"{model}_train.log")
             timings[model] = t_train
             timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+            progress(f"{model} train", f"finished ({t_train:.0f} s)")
         ckpt = next((train_dir / "checkpoints").glob("epoch_*.ckpt"))
         eval_cmd = [
             py,
@@ -155,7 +183,22 @@ def main() -> int:
             f"hydra.run.dir={eval_dir}",
             *args.eval_extra,
         ]
-        t_eval = run(eval_cmd, root / f"{model}_eval.log")
+        step += 1
+        done = eval_dir / "metrics.json"
+        if (
+            not args.reuse
+            and done.is_file()
+            and done.stat().st_mtime > ckpt.stat().st_mtime
+            and f"{model}_eval" in timings
+        ):
+            t_eval = timings[f"{model}_eval"]
+            progress(f"{model} eval", f"done earlier ({t_eval:.0f} s)")
+        else:
+            progress(f"{model} eval", "starting")
+            t_eval = run(eval_cmd, root / f"{model}_eval.log")
+            timings[f"{model}_eval"] = t_eval
+            timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+            progress(f"{model} eval", f"finished ({t_eval:.0f} s)")
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         results[model] = {
             "train_cmd": train_cmd,
@@ -171,9 +214,12 @@ def main() -> int:
     if args.one_class is not None:
         oc_dir = root / "one_class"
         cmd = [py, "scripts/one_class.py", "--sweep-dir", str(oc_dir), *args.one_class]
-        if args.reuse and "one_class" in timings and (oc_dir / "one_class.json").exists():
+        step += 1
+        if "one_class" in timings and (oc_dir / "one_class.json").exists():
             t = timings["one_class"]
+            progress("one-class", f"done earlier ({t:.0f} s)")
         else:
+            progress("one-class", "starting")
             t = run(cmd, root / "one_class.log")
             timings["one_class"] = t
             timings_path.write_text(json.dumps(timings, indent=2) + "\n")

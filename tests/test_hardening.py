@@ -347,3 +347,17 @@ def test_signal_interrupt_prints_the_resume_command(tmp_path, fake_data_dir):
     assert "resume=" in (run_dir / "INTERRUPTED").read_text()
     assert not (run_dir / "metrics.json").exists()
     assert signal.SIGINT == 2
+
+
+@pytest.mark.parametrize("model", ["ae", "conv_vae", "dae"])
+def test_aelab_own_run_configs_pass_the_resume_allowlist(make_cfg, model):
+    """What Hydra saves as .hydra/config.yaml (unresolved) must pass resume='s checks: every resolver and
+    target aelab's own configs use is allowed."""
+    from omegaconf import OmegaConf
+
+    from aelab.checkpoint import RUN_RESOLVERS, RUN_TARGETS, check_config_tree
+
+    cfg = make_cfg([f"model={model}"], small=False)
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    tree.pop("hydra")
+    check_config_tree(tree, "composed", RUN_TARGETS, resolvers=RUN_RESOLVERS)

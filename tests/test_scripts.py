@@ -59,3 +59,33 @@ def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, cap
         assert 0.0 <= row["auroc"] <= 1.0
     assert summary["mean"]["auroc"] == pytest.approx(sum(r["auroc"] for r in summary["digits"].values()) / 2)
     assert " mean " in capsys.readouterr().out
+
+
+def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
+    """make results --dir: a second invocation keeps finished parts and continues an interrupted training."""
+    import os
+    import subprocess
+
+    root = tmp_path / "results"
+    cmd = [
+        sys.executable, "scripts/results.py", "--models", "ae", "--dir", str(root), "--out", str(tmp_path / "R.md"),
+        "--train-extra", "trainer.max_epochs=1", "data.val_size=100", "data.batch_size=50", "data.download=false",
+        "callbacks=minimal", "trainer.enable_progress_bar=false",
+        "--eval-extra", "suite.enabled=false", "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    env = {**os.environ, "DATA_DIR": str(fake_data_dir)}
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "[1/2] ae train: starting" in first.stdout and "[2/2] ae eval: finished" in first.stdout
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert "[1/2] ae train: done earlier" in again.stdout and "[2/2] ae eval: done earlier" in again.stdout
+    # an interrupted training: its folder has a checkpoint but no result yet
+    (root / "ae" / "train" / "metrics.json").unlink()
+    (root / "ae" / "train" / "INTERRUPTED").write_text("stopped by SIGTERM\n")
+    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert "ae train: continuing the interrupted run from epoch 0" in resumed.stdout
+    assert (root / "ae" / "train" / "metrics.json").is_file() and not (
+        root / "ae" / "train" / "INTERRUPTED"
+    ).exists()
+    assert "ae eval: done earlier" in resumed.stdout  # the best checkpoint did not change: its eval stands

@@ -83,6 +83,7 @@ RUN_RESOLVERS = frozenset(
         "hydra",
         "aelab.root",
         "aelab.mul",
+        "aelab.precision",
         "aelab.reversed",
         "aelab.run_id",
         "aelab.rank0",
