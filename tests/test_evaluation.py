@@ -251,3 +251,41 @@ def test_pca_decode_and_roundtrip_agree():
     pca = C.fit_pca(images, 8)
     codes = torch.from_numpy(pca.transform(images.flatten(1).numpy()))
     assert torch.allclose(C.pca_decode(pca, codes), C.pca_roundtrip(pca, images))
+
+
+def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
+    from aelab.data import MNISTDataModule
+    from aelab.evaluation import fid as FID
+
+    dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
+    train, test = dm.split_tensors("train"), dm.split_tensors("test")
+    net, acc = FID.classifier(train, test, tmp_path, epochs=3)
+    assert acc >= 0.85  # the synthetic digits are easy (200 test images)
+    cached = list(tmp_path.glob("mnist_features_*.pt"))
+    assert len(cached) == 1
+    again, acc2 = FID.classifier(train, test, tmp_path, epochs=3)  # loaded, not retrained
+    assert acc2 == acc and all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
+    )
+    same = FID.frechet_distance(net, test[0], test[0], 64, "cpu")
+    noise = FID.frechet_distance(net, test[0], torch.rand(len(test[0]), 1, 28, 28), 64, "cpu")
+    floor = FID.frechet_distance(net, test[0], train[0][:200], 64, "cpu")
+    assert abs(same) < 1e-2 and noise > 10 * max(floor, 1e-3) and floor < noise
+
+
+def test_suite_writes_the_frechet_distance(tmp_path, trained, fake_data_dir):
+    from aelab.eval import evaluate
+    from conftest import compose_cfg
+
+    for name, ckpt in trained.items():
+        cfg = compose_cfg(
+            "eval",
+            [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *SUITE, "suite.fid.num_samples=150",
+             "suite.compression.enabled=false", "suite.features.enabled=false", "suite.likelihood.enabled=false",
+             "suite.denoising.enabled=false", "suite.anomaly.enabled=false"],
+            tmp_path / name,
+            fake_data_dir,
+        )  # fmt: skip
+        metrics, _ = evaluate(cfg)
+        assert metrics["test/generation/fid"] > 0 and metrics["test/generation/fid_train_vs_test"] >= 0
+        assert 0 < metrics["test/generation/fid_classifier_test_acc"] <= 1

@@ -126,6 +126,9 @@ def run_suite(
     if cfg.denoising.enabled:
         out |= _denoising(model, x_test, train_u8, cfg.denoising, bs, device)
 
+    if cfg.get("fid", {}).get("enabled"):
+        out |= _fid(model, datamodule, train_u8, test_u8, codes_train, cfg.fid, bs, device)
+
     if cfg.generation.enabled and callable(getattr(model, "sample", None)):
         gen = torch.Generator(device=device).manual_seed(int(cfg.generation.seed))
         n = int(cfg.generation.num_samples)
@@ -216,6 +219,34 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
     if vae:
         out["test/anomaly/fashion_auroc_elbo"] = auroc(torch.cat([elbo_in, ood["elbo"]]), labels)
     return out
+
+
+def _fid(model, datamodule, train_u8, test_u8, codes_train, cfg, bs, device) -> dict[str, float]:
+    """Fréchet distance of generated images to the test images on an in-aelab MNIST classifier's features
+    (:mod:`aelab.evaluation.fid`), with the train-vs-test distance as the floor and the classifier's accuracy."""
+    from aelab.evaluation import fid as FID
+
+    cache = Path(datamodule.data_dir) / "aelab-cache"
+    net, acc = FID.classifier(
+        datamodule.split_tensors("train"),
+        datamodule.split_tensors("test"),
+        cache,
+        device,
+        epochs=int(cfg.classifier_epochs),
+        seed=int(cfg.seed),
+    )
+    n = min(int(cfg.num_samples), len(test_u8))
+    if codes_train is None and not callable(getattr(model, "sample", None)):
+        codes_train = map_batches(model.encode, train_u8, bs, device)
+    fake = FID.generate(model, n, codes_train, int(cfg.seed), bs, device)
+    floor_idx = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(int(cfg.seed)))[:n]
+    return {
+        "test/generation/fid": FID.frechet_distance(net, test_u8[:n], fake, bs, device),
+        "test/generation/fid_train_vs_test": FID.frechet_distance(
+            net, test_u8[:n], train_u8[floor_idx], bs, device
+        ),
+        "test/generation/fid_classifier_test_acc": acc,
+    }
 
 
 def _likelihood(model, x_test, cfg, device) -> dict[str, float]:
