@@ -1,0 +1,203 @@
+"""The report's figures (matplotlib, PNG at page width): one message each, labelled axes with units, and a
+caption line with the device, epochs, wall time and command that produced the numbers.
+
+Every function takes numbers or images already computed (``metrics.json`` contents, saved scores, run
+folders) and writes one PNG; ``make results`` (:mod:`scripts.results`) calls them into ``docs/figures/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+WIDTH = 7.0  # inches: a page width at 100 dpi is about 700 px
+DEEP_SVDD_ONE_CLASS = [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5]
+"""Deep SVDD (one-class) MNIST AUROC per digit 0–9, % (Ruff et al., "Deep One-Class Classification",
+ICML 2018, Table 1); mean 94.8."""
+
+
+def _save(fig, path: str | Path, caption: str = "") -> Path:
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=6.5, color="0.35", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rate_distortion(metrics: Mapping[str, Mapping[str, float]], path: str | Path, caption: str = "") -> Path:
+    """PSNR (dB) against bytes per image (log scale): each model's codes at float32/float16/8 bits, PCA of the
+    same size, JPEG over its quality range, and gzip (lossless) as a vertical line.
+
+    Args:
+        metrics: ``{model label: metrics.json of its aelab-eval}`` (keys ``test/compression/...``).
+    """
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    formats = ("uint8", "float16", "float32")
+    first = next(iter(metrics.values()))
+    for label, m in metrics.items():
+        pts = [
+            (m.get(f"test/compression/ae_{f}_bytes_per_image"), m.get(f"test/compression/ae_{f}_psnr"))
+            for f in formats
+        ]
+        pts = [(b, p) for b, p in pts if b is not None and p is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "o-", label=f"{label} codes (8/16/32 bit)")
+        pca = [
+            (m.get(f"test/compression/pca_{f}_bytes_per_image"), m.get(f"test/compression/pca_{f}_psnr"))
+            for f in formats
+        ]
+        pca = [(b, p) for b, p in pca if b is not None and p is not None]
+        if pca:
+            ax.plot(*zip(*pca, strict=True), "s--", alpha=0.7, label=f"PCA, same size as {label}")
+    jpeg = sorted(
+        (v, first[k.replace("_bytes_per_image", "_psnr")])
+        for k, v in first.items()
+        if k.startswith("test/compression/jpeg_q") and k.endswith("_bytes_per_image")
+    )
+    if jpeg:
+        ax.plot(*zip(*jpeg, strict=True), "^:", color="0.4", label="JPEG (quality range)")
+    gz = first.get("test/compression/gzip_bytes_per_image")
+    if gz:
+        ax.axvline(gz, color="0.6", ls="--", lw=1)
+        ax.text(gz, ax.get_ylim()[0], " gzip, lossless", rotation=90, va="bottom", fontsize=7, color="0.4")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([8, 16, 32, 64, 128, 256, 512, 784]))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("bytes per image (log scale; raw image 784 B)")
+    ax.set_ylabel("PSNR after decoding (dB)")
+    ax.set_title("Rate–distortion on the MNIST test set: higher and further left is better")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path, caption)
+
+
+def roc_curves(
+    scores: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, caption: str = ""
+) -> Path:
+    """ROC curves of MNIST test (negatives) vs Fashion-MNIST test (positives), one per model/score.
+
+    Args:
+        scores: ``{label: (in-distribution scores, out-of-distribution scores)}``; higher = more anomalous.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 4.2))
+    for label, (s_in, s_ood) in scores.items():
+        y = np.r_[np.zeros(len(s_in)), np.ones(len(s_ood))]
+        s = np.r_[s_in, s_ood]
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{label} (AUROC {roc_auc_score(y, s):.4f})")
+    ax.plot([0, 1], [0, 1], color="0.7", ls=":", lw=1, label="chance")
+    ax.set_xlabel("false positive rate (MNIST flagged)")
+    ax.set_ylabel("true positive rate (Fashion-MNIST flagged)")
+    ax.set_title("Anomaly detection: MNIST vs Fashion-MNIST")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path, caption)
+
+
+def one_class_bars(aurocs: Mapping[int, float], path: str | Path, caption: str = "") -> Path:
+    """One-class AUROC (%) per digit beside Deep SVDD's published numbers (:data:`DEEP_SVDD_ONE_CLASS`).
+
+    Args:
+        aurocs: ``{digit: AUROC in [0, 1]}``.
+    """
+    digits = sorted(aurocs)
+    x = np.arange(len(digits))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
+    ours = [100 * aurocs[d] for d in digits]
+    ax.bar(x - 0.2, ours, 0.4, label=f"aelab (mean {np.mean(ours):.1f})")
+    ref = [DEEP_SVDD_ONE_CLASS[d] for d in digits]
+    ax.bar(x + 0.2, ref, 0.4, color="0.7", label=f"Deep SVDD, Ruff et al. 2018 (mean {np.mean(ref):.1f})")
+    ax.set_xticks(x, [str(d) for d in digits])
+    ax.set_xlabel("normal digit (trained on this digit only)")
+    ax.set_ylabel("AUROC (%)")
+    ax.set_ylim(min(80, *ours, *ref) - 2, 100)
+    ax.set_title("One-class anomaly detection per digit")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path, caption)
+
+
+def image_rows(rows: Sequence[tuple[str, Tensor]], path: str | Path, title: str, caption: str = "") -> Path:
+    """Labelled rows of images ``(n, 1, 28, 28)`` in [0, 1] (samples, interpolations, denoising strips)."""
+    n = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(WIDTH, 0.75 * len(rows) * max(1, 10 / n) + 0.6), squeeze=False
+    )
+    for ax, (label, images) in zip(axes[:, 0], rows, strict=True):
+        strip = torch.cat([img[0].float().clamp(0, 1) for img in images], dim=1).cpu().numpy()
+        ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_xticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, caption)
+
+
+def latent_map(codes: Tensor, labels: Tensor, path: str | Path, caption: str = "") -> Path:
+    """The 2-D codes ``(N, 2)`` of test images, coloured by digit."""
+    if codes.shape[1] != 2:
+        raise ValueError(
+            f"latent_map needs 2-D codes, got {codes.shape[1]}-D (use experiment=seed_deep_3's 2-D form)"
+        )
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, WIDTH * 0.65))
+    sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5)
+    fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel("z₁")
+    ax.set_ylabel("z₂")
+    ax.set_title("Latent space: test images' codes, coloured by digit")
+    return _save(fig, path, caption)
+
+
+def validation_curves(run_dirs: Mapping[str, str | Path], path: str | Path, caption: str = "") -> Path:
+    """``val/loss`` per epoch of each run (read from its TensorBoard events), one panel per model (their
+    losses have different units: BCE per pixel for the AEs, nats per image for the VAEs)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    n = len(run_dirs)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 2.3 * rows), squeeze=False)
+    for ax, (label, run_dir) in zip(axes.flat, run_dirs.items(), strict=False):  # spare panels stay empty
+        ea = EventAccumulator(str(Path(run_dir) / "tensorboard"), size_guidance={"scalars": 0})
+        ea.Reload()
+        values = [e.value for e in ea.Scalars("val/loss")] if "val/loss" in ea.Tags()["scalars"] else []
+        ax.plot(range(1, len(values) + 1), values, "-")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val/loss")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("Validation loss during training", fontsize=10)
+    return _save(fig, path, caption)
+
+
+def seed_stability(
+    summary: Mapping[str, Mapping[str, float]], keys: Sequence[str], path: str | Path, caption: str = ""
+) -> Path:
+    """Mean ± std over seeds of a few metrics (``summary`` as written by ``scripts/aggregate.py``)."""
+    keys = [k for k in keys if k in summary]
+    fig, axes = plt.subplots(1, len(keys), figsize=(WIDTH, 2.6), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        s = summary[key]
+        ax.errorbar([0], [s["mean"]], yerr=[s["std"]], fmt="o", capsize=6)
+        ax.set_xticks([])
+        ax.set_title(f"{key}\n{s['mean']:.4g} ± {s['std']:.2g} (n={int(s['n'])})", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Stability across seeds (mean ± sample std)", fontsize=10)
+    return _save(fig, path, caption)
