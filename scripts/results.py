@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -125,6 +126,9 @@ def main() -> int:
         "--one-class", nargs="*", default=None, help="also run scripts/one_class.py with these overrides"
     )
     p.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
+    p.add_argument(
+        "--figures-dir", default=str(REPO / "docs" / "figures"), help="where the figures go ('' for none)"
+    )
     p.add_argument("--note", default="", help="a sentence for the report (e.g. why epochs were reduced)")
     p.add_argument(
         "--reuse", default=None,
@@ -207,6 +211,8 @@ def main() -> int:
             "t_eval": t_eval,
             "metrics": metrics,
             "ckpt": ckpt,
+            "train_dir": train_dir,
+            "eval_dir": eval_dir,
         }
         print(f"{model}: train {t_train:.0f} s, eval {t_eval:.0f} s", flush=True)
 
@@ -225,7 +231,19 @@ def main() -> int:
             timings_path.write_text(json.dumps(timings, indent=2) + "\n")
         one_class = {"cmd": cmd, "t": t, **json.loads((oc_dir / "one_class.json").read_text())}
 
-    write_report(Path(args.out), results, one_class, args)
+    figures = {}
+    if args.figures_dir:
+        from aelab.experiments.report_figures import make_figures
+
+        device = (
+            torch.cuda.get_device_name(0)
+            if torch.cuda.is_available()
+            else f"CPU ({torch.get_num_threads()} threads)"
+        )
+        figures = make_figures(
+            results, one_class, Path(args.figures_dir), device, time.strftime("%Y-%m-%d"), rel
+        )
+    write_report(Path(args.out), results, one_class, args, figures)
     print(f"wrote {args.out}")
     return 0
 
@@ -236,7 +254,9 @@ def rel(cmd: list[str]) -> str:
     return text.replace(str(REPO) + "/", "")
 
 
-def write_report(path: Path, results: dict, one_class: dict | None, args) -> None:
+def write_report(
+    path: Path, results: dict, one_class: dict | None, args, figures: dict | None = None
+) -> None:
     device = (
         torch.cuda.get_device_name(0)
         if torch.cuda.is_available()
@@ -255,6 +275,11 @@ def write_report(path: Path, results: dict, one_class: dict | None, args) -> Non
     ]
     if args.note:
         lines += [f"> {args.note}", ""]
+    if figures:
+        lines += ["## Figures", ""]
+        for name, text in figures.items():
+            link = os.path.relpath(Path(args.figures_dir) / name, path.parent)
+            lines += [f"![{name}]({link})", "", f"*{text}*", ""]
     lines += ["## Headline", "", "| figure | value | anchor | meets target |", "| --- | --- | --- | --- |"]
     for model, r in results.items():
         for label, key, anchor, ok in HEADLINES.get(model, []):

@@ -69,6 +69,7 @@ def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
     root = tmp_path / "results"
     cmd = [
         sys.executable, "scripts/results.py", "--models", "ae", "--dir", str(root), "--out", str(tmp_path / "R.md"),
+        "--figures-dir", str(tmp_path / "figures"),
         "--train-extra", "trainer.max_epochs=1", "data.val_size=100", "data.batch_size=50", "data.download=false",
         "callbacks=minimal", "trainer.enable_progress_bar=false",
         "--eval-extra", "suite.enabled=false", "trainer.enable_progress_bar=false",
@@ -77,6 +78,8 @@ def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert "[1/2] ae train: starting" in first.stdout and "[2/2] ae eval: finished" in first.stdout
+    assert (tmp_path / "figures" / "validation_curves.png").is_file()
+    assert "![validation_curves.png](figures/validation_curves.png)" in (tmp_path / "R.md").read_text()
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert "[1/2] ae train: done earlier" in again.stdout and "[2/2] ae eval: done earlier" in again.stdout
     # an interrupted training: its folder has a checkpoint but no result yet

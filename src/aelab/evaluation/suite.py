@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
@@ -118,7 +119,7 @@ def run_suite(
         out["test/features/pca_knn_acc"] = knn_accuracy(pca_train, train_y, pca_test, test_y, k)
 
     if cfg.anomaly.enabled:
-        out |= _anomaly(model, datamodule, recon, x_test, test_y, cfg.anomaly, bs, device)
+        out |= _anomaly(model, datamodule, recon, x_test, test_y, cfg.anomaly, bs, device, output_dir)
 
     if cfg.likelihood.enabled and is_vae(model):
         out |= _likelihood(model, x_test, cfg.likelihood, device)
@@ -187,7 +188,9 @@ def _compression(
     return out
 
 
-def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[str, float]:
+def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device, output_dir: Path) -> dict[str, float]:
+    """AUROCs of the anomaly scores (one-class when ``train_classes`` is set; MNIST vs Fashion-MNIST); the
+    per-image scores go to ``anomaly_scores.npz`` beside ``metrics.json`` (for ROC curves)."""
     out: dict[str, float] = {}
     score_in = mse_per_image(recon, x_test)
     vae = is_vae(model)
@@ -216,8 +219,12 @@ def _anomaly(model, datamodule, recon, x_test, test_y, cfg, bs, device) -> dict[
     ood = anomaly_scores(model, ood_u8, bs, device, seed=1)
     labels = torch.cat([torch.zeros(len(score_in)), torch.ones(len(ood["recon"]))])
     out["test/anomaly/fashion_auroc"] = auroc(torch.cat([score_in, ood["recon"]]), labels)
+    saved = {"recon_in": score_in.numpy(), "recon_ood": ood["recon"].numpy()}
     if vae:
         out["test/anomaly/fashion_auroc_elbo"] = auroc(torch.cat([elbo_in, ood["elbo"]]), labels)
+        saved |= {"elbo_in": elbo_in.numpy(), "elbo_ood": ood["elbo"].numpy()}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(output_dir / "anomaly_scores.npz", **saved)
     return out
 
 
