@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
+from aelab.models.capabilities import Denoising, Generative
 from aelab.utils.run import tensorboard_logger
 
 
@@ -108,7 +109,7 @@ class DenoisingLogger(_Dashboard):
     """``denoising``: clean / corrupted (seeded) / denoised rows; only for models with a ``corruption``."""
 
     def applies(self, pl_module) -> bool:
-        return getattr(pl_module, "corruption", None) is not None
+        return isinstance(pl_module, Denoising)
 
     def draw(self, writer, trainer, pl_module) -> None:
         x, _ = self.fixed_batch(trainer, pl_module)
@@ -134,7 +135,7 @@ class GenerationLogger(_Dashboard):
         self.seed = seed
 
     def applies(self, pl_module) -> bool:
-        return callable(getattr(pl_module, "sample", None))
+        return isinstance(pl_module, Generative)
 
     def draw(self, writer, trainer, pl_module) -> None:
         gen = torch.Generator(device=pl_module.device).manual_seed(self.seed)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.evaluation.metrics import batches, to_float
+from aelab.models.capabilities import Generative
 
 log = logging.getLogger("aelab")
 
@@ -121,7 +122,7 @@ def generate(model, n: int, train_codes: Tensor | None, seed: int, batch_size: i
     covariance), the usual way to sample from a deterministic autoencoder."""
     gen = torch.Generator(device=device).manual_seed(seed)
     out = []
-    if callable(getattr(model, "sample", None)):
+    if isinstance(model, Generative):
         for i in range(0, n, batch_size):
             out.append(model.sample(min(batch_size, n - i), generator=gen).cpu())
         return torch.cat(out)

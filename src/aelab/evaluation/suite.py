@@ -30,12 +30,14 @@ from aelab.evaluation.metrics import (
     reconstruction_metrics,
     to_float,
 )
+from aelab.models.capabilities import Generative, Probabilistic
 
 log = logging.getLogger("aelab")
 
 
 def is_vae(model) -> bool:
-    return callable(getattr(model, "posterior", None))
+    """A model with a posterior and an ELBO (:class:`aelab.models.capabilities.Probabilistic`)."""
+    return isinstance(model, Probabilistic)
 
 
 def negative_elbo_per_image(model, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -130,7 +132,7 @@ def run_suite(
     if cfg.get("fid", {}).get("enabled"):
         out |= _fid(model, datamodule, train_u8, test_u8, codes_train, cfg.fid, bs, device)
 
-    if cfg.generation.enabled and callable(getattr(model, "sample", None)):
+    if cfg.generation.enabled and isinstance(model, Generative):
         gen = torch.Generator(device=device).manual_seed(int(cfg.generation.seed))
         n = int(cfg.generation.num_samples)
         save_image(
@@ -243,7 +245,7 @@ def _fid(model, datamodule, train_u8, test_u8, codes_train, cfg, bs, device) -> 
         seed=int(cfg.seed),
     )
     n = min(int(cfg.num_samples), len(test_u8))
-    if codes_train is None and not callable(getattr(model, "sample", None)):
+    if codes_train is None and not isinstance(model, Generative):
         codes_train = map_batches(model.encode, train_u8, bs, device)
     fake = FID.generate(model, n, codes_train, int(cfg.seed), bs, device)
     floor_idx = torch.randperm(len(train_u8), generator=torch.Generator().manual_seed(int(cfg.seed)))[:n]

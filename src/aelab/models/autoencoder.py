@@ -38,6 +38,8 @@ class Autoencoder(pl.LightningModule):
             ``val/loss`` when it is a ReduceLROnPlateau.
         compile: ``torch.compile`` the encoder and decoder (in place) at fit/test start.
         compile_mode: ``torch.compile`` mode (``default``, ``reduce-overhead``, ``max-autotune``).
+        eval_seed: base seed of every validation/test random draw (DAE noise, VAE binarization and posterior
+            samples), so those numbers repeat across epochs, runs and ``aelab-eval``; see :meth:`eval_generator`.
         channels_last: keep conv weights in the channels-last (NHWC) memory format, which oneDNN and cuDNN
             run faster (measured: docs/BENCHMARKS.md); no effect on MLP parts.
         nan_check_every: check the training loss for NaN/inf every this many steps (a host sync);
@@ -68,6 +70,7 @@ class Autoencoder(pl.LightningModule):
         compile_mode: str = "default",
         nan_check_every: int = 50,
         channels_last: bool = False,
+        eval_seed: int = 1234,
     ) -> None:
         super().__init__()
         if loss not in ("bce", "mse"):
@@ -146,7 +149,7 @@ class Autoencoder(pl.LightningModule):
         if stage == "train":
             return None
         offset = {"val": 0, "test": 1_000_000}.get(stage, 2_000_000)
-        seed = self.hparams.get("eval_seed", 0) + offset + 10_000 * self.global_rank + batch_idx
+        seed = self.hparams.eval_seed + offset + 10_000 * self.global_rank + batch_idx
         return torch.Generator(device=device).manual_seed(seed)
 
     def model_input(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

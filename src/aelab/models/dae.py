@@ -34,7 +34,7 @@ class DenoisingAutoencoder(Autoencoder):
     def __init__(
         self, encoder: nn.Module, decoder: nn.Module, corruption: Corruption, eval_seed: int = 1234, **kwargs
     ) -> None:
-        super().__init__(encoder, decoder, **kwargs)
+        super().__init__(encoder, decoder, eval_seed=eval_seed, **kwargs)
         self.corruption = corruption
 
     def make_metrics(self, stage: str) -> dict[str, Metric]:

@@ -67,7 +67,7 @@ class VAE(Autoencoder):
         eval_seed: int = 1234,
         **kwargs,
     ) -> None:
-        super().__init__(encoder, decoder, latent_dim=latent_dim, loss="bce", **kwargs)
+        super().__init__(encoder, decoder, latent_dim=latent_dim, loss="bce", eval_seed=eval_seed, **kwargs)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and sigma is None else None
