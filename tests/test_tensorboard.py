@@ -106,3 +106,19 @@ def test_hparams_entry_carries_the_test_metrics(runs):
         "data/val_size",
         "data/split_seed",
     }
+
+
+def test_hparams_leave_out_seeds_checks_and_derived_sizes(runs):
+    ea = events(runs["vae"])
+    content = ea.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
+    names = set(start.hparams)
+    assert "model/latent_dim" in names and "model/kl_coeff" in names
+    assert not names & {
+        "model/eval_seed",
+        "model/decoder/latent_dim",
+        "model/nan_check_every",
+        "model/compile",
+    }

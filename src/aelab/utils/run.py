@@ -75,6 +75,7 @@ _NOT_HPARAMS = {
     "compile_mode",
     "channels_last",
     "fused",
+    "eval_seed",
 }
 
 
@@ -87,8 +88,8 @@ def _model_hparams(node: Any, prefix: str) -> dict[str, Any]:
     if "_target_" in node:
         out[f"{prefix}class"] = str(node["_target_"]).rpartition(".")[2]
     for key, value in node.items():
-        if str(key).startswith("_") or key in _NOT_HPARAMS:
-            continue
+        if str(key).startswith("_") or key in _NOT_HPARAMS or (key == "latent_dim" and prefix != "model/"):
+            continue  # a part's latent_dim repeats model/latent_dim
         if isinstance(value, Mapping):
             out.update(_model_hparams(value, f"{prefix}{key}/"))
         else:
