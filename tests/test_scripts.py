@@ -32,7 +32,8 @@ def test_aggregate_mean_and_std(tmp_path, capsys):
 
 
 def test_benchmark_report_keeps_other_devices(tmp_path):
-    bench = load("benchmark")
+    from aelab.experiments import benchmark as bench
+
     out = tmp_path / "B.md"
     args = type("A", (), {"batch_size": 256, "epochs": 3})()
     rows = [{"model": "ae", "variant": "plain", "s_per_epoch": 1.0, "x_plain": 1.0, "peak_mb": 10.0,
@@ -47,7 +48,8 @@ def test_benchmark_report_keeps_other_devices(tmp_path):
 
 def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, capsys):
     monkeypatch.setenv("DATA_DIR", str(fake_data_dir))
-    one_class = load("one_class")
+    from aelab.experiments import one_class
+
     argv = ["one_class.py", "--digits", "0", "1", "--sweep-dir", str(tmp_path), "--device", "cpu",
             "data.val_size=100", "data.batch_size=50", "trainer.max_epochs=1", "callbacks.progress_bar=null",
             "trainer.enable_progress_bar=false", "callbacks.projector=null"]  # fmt: skip
@@ -92,3 +94,21 @@ def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
         root / "ae" / "train" / "INTERRUPTED"
     ).exists()
     assert "ae eval: done earlier" in resumed.stdout  # the best checkpoint did not change: its eval stands
+
+
+def test_headline_targets_come_from_yaml():
+    from aelab.experiments.results import headline_value, load_headlines, meets
+
+    headlines = load_headlines()
+    assert set(headlines) == {"ae", "conv_ae", "dae", "vae", "conv_vae"}
+    mse = next(e for e in headlines["ae"] if e["metric"] == "test/mse")
+    assert mse["target"] == {"op": "<=", "value": 0.0038}
+    assert meets(mse, 0.0037) is True and meets(mse, 0.0039) is False and meets(mse, None) is None
+    ratio = next(e for e in headlines["ae"] if "over" in e)
+    assert headline_value({"test/compression/pca_mse": 0.0168, "test/mse": 0.0042}, ratio) == pytest.approx(
+        4.0
+    )
+    assert headline_value({"test/mse": 0.0042}, ratio) is None
+    every = [e for entries in headlines.values() for e in entries]
+    assert all({"label", "metric", "anchor"} <= e.keys() for e in every)
+    assert all(e["target"]["op"] in ("<=", ">=") for e in every if "target" in e)
