@@ -144,10 +144,10 @@ def trained(tmp_path_factory, fake_data_dir):
 
 
 SUITE = [
-    "suite.likelihood.k=20",
-    "suite.likelihood.chunk=10",
+    "suite.sections.likelihood.k=20",
+    "suite.sections.likelihood.chunk=10",
     "suite.batch_size=64",
-    "suite.denoising.pca_components=[2,4]",
+    "suite.sections.denoising.pca_components=[2,4]",
 ]
 
 
@@ -280,9 +280,9 @@ def test_suite_writes_the_frechet_distance(tmp_path, trained, fake_data_dir):
     for name, ckpt in trained.items():
         cfg = compose_cfg(
             "eval",
-            [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *SUITE, "suite.fid.num_samples=150",
-             "suite.compression.enabled=false", "suite.features.enabled=false", "suite.likelihood.enabled=false",
-             "suite.denoising.enabled=false", "suite.anomaly.enabled=false"],
+            [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *SUITE, "suite.sections.fid.num_samples=150",
+             "suite.sections.compression=null", "suite.sections.features.enabled=false", "suite.sections.likelihood.enabled=false",
+             "suite.sections.denoising.enabled=false", "suite.sections.anomaly.enabled=false"],
             tmp_path / name,
             fake_data_dir,
         )  # fmt: skip

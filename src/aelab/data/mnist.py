@@ -219,7 +219,7 @@ class MNISTDataModule(pl.LightningDataModule):
                 f"data.batch_size={self.batch_size} is the global batch and must divide by the world size "
                 f"{world}; set data.batch_size to a multiple of {world}."
             )
-        if self._splits:
+        if "train" in self._splits:
             return
         images, labels = self._load(train=True)
         if not 0 < self.val_size < len(images):
@@ -232,12 +232,17 @@ class MNISTDataModule(pl.LightningDataModule):
                 keep = torch.isin(y, torch.tensor(self.train_classes))
                 x, y = x[keep], y[keep]
             self._splits[name] = (x, y)
-        self._splits["test"] = self._load(train=False)
+        if "test" not in self._splits:
+            self._splits["test"] = self._load(train=False)
 
     def split_tensors(self, split: str) -> tuple[Tensor, Tensor]:
-        """The uint8 images ``(N, 28, 28)`` and int64 labels ``(N,)`` of ``train``/``val``/``test``."""
-        if not self._splits:
-            self.setup()
+        """The uint8 images ``(N, 28, 28)`` and int64 labels ``(N,)`` of ``train``/``val``/``test`` (the test
+        split alone loads only the official test files)."""
+        if split not in self._splits:
+            if split == "test":
+                self._splits["test"] = self._load(train=False)
+            else:
+                self.setup()
         return self._splits[split]
 
     def sample_images(self, n: int, split: str = "val") -> tuple[Tensor, Tensor]:

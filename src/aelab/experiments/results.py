@@ -14,7 +14,7 @@ device, date, versions, every command with its wall time, the headline figures b
     nohup make results ARGS="--dir logs/results/full" > logs/results-full.log 2>&1 &   # in the background
     make results ARGS="--dir logs/results/full"                 # again after an interruption: continues
     python scripts/results.py --train-extra trainer.max_epochs=10 \\
-        --eval-extra suite.likelihood.k=200 suite.likelihood.num_images=1000   # a shorter CPU run
+        --eval-extra suite.sections.likelihood.k=200 suite.sections.likelihood.num_images=1000   # a shorter CPU run
 """
 
 from __future__ import annotations
