@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -11,16 +10,9 @@ import pytest
 from conftest import REPO
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_aggregate_mean_and_std(tmp_path, capsys):
-    agg = load("aggregate")
+    from aelab.experiments import aggregate as agg
+
     for i, v in enumerate([1.0, 2.0, 3.0, 4.0, 5.0]):
         (tmp_path / str(i)).mkdir()
         (tmp_path / str(i) / "metrics.json").write_text(json.dumps({"test/mse": v, "test/psnr": 20.0}))
@@ -79,11 +71,14 @@ def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
     env = {**os.environ, "DATA_DIR": str(fake_data_dir)}
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert "[1/2] ae train: starting" in first.stdout and "[2/2] ae eval: finished" in first.stdout
+    assert "[1/3] ae train: starting" in first.stdout and "[2/3] ae eval: finished" in first.stdout
+    assert "[3/3] latent2d train: finished" in first.stdout  # experiment=seed_deep_3 with a 2-D code
     assert (tmp_path / "figures" / "validation_curves.png").is_file()
+    assert (tmp_path / "figures" / "latent_map.png").is_file()
     assert "![validation_curves.png](figures/validation_curves.png)" in (tmp_path / "R.md").read_text()
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert "[1/2] ae train: done earlier" in again.stdout and "[2/2] ae eval: done earlier" in again.stdout
+    assert "[1/3] ae train: done earlier" in again.stdout and "[2/3] ae eval: done earlier" in again.stdout
+    assert "[3/3] latent2d train: done earlier" in again.stdout
     # an interrupted training: its folder has a checkpoint but no result yet
     (root / "ae" / "train" / "metrics.json").unlink()
     (root / "ae" / "train" / "INTERRUPTED").write_text("stopped by SIGTERM\n")

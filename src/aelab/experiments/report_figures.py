@@ -29,8 +29,10 @@ def _epochs(run: dict[str, Any]) -> str:
 
 
 def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out_dir: Path, device: str,
-                 date: str, rel) -> dict[str, str]:  # fmt: skip
-    """Write every figure whose inputs exist; ``rel`` turns a command list into the text a user would type."""
+                 date: str, rel, extras: dict[str, Any] | None = None) -> dict[str, str]:  # fmt: skip
+    """Write every figure whose inputs exist; ``rel`` turns a command list into the text a user would type;
+    ``extras`` may hold ``latent2d`` (a 2-D model's checkpoint) and ``seeds`` (runs of several seeds)."""
+    extras = extras or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, str] = {}
 
@@ -122,5 +124,27 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
         title = "Denoising: " + ", ".join(f"{k} {v:.1f} dB" for k, v in psnr.items()) + " (these 10 images)"
         FIG.image_rows(rows, out_dir / "denoising.png", title, caption(["dae"]))
         made["denoising.png"] = caption(["dae"])
+    if "latent2d" in extras:
+        from aelab.evaluation.metrics import map_batches
+
+        e = extras["latent2d"]
+        model, cfg, _ = load_model(e["ckpt"])
+        dm = MNISTDataModule(cfg.data.data_dir, download=False)
+        images, labels = dm.split_tensors("test")
+        codes = map_batches(model.encode, images, 1000, "cpu")
+        text = f"{device}, {date}. 2-D code, {cfg.trainer.max_epochs} epochs, train {e['t']:.0f} s; `{rel(e['cmd'])}`."
+        FIG.latent_map(codes, labels, out_dir / "latent_map.png", text)
+        made["latent_map.png"] = text
+    if extras.get("seeds"):
+        from aelab.experiments.aggregate import summarize
+
+        runs = extras["seeds"]
+        seeds = [r["seed"] for r in runs]
+        text = (
+            f"{device}, {date}. experiment=ae_best, seeds {seeds}, {sum(r['t'] for r in runs):.0f} s in all."
+        )
+        summary = summarize([r["metrics"] for r in runs])
+        FIG.seed_stability(summary, ["test/mse", "test/psnr"], out_dir / "seed_stability.png", text)
+        made["seed_stability.png"] = text
     log.info("figures written to %s: %s", out_dir, ", ".join(made))
     return made

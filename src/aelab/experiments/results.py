@@ -91,6 +91,17 @@ def main() -> int:
     )
     p.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"))
     p.add_argument(
+        "--latent-map", action=argparse.BooleanOptionalAction, default=True,
+        help="also train experiment=seed_deep_3 with a 2-D code for the latent-map figure",
+    )  # fmt: skip
+    p.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also train experiment=ae_best with these seeds (stability)",
+    )
+    p.add_argument(
         "--figures-dir", default=str(REPO / "docs" / "figures"), help="where the figures go ('' for none)"
     )
     p.add_argument("--note", default="", help="a sentence for the report (e.g. why epochs were reduced)")
@@ -112,11 +123,30 @@ def main() -> int:
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     py = sys.executable
     results = {}
-    parts = len(args.models) * 2 + (args.one_class is not None)
+    parts = len(args.models) * 2 + (args.one_class is not None) + bool(args.latent_map) + len(args.seeds)
     step = 0
 
     def progress(part: str, what: str) -> None:
         print(f"[{step}/{parts}] {part}: {what}", flush=True)
+
+    def train_part(name: str, train_cmd: list[str], train_dir: Path) -> float:
+        """Train once: kept when finished earlier, continued (resume=) when interrupted; wall time in s."""
+        last = train_dir / "checkpoints" / "last.ckpt"
+        if name in timings and run_finished(train_dir):
+            progress(f"{name} train", f"done earlier ({timings[name]:.0f} s)")
+            return timings[name]
+        if last.is_file() and (train_dir / ".hydra" / "config.yaml").is_file():
+            epoch = torch.load(last, map_location="cpu", weights_only=True).get("epoch", 0)
+            progress(f"{name} train", f"continuing the interrupted run from epoch {epoch}")
+            cmd = [py, "-m", "aelab.train", f"resume={train_dir}"]
+            timings[f"{name}_resumed"] = True  # the wall time below is the finishing attempt's only
+        else:
+            progress(f"{name} train", "starting")
+            cmd = train_cmd
+        timings[name] = run(cmd, root / f"{name}_train.log")
+        timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+        progress(f"{name} train", f"finished ({timings[name]:.0f} s)")
+        return timings[name]
 
     for model in args.models:
         exp = f"{model}_best"
@@ -125,23 +155,7 @@ def main() -> int:
                  if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == model]  # fmt: skip
         train_cmd = [py, "-m", "aelab.train", f"experiment={exp}", f"hydra.run.dir={train_dir}", *extra]
         step += 1
-        last = train_dir / "checkpoints" / "last.ckpt"
-        if model in timings and run_finished(train_dir):
-            t_train = timings[model]  # the training run of the earlier invocation, same command
-            progress(f"{model} train", f"done earlier ({t_train:.0f} s)")
-        else:
-            if last.is_file() and (train_dir / ".hydra" / "config.yaml").is_file():
-                epoch = torch.load(last, map_location="cpu", weights_only=True).get("epoch", 0)
-                progress(f"{model} train", f"continuing the interrupted run from epoch {epoch}")
-                cmd = [py, "-m", "aelab.train", f"resume={train_dir}"]
-                timings[f"{model}_resumed"] = True  # the wall time below is the finishing attempt's only
-            else:
-                progress(f"{model} train", "starting")
-                cmd = train_cmd
-            t_train = run(cmd, root / f"{model}_train.log")
-            timings[model] = t_train
-            timings_path.write_text(json.dumps(timings, indent=2) + "\n")
-            progress(f"{model} train", f"finished ({t_train:.0f} s)")
+        t_train = train_part(model, train_cmd, train_dir)
         ckpt = next((train_dir / "checkpoints").glob("epoch_*.ckpt"))
         eval_cmd = [
             py,
@@ -195,6 +209,44 @@ def main() -> int:
             timings_path.write_text(json.dumps(timings, indent=2) + "\n")
         one_class = {"cmd": cmd, "t": t, **json.loads((oc_dir / "one_class.json").read_text())}
 
+    extras: dict[str, Any] = {}
+    common = [o for o in args.train_extra if ":" not in o.split("=", 1)[0]]
+    if args.latent_map:
+        step += 1
+        train_dir = root / "latent2d" / "train"
+        cmd = [
+            py,
+            "-m",
+            "aelab.train",
+            "experiment=seed_deep_3",
+            "model.latent_dim=2",
+            f"hydra.run.dir={train_dir}",
+            *common,
+        ]
+        t = train_part("latent2d", cmd, train_dir)
+        extras["latent2d"] = {
+            "ckpt": next((train_dir / "checkpoints").glob("epoch_*.ckpt")),
+            "t": t,
+            "cmd": cmd,
+        }
+    if args.seeds:
+        seed_runs = []
+        for seed in args.seeds:
+            step += 1
+            train_dir = root / "seeds" / f"ae_seed{seed}"
+            cmd = [
+                py,
+                "-m",
+                "aelab.train",
+                "experiment=ae_best",
+                f"seed={seed}",
+                f"hydra.run.dir={train_dir}",
+                *common,
+            ]
+            seed_runs.append({"seed": seed, "t": train_part(f"ae_seed{seed}", cmd, train_dir), "cmd": cmd,
+                              "metrics": json.loads((train_dir / "metrics.json").read_text())})  # fmt: skip
+        extras["seeds"] = seed_runs
+
     figures = {}
     if args.figures_dir:
         from aelab.experiments.report_figures import make_figures
@@ -205,7 +257,7 @@ def main() -> int:
             else f"CPU ({torch.get_num_threads()} threads)"
         )
         figures = make_figures(
-            results, one_class, Path(args.figures_dir), device, time.strftime("%Y-%m-%d"), rel
+            results, one_class, Path(args.figures_dir), device, time.strftime("%Y-%m-%d"), rel, extras
         )
     write_report(Path(args.out), results, one_class, args, figures)
     print(f"wrote {args.out}")
