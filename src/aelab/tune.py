@@ -187,6 +187,8 @@ def _storage(url: str):
         return JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        # workers sharing the file wait for each other's writes (sqlite3's default is 5 s)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     return optuna.storages.RDBStorage(url)
 
 
