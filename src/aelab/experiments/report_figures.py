@@ -46,7 +46,7 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
             f"{device}, {date}. "
             + "; ".join(parts)
             + (f". {extra}" if extra else "")
-            + " Commands: docs/RESULTS.md."
+            + ". Commands: docs/RESULTS.md."
         )
 
     compressed = [m for m in results if "test/compression/ae_float32_psnr" in results[m]["metrics"]]
