@@ -115,13 +115,6 @@ def suggest(trial, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def override_value(value: Any) -> str:
-    """A value as a Hydra override (lists given as strings, e.g. ``"[512,256]"``, stay as written)."""
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 # ---------------------------------------------------------------------------- study
 def open_study(storage: str, study_name: str, direction: str, sampler=None, pruner=None):
     """Create or continue a study (``load_if_exists``).
@@ -400,7 +393,9 @@ def run_study(sweeper, arguments: list[str]):
             batch.append(
                 [
                     *arguments,
-                    *(f"{k}={override_value(v)}" for k, v in values.items()),
+                    *(
+                        f"{k}={v}" for k, v in values.items()
+                    ),  # str(float) is its repr; "[512,256]" stays a list
                     *shared,
                     f"+optuna.trial_id={trial._trial_id}",
                     f"hydra.sweep.subdir={trial.number}",  # the trial's folder is named by its number

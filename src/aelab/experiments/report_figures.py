@@ -36,26 +36,22 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
     out_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, str] = {}
 
-    def caption(models: list[str], extra: str = "") -> str:
-        parts = [
-            f"{LABELS.get(m, m)}: {_epochs(results[m])}, train {results[m]['t_train']:.0f} s, eval "
-            f"{results[m]['t_eval']:.0f} s"
-            for m in models
-        ]
-        return (
-            f"{device}, {date}. "
-            + "; ".join(parts)
-            + (f". {extra}" if extra else "")
-            + ". Commands: docs/RESULTS.md."
-        )
+    runs = {  # each model's epochs and wall times, read once
+        m: f"{LABELS.get(m, m)}: {_epochs(r)}, train {r['t_train']:.0f} s, eval {r['t_eval']:.0f} s"
+        for m, r in results.items()
+    }
+
+    def caption(models: list[str]) -> str:
+        return f"{device}, {date}. " + "; ".join(runs[m] for m in models) + ". Commands: docs/RESULTS.md."
 
     compressed = [m for m in results if "test/compression/ae_float32_psnr" in results[m]["metrics"]]
     if compressed:
-        name = "rate_distortion.png"
+        made["rate_distortion.png"] = caption(compressed)
         FIG.rate_distortion(
-            {LABELS.get(m, m): results[m]["metrics"] for m in compressed}, out_dir / name, caption(compressed)
+            {LABELS.get(m, m): results[m]["metrics"] for m in compressed},
+            out_dir / "rate_distortion.png",
+            made["rate_distortion.png"],
         )
-        made[name] = caption(compressed)
 
     scores = {}
     for m, r in results.items():
@@ -65,16 +61,17 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
                 scores[f"{LABELS.get(m, m)} recon. error"] = (d["recon_in"], d["recon_ood"])
                 if "elbo_in" in d:
                     scores[f"{LABELS.get(m, m)} −ELBO"] = (d["elbo_in"], d["elbo_ood"])
+    all_models = caption(list(results))
     if scores:
-        FIG.roc_curves(scores, out_dir / "roc_fashion.png", caption(list(results)))
-        made["roc_fashion.png"] = caption(list(results))
+        FIG.roc_curves(scores, out_dir / "roc_fashion.png", all_models)
+        made["roc_fashion.png"] = all_models
 
     FIG.validation_curves(
         {LABELS.get(m, m): r["train_dir"] for m, r in results.items()},
         out_dir / "validation_curves.png",
-        caption(list(results)),
+        all_models,
     )
-    made["validation_curves.png"] = caption(list(results))
+    made["validation_curves.png"] = all_models
 
     if one_class:
         text = f"{device}, {date}. One-class sweep: {one_class['t']:.0f} s; `{rel(one_class['cmd'])}`."

@@ -99,8 +99,9 @@ def _model_hparams(node: Any, prefix: str) -> dict[str, Any]:
 
 def run_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The hyperparameters worth comparing across runs in TensorBoard's HParams dashboard: the model's (class,
-    sizes, loss, optimizer, scheduler, β, corruption, ...), the global batch size and data path, the trainer's
-    precision and epochs, the seed and the experiment name. No ``_target_``, paths or data-loading settings."""
+    sizes, loss, optimizer, scheduler, β, corruption, ...), the data set's name, the global batch size and
+    whether the data is resident, the trainer's precision and epochs, the seed and the experiment name. No
+    ``_target_``, paths or data-loading settings."""
     c = OmegaConf.to_container(cfg, resolve=True)
     out = _model_hparams(c.get("model") or {}, "model/")
     data, trainer = c.get("data") or {}, c.get("trainer") or {}
