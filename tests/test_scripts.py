@@ -92,7 +92,7 @@ def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
 
 
 def test_headline_targets_come_from_yaml():
-    from aelab.experiments.results import headline_value, load_headlines, meets
+    from aelab.experiments.results import anchor_text, headline_value, load_headlines, meets
 
     headlines = load_headlines()
     assert set(headlines) == {"ae", "conv_ae", "dae", "vae", "conv_vae"}
@@ -107,3 +107,10 @@ def test_headline_targets_come_from_yaml():
     every = [e for entries in headlines.values() for e in entries]
     assert all({"label", "metric", "anchor"} <= e.keys() for e in every)
     assert all(e["target"]["op"] in ("<=", ">=") for e in every if "target" in e)
+    # anchors measured in the same evaluation (PCA, the noisy input, the Fréchet floor) are filled from it
+    probe = next(e for e in headlines["ae"] if e["metric"] == "test/features/linear_probe_acc")
+    assert anchor_text(probe, {"test/features/pca_linear_probe_acc": 0.9003}) == "PCA-32 0.9003"
+    assert anchor_text(probe, {}) == "n/a"
+    for e in every:  # every {field} has its metric, and no PCA figure is written into the YAML
+        assert e["anchor"].format(**{k: 1.0 for k in e.get("values", {})})
+        assert "PCA-32 0." not in e["anchor"]

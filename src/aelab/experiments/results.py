@@ -59,6 +59,15 @@ def headline_value(metrics: dict, entry: dict[str, Any]) -> float | None:
     return float(v)
 
 
+def anchor_text(entry: dict[str, Any], metrics: dict) -> str:
+    """The entry's anchor with its ``{name}`` fields filled from ``metrics`` via ``values: {name: key}``
+    (``n/a`` in place of the whole anchor when one of those metrics is missing)."""
+    values = {name: metrics.get(key) for name, key in entry.get("values", {}).items()}
+    if any(not isinstance(v, int | float) for v in values.values()):
+        return "n/a"
+    return entry["anchor"].format(**values)
+
+
 def meets(entry: dict[str, Any], v: float | None) -> bool | None:
     """Whether ``v`` meets the entry's target (``None`` without a target or a value)."""
     target = entry.get("target")
@@ -190,6 +199,7 @@ def main() -> int:
             "metrics": metrics,
             "ckpt": ckpt,
             "train_dir": train_dir,
+            "resumed": bool(timings.get(f"{model}_resumed")),
             "eval_dir": eval_dir,
         }
         print(f"{model}: train {t_train:.0f} s, eval {t_eval:.0f} s", flush=True)
@@ -264,6 +274,16 @@ def main() -> int:
     return 0
 
 
+def run_epochs(train_dir: Path, ckpt: Path) -> tuple[Any, Any]:
+    """``(trainer.max_epochs of the run, epoch number of the kept best checkpoint)``; ``?`` where unknown."""
+    cfg_file = Path(train_dir) / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+    epochs = (cfg.get("trainer") or {}).get("max_epochs", "?")
+    stem = Path(ckpt).stem  # epoch_NNN
+    best = f"epoch {int(stem.split('_')[1]) + 1}" if stem.startswith("epoch_") and stem[6:].isdigit() else "?"
+    return epochs, best
+
+
 def rel(cmd: list[str]) -> str:
     """A command as a user would type it (repo-relative paths, the venv's python as `python`)."""
     text = shlex.join(["python", *cmd[1:]])
@@ -291,11 +311,6 @@ def write_report(
     ]
     if args.note:
         lines += [f"> {args.note}", ""]
-    if figures:
-        lines += ["## Figures", ""]
-        for name, text in figures.items():
-            link = os.path.relpath(Path(args.figures_dir) / name, path.parent)
-            lines += [f"![{name}]({link})", "", f"*{text}*", ""]
     headlines = load_headlines()
     lines += ["## Headline", "", "| figure | value | anchor | meets target |", "| --- | --- | --- | --- |"]
     for model, r in results.items():
@@ -303,7 +318,7 @@ def write_report(
             v = headline_value(r["metrics"], entry)
             shown = "n/a" if v is None else (f"{v:.4g}×" if "over" in entry else f"{v:.4g}")
             target = entry.get("target")
-            anchor = entry["anchor"] + (f"; target {target['op']} {target['value']}" if target else "")
+            anchor = anchor_text(entry, r["metrics"]) + (f"; target {target['op']} {target['value']}" if target else "")
             ok = meets(entry, v)
             verdict = "" if ok is None else ("yes" if ok else "**no**")
             lines.append(f"| {entry['label']} | {shown} | {anchor} | {verdict} |")
@@ -312,7 +327,20 @@ def write_report(
         lines.append(
             f"| one-class mean AUROC ({len(one_class['digits'])} digits) | {100 * m['auroc']:.1f} | target ≥ 90; Deep SVDD 94.8, CAE ≈ 89.7 | {'yes' if 100 * m['auroc'] >= 90 else '**no**'} |"
         )
-    lines += ["", "## Commands and wall times", ""]
+    lines += [
+        "",
+        "## Runs: epochs, wall times, commands",
+        "",
+        "| model | experiment | epochs (best checkpoint) | train | eval |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for model, r in results.items():
+        epochs, best = run_epochs(r["train_dir"], r["ckpt"])
+        resumed = " (finishing attempt of a resumed run)" if r.get("resumed") else ""
+        lines.append(
+            f"| {model} | `{model}_best` | {epochs} ({best}) | {r['t_train']:.0f} s{resumed} | {r['t_eval']:.0f} s |"
+        )
+    lines.append("")
     for model, r in results.items():
         lines += [
             f"- {model}: train {r['t_train']:.0f} s — `{rel(r['train_cmd'])}`",
@@ -322,6 +350,11 @@ def write_report(
         lines += [f"- one-class sweep: {one_class['t']:.0f} s — `{rel(one_class['cmd'])}`"]
         lines += ["", "| digit | AUROC (recon. error) |", "| --- | --- |"]
         lines += [f"| {d} | {100 * r['auroc']:.1f} |" for d, r in one_class["digits"].items()]
+    if figures:
+        lines += ["", "## Figures", ""]
+        for name, text in figures.items():
+            link = os.path.relpath(Path(args.figures_dir) / name, path.parent)
+            lines += [f"![{name}]({link})", "", f"*{text}*", ""]
     lines += ["", "## Compression (rate–distortion on the test set)", ""]
     for model, r in results.items():
         m = r["metrics"]
