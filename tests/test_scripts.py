@@ -91,6 +91,15 @@ def test_results_continue_where_they_stopped(tmp_path, fake_data_dir):
     assert "ae eval: done earlier" in resumed.stdout  # the best checkpoint did not change: its eval stands
 
 
+def test_train_extra_overrides_by_part():
+    from aelab.experiments.results import overrides_for
+
+    extra = ["callbacks.progress_bar=null", "conv_ae:trainer.max_epochs=100", "seeds:trainer.max_epochs=30"]
+    assert overrides_for("conv_ae", extra) == ["callbacks.progress_bar=null", "trainer.max_epochs=100"]
+    assert overrides_for("seeds", extra) == ["callbacks.progress_bar=null", "trainer.max_epochs=30"]
+    assert overrides_for("vae", extra) == ["callbacks.progress_bar=null"]
+
+
 def test_headline_targets_come_from_yaml():
     from aelab.experiments.results import anchor_text, headline_value, load_headlines, meets
 

@@ -76,6 +76,19 @@ def meets(entry: dict[str, Any], v: float | None) -> bool | None:
     return v <= target["value"] if target["op"] == "<=" else v >= target["value"]
 
 
+def overrides_for(part: str, train_extra: list[str]) -> list[str]:
+    """The ``--train-extra`` overrides of one part: the unprefixed ones and ``part:key=value`` ones (prefix
+    dropped), in the order given. ``overrides_for("seeds", ["a=1", "seeds:b=2", "vae:c=3"]) == ["a=1", "b=2"]``."""
+    out = []
+    for o in train_extra:
+        key = o.split("=", 1)[0]
+        if ":" not in key:
+            out.append(o)
+        elif o.split(":", 1)[0] == part:
+            out.append(o.split(":", 1)[1])
+    return out
+
+
 def run(cmd: list[str], log: Path) -> float:
     """Run ``cmd`` in the repository, output to ``log``; returns the wall time in seconds."""
     print("$", shlex.join(cmd), flush=True)
@@ -92,7 +105,8 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=list(load_headlines()))
     p.add_argument(
         "--train-extra", nargs="*", default=[],
-        help="Hydra overrides for every training run; 'MODEL:key=value' applies to that model only",
+        help="Hydra overrides for every training run; 'PART:key=value' applies to that part only (PART: a "
+        "model name, latent2d or seeds)",
     )  # fmt: skip
     p.add_argument("--eval-extra", nargs="*", default=[], help="Hydra overrides for every aelab-eval run")
     p.add_argument(
@@ -160,8 +174,7 @@ def main() -> int:
     for model in args.models:
         exp = f"{model}_best"
         train_dir, eval_dir = root / model / "train", root / model / "eval"
-        extra = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in args.train_extra
-                 if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == model]  # fmt: skip
+        extra = overrides_for(model, args.train_extra)
         train_cmd = [py, "-m", "aelab.train", f"experiment={exp}", f"hydra.run.dir={train_dir}", *extra]
         step += 1
         t_train = train_part(model, train_cmd, train_dir)
@@ -220,7 +233,6 @@ def main() -> int:
         one_class = {"cmd": cmd, "t": t, **json.loads((oc_dir / "one_class.json").read_text())}
 
     extras: dict[str, Any] = {}
-    common = [o for o in args.train_extra if ":" not in o.split("=", 1)[0]]
     if args.latent_map:
         step += 1
         train_dir = root / "latent2d" / "train"
@@ -231,7 +243,7 @@ def main() -> int:
             "experiment=seed_deep_3",
             "model.latent_dim=2",
             f"hydra.run.dir={train_dir}",
-            *common,
+            *overrides_for("latent2d", args.train_extra),
         ]
         t = train_part("latent2d", cmd, train_dir)
         extras["latent2d"] = {
@@ -251,7 +263,7 @@ def main() -> int:
                 "experiment=ae_best",
                 f"seed={seed}",
                 f"hydra.run.dir={train_dir}",
-                *common,
+                *overrides_for("seeds", args.train_extra),
             ]
             seed_runs.append({"seed": seed, "t": train_part(f"ae_seed{seed}", cmd, train_dir), "cmd": cmd,
                               "metrics": json.loads((train_dir / "metrics.json").read_text())})  # fmt: skip
