@@ -43,9 +43,10 @@ def rate_distortion(metrics: Mapping[str, Mapping[str, float]], path: str | Path
     Args:
         metrics: ``{model label: metrics.json of its aelab-eval}`` (keys ``test/compression/...``).
     """
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.6))
     formats = ("uint8", "float16", "float32")
     first = next(iter(metrics.values()))
+    pca_curves: dict[tuple, list[str]] = {}  # one PCA curve per code size, named after the models it matches
     for label, m in metrics.items():
         pts = [
             (m.get(f"test/compression/ae_{f}_bytes_per_image"), m.get(f"test/compression/ae_{f}_psnr"))
@@ -60,7 +61,10 @@ def rate_distortion(metrics: Mapping[str, Mapping[str, float]], path: str | Path
         ]
         pca = [(b, p) for b, p in pca if b is not None and p is not None]
         if pca:
-            ax.plot(*zip(*pca, strict=True), "s--", alpha=0.7, label=f"PCA, same size as {label}")
+            pca_curves.setdefault(tuple((round(b, 3), round(p, 3)) for b, p in pca), []).append(label)
+    for pca, labels in pca_curves.items():
+        size = round(max(b for b, _ in pca) / 4)  # float32 bytes / 4 = components
+        ax.plot(*zip(*pca, strict=True), "s--", alpha=0.7, label=f"PCA-{size} (size of {', '.join(labels)})")
     jpeg = sorted(
         (v, first[k.replace("_bytes_per_image", "_psnr")])
         for k, v in first.items()
@@ -79,7 +83,7 @@ def rate_distortion(metrics: Mapping[str, Mapping[str, float]], path: str | Path
     ax.set_xlabel("bytes per image (log scale; raw image 784 B)")
     ax.set_ylabel("PSNR after decoding (dB)")
     ax.set_title("Rate–distortion on the MNIST test set: higher and further left is better")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
     return _save(fig, path, caption)
 

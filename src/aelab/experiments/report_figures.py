@@ -117,7 +117,10 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
             ("DAE", denoised),
             ("PCA-32", C.pca_roundtrip(pca, noisy)),
         ]
-        psnr = {label: psnr_per_image(img.clamp(0, 1), x).mean().item() for label, img in rows[1:]}
+        # PSNR of what the DAE was given (the unclipped noisy input, as test/noisy_psnr), of its output and of
+        # PCA's projection clipped to [0, 1]; the noisy row is only clipped for display
+        scored = {rows[1][0]: noisy, "DAE": denoised, "PCA-32": rows[3][1].clamp(0, 1)}
+        psnr = {label: psnr_per_image(img, x).mean().item() for label, img in scored.items()}
         title = "Denoising: " + ", ".join(f"{k} {v:.1f} dB" for k, v in psnr.items()) + " (these 10 images)"
         FIG.image_rows(rows, out_dir / "denoising.png", title, caption(["dae"]))
         made["denoising.png"] = caption(["dae"])
