@@ -46,7 +46,11 @@ def test_bars_images_latent_and_stability(tmp_path):
         "test/mse": {"mean": 0.015, "std": 0.0003, "n": 3},
         "test/psnr": {"mean": 19.0, "std": 0.1, "n": 3},
     }
-    _png(FIG.seed_stability(summary, ["test/mse", "test/psnr"], tmp_path / "seeds.png"))
+    _png(
+        FIG.seed_stability(
+            summary, ["test/mse", "test/psnr"], tmp_path / "seeds.png", "c", {"test/mse": [0.01, 0.011]}
+        )
+    )
 
 
 def test_validation_curves_read_tensorboard(tmp_path):

@@ -192,14 +192,24 @@ def validation_curves(run_dirs: Mapping[str, str | Path], path: str | Path, capt
 
 
 def seed_stability(
-    summary: Mapping[str, Mapping[str, float]], keys: Sequence[str], path: str | Path, caption: str = ""
+    summary: Mapping[str, Mapping[str, float]],
+    keys: Sequence[str],
+    path: str | Path,
+    caption: str = "",
+    per_seed: Mapping[str, Sequence[float]] | None = None,
 ) -> Path:
-    """Mean ± std over seeds of a few metrics (``summary`` as written by ``scripts/aggregate.py``)."""
+    """Mean ± std over seeds of a few metrics (``summary`` as written by ``scripts/aggregate.py``), with each
+    seed's value beside it when ``per_seed`` (``{key: [value per seed]}``) is given."""
     keys = [k for k in keys if k in summary]
     fig, axes = plt.subplots(1, len(keys), figsize=(WIDTH, 2.6), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         s = summary[key]
-        ax.errorbar([0], [s["mean"]], yerr=[s["std"]], fmt="o", capsize=6)
+        ax.errorbar([0], [s["mean"]], yerr=[s["std"]], fmt="o", capsize=6, label="mean ± std")
+        values = (per_seed or {}).get(key) or []
+        if values:
+            ax.plot([0.3] * len(values), values, "o", color="0.5", ms=4, label="each seed")
+            ax.set_xlim(-0.5, 0.8)
+            ax.legend(fontsize=7, loc="best")
         ax.set_xticks([])
         ax.set_title(f"{key}\n{s['mean']:.4g} ± {s['std']:.2g} (n={int(s['n'])})", fontsize=8)
         ax.grid(axis="y", alpha=0.3)

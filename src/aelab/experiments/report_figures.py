@@ -140,11 +140,16 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
 
         runs = extras["seeds"]
         seeds = [r["seed"] for r in runs]
+        epochs = next((a.split("=", 1)[1] for a in reversed(runs[0]["cmd"]) if a.startswith("trainer.max_epochs=")),
+                      "the experiment's")  # fmt: skip
         text = (
-            f"{device}, {date}. experiment=ae_best, seeds {seeds}, {sum(r['t'] for r in runs):.0f} s in all."
+            f"{device}, {date}. experiment=ae_best, {epochs} epochs, seeds {seeds}, "
+            f"{sum(r['t'] for r in runs):.0f} s in all; `{rel(runs[0]['cmd'])}` (and seed=…)."
         )
         summary = summarize([r["metrics"] for r in runs])
-        FIG.seed_stability(summary, ["test/mse", "test/psnr"], out_dir / "seed_stability.png", text)
+        keys = ["test/mse", "test/psnr"]
+        per_seed = {k: [r["metrics"][k] for r in runs if k in r["metrics"]] for k in keys}
+        FIG.seed_stability(summary, keys, out_dir / "seed_stability.png", text, per_seed)
         made["seed_stability.png"] = text
     log.info("figures written to %s: %s", out_dir, ", ".join(made))
     return made

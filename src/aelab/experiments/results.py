@@ -330,7 +330,9 @@ def write_report(
             v = headline_value(r["metrics"], entry)
             shown = "n/a" if v is None else (f"{v:.4g}×" if "over" in entry else f"{v:.4g}")
             target = entry.get("target")
-            anchor = anchor_text(entry, r["metrics"]) + (f"; target {target['op']} {target['value']}" if target else "")
+            anchor = anchor_text(entry, r["metrics"]) + (
+                f"; target {target['op']} {target['value']}" if target else ""
+            )
             ok = meets(entry, v)
             verdict = "" if ok is None else ("yes" if ok else "**no**")
             lines.append(f"| {entry['label']} | {shown} | {anchor} | {verdict} |")
