@@ -28,7 +28,9 @@ ICML 2018, Table 1); mean 94.8."""
 def _save(fig, path: str | Path, caption: str = "") -> Path:
     if caption:
         fig.text(0.01, 0.005, caption, fontsize=6.5, color="0.35", ha="left", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04 if caption else 0, 1, 1))
+    # room for the caption: its wrapped lines (about 19 characters per inch at 6.5 pt) of 0.11 inch each
+    lines = -(-len(caption) // int(18.5 * fig.get_figwidth())) if caption else 0
+    fig.tight_layout(rect=(0, min(0.3, (0.11 * lines + 0.05) / fig.get_figheight()) if caption else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -98,14 +100,22 @@ def roc_curves(
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 4.2))
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.8, 4.4))
+    lowest, bottom = 1.0, 1.0
     for label, (s_in, s_ood) in scores.items():
         y = np.r_[np.zeros(len(s_in)), np.ones(len(s_ood))]
         s = np.r_[s_in, s_ood]
         fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, label=f"{label} (AUROC {roc_auc_score(y, s):.4f})")
-    ax.plot([0, 1], [0, 1], color="0.7", ls=":", lw=1, label="chance")
-    ax.set_xlabel("false positive rate (MNIST flagged)")
+        lowest = min(lowest, 1.0 / len(s_in))
+        bottom = min(bottom, float(tpr[fpr <= 1.0 / len(s_in)].max()))  # detection rate at one false alarm
+        ax.plot(np.maximum(fpr, 1.0 / len(s_in)), tpr, label=f"{label} (AUROC {roc_auc_score(y, s):.4f})")
+    chance = np.logspace(np.log10(lowest), 0, 50)
+    ax.plot(chance, chance, color="0.7", ls=":", lw=1, label="chance (the diagonal)")
+    # near-perfect detectors differ only at small false positive rates: a log axis shows where
+    ax.set_xscale("log")
+    ax.set_xlim(lowest, 1.0)
+    ax.set_ylim(max(0.0, np.floor(bottom * 20) / 20 - 0.05), 1.005)  # zoomed to where the curves are
+    ax.set_xlabel("false positive rate (MNIST flagged, log scale)")
     ax.set_ylabel("true positive rate (Fashion-MNIST flagged)")
     ax.set_title("Anomaly detection: MNIST vs Fashion-MNIST")
     ax.legend(fontsize=7, loc="lower right")
