@@ -21,13 +21,6 @@ log = logging.getLogger("aelab")
 LABELS = {"ae": "MLP AE", "conv_ae": "ConvAE", "dae": "DAE", "vae": "MLP VAE", "conv_vae": "conv VAE"}
 
 
-def _epochs(run: dict[str, Any]) -> str:
-    from aelab.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(run["ckpt"])
-    return f"epochs {ckpt['aelab_config']['trainer']['max_epochs']}"
-
-
 def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out_dir: Path, device: str,
                  date: str, rel, extras: dict[str, Any] | None = None) -> dict[str, str]:  # fmt: skip
     """Write every figure whose inputs exist; ``rel`` turns a command list into the text a user would type;
@@ -36,8 +29,8 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
     out_dir.mkdir(parents=True, exist_ok=True)
     made: dict[str, str] = {}
 
-    runs = {  # each model's epochs and wall times, read once
-        m: f"{LABELS.get(m, m)}: {_epochs(r)}, train {r['t_train']:.0f} s, eval {r['t_eval']:.0f} s"
+    runs = {  # each model's epochs and wall times
+        m: f"{LABELS.get(m, m)}: epochs {r['epochs']}, train {r['t_train']:.0f} s, eval {r['t_eval']:.0f} s"
         for m, r in results.items()
     }
 
@@ -140,10 +133,8 @@ def make_figures(results: dict[str, dict[str, Any]], one_class: dict | None, out
 
         runs = extras["seeds"]
         seeds = [r["seed"] for r in runs]
-        epochs = next((a.split("=", 1)[1] for a in reversed(runs[0]["cmd"]) if a.startswith("trainer.max_epochs=")),
-                      "the experiment's")  # fmt: skip
         text = (
-            f"{device}, {date}. experiment=ae_best, {epochs} epochs, seeds {seeds}, "
+            f"{device}, {date}. experiment=ae_best, {runs[0]['epochs']} epochs, seeds {seeds}, "
             f"{sum(r['t'] for r in runs):.0f} s in all; `{rel(runs[0]['cmd'])}` (and seed=…)."
         )
         summary = summarize([r["metrics"] for r in runs])

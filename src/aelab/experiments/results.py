@@ -212,6 +212,7 @@ def main() -> int:
             "metrics": metrics,
             "ckpt": ckpt,
             "train_dir": train_dir,
+            "epochs": trained_epochs(ckpt),
             "resumed": bool(timings.get(f"{model}_resumed")),
             "eval_dir": eval_dir,
         }
@@ -265,7 +266,9 @@ def main() -> int:
                 f"hydra.run.dir={train_dir}",
                 *overrides_for("seeds", args.train_extra),
             ]
-            seed_runs.append({"seed": seed, "t": train_part(f"ae_seed{seed}", cmd, train_dir), "cmd": cmd,
+            t = train_part(f"ae_seed{seed}", cmd, train_dir)
+            seed_runs.append({"seed": seed, "t": t, "cmd": cmd,
+                              "epochs": trained_epochs(next((train_dir / "checkpoints").glob("epoch_*.ckpt"))),
                               "metrics": json.loads((train_dir / "metrics.json").read_text())})  # fmt: skip
         extras["seeds"] = seed_runs
 
@@ -286,14 +289,17 @@ def main() -> int:
     return 0
 
 
-def run_epochs(train_dir: Path, ckpt: Path) -> tuple[Any, Any]:
-    """``(trainer.max_epochs of the run, epoch number of the kept best checkpoint)``; ``?`` where unknown."""
-    cfg_file = Path(train_dir) / ".hydra" / "config.yaml"
-    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
-    epochs = (cfg.get("trainer") or {}).get("max_epochs", "?")
-    stem = Path(ckpt).stem  # epoch_NNN
-    best = f"epoch {int(stem.split('_')[1]) + 1}" if stem.startswith("epoch_") and stem[6:].isdigit() else "?"
-    return epochs, best
+def trained_epochs(ckpt: Path) -> int:
+    """``trainer.max_epochs`` of the run that wrote ``ckpt``, from the config stored in the checkpoint."""
+    from aelab.checkpoint import load_run_config
+
+    return int(load_run_config(ckpt).trainer.max_epochs)
+
+
+def best_epoch(ckpt: Path) -> str:
+    """``epoch N`` (1-based) of a kept ``epoch_NNN.ckpt``; ``?`` for another name."""
+    stem = Path(ckpt).stem
+    return f"epoch {int(stem[6:]) + 1}" if stem.startswith("epoch_") and stem[6:].isdigit() else "?"
 
 
 def rel(cmd: list[str]) -> str:
@@ -349,10 +355,10 @@ def write_report(
         "| --- | --- | --- | --- | --- |",
     ]
     for model, r in results.items():
-        epochs, best = run_epochs(r["train_dir"], r["ckpt"])
         resumed = " (finishing attempt of a resumed run)" if r.get("resumed") else ""
         lines.append(
-            f"| {model} | `{model}_best` | {epochs} ({best}) | {r['t_train']:.0f} s{resumed} | {r['t_eval']:.0f} s |"
+            f"| {model} | `{model}_best` | {r['epochs']} ({best_epoch(r['ckpt'])}) | {r['t_train']:.0f} s{resumed} "
+            f"| {r['t_eval']:.0f} s |"
         )
     lines.append("")
     for model, r in results.items():
