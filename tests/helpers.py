@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import REPO, SMALL
@@ -42,36 +45,43 @@ def read_metrics(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-class CrashAtEpoch:
-    """A callback that raises at the start of a given epoch (to test what a crash leaves behind)."""
+class CrashAtEpoch(pl.Callback):
+    """Raises at the start of ``epoch`` (to test what a crash leaves behind)."""
 
-    def __new__(cls, epoch: int = 1):
-        import pytorch_lightning as pl
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
 
-        class _Crash(pl.Callback):
-            def on_train_epoch_start(self, trainer, pl_module):
-                if trainer.current_epoch == epoch:
-                    raise RuntimeError(f"planned crash at epoch {epoch}")
-
-        return _Crash()
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"planned crash at epoch {self.epoch}")
 
 
-class SignalAtEpoch:
-    """A callback that sends this process ``signum`` once, at the start of batch ``batch`` of ``epoch``
-    (to test what SIGINT/SIGTERM leave behind)."""
+class SignalAtEpoch(pl.Callback):
+    """Sends this process ``signum`` once, at the start of batch ``batch`` of ``epoch`` (to test what SIGINT and
+    SIGTERM leave behind)."""
 
-    def __new__(cls, signum: int = 15, epoch: int = 1, batch: int = 0):
-        import signal as _signal
+    def __init__(self, signum: int = 15, epoch: int = 1, batch: int = 0) -> None:
+        self.signum, self.epoch, self.batch = signum, epoch, batch
+        self.sent = False
 
-        import pytorch_lightning as pl
+    def on_train_batch_start(self, trainer, pl_module, b, batch_idx):
+        if not self.sent and trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self.sent = True
+            if trainer.is_global_zero:
+                os.kill(os.getpid(), signal.Signals(self.signum))
 
-        class _Signal(pl.Callback):
-            sent = False
 
-            def on_train_batch_start(self, trainer, pl_module, b, batch_idx):
-                if not self.sent and trainer.current_epoch == epoch and batch_idx == batch:
-                    self.sent = True
-                    if trainer.is_global_zero:
-                        os.kill(os.getpid(), _signal.Signals(signum))
+class PauseAtStep(pl.Callback):
+    """At global step ``step`` (after its batch), writes ``marker`` and waits (up to ``timeout`` s) until the run
+    has received a stop signal: a test then signals the process at a step the code chose, not after a sleep."""
 
-        return _Signal()
+    def __init__(self, step: int, marker: str, timeout: float = 120.0) -> None:
+        self.step, self.marker, self.timeout = int(step), marker, float(timeout)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step != self.step or Path(self.marker).exists():
+            return
+        Path(self.marker).write_text(str(os.getpid()))
+        deadline = time.monotonic() + self.timeout
+        while not trainer._signal_connector.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.01)

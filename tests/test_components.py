@@ -39,9 +39,27 @@ def test_conv_encoder_reaches_7x7():
     assert enc.features(torch.rand(2, 1, 28, 28)).shape == (2, 16, 7, 7)
 
 
-def test_conv_rejects_indivisible_sizes():
-    with pytest.raises(ValueError, match="divide"):
-        ConvEncoder(channels=[8, 16, 32], in_shape=(1, 28, 28))
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 30, 17), (1, 8, 8), (3, 5, 9)])
+def test_conv_parts_pad_and_crop_any_size(shape):
+    """Sizes that are not a multiple of 2**stages are zero-padded on the way in and cropped on the way out."""
+    from aelab.models.components.conv import grid_padding
+
+    enc = ConvEncoder(out_dim=6, channels=[8, 16, 32], in_shape=shape)
+    dec = ConvDecoder(latent_dim=6, channels=[32, 16, 8], out_shape=shape)
+    x = torch.rand(2, *shape)
+    assert enc(x).shape == (2, 6) and dec(enc(x)).shape == (2, *shape)
+    left, right, top, bottom = grid_padding(shape[1], shape[2], 8)
+    assert (shape[1] + top + bottom) % 8 == 0 and (shape[2] + left + right) % 8 == 0
+    assert abs(top - bottom) <= 1 and abs(left - right) <= 1
+    # the padding is zeros around the image: the first stage sees exactly the padded image
+    padded = torch.nn.functional.pad(x, (left, right, top, bottom))
+    assert torch.equal(enc.features[0](padded), enc.features[0](torch.nn.functional.pad(x, enc.padding)))
+
+
+def test_conv_parts_leave_a_multiple_of_the_grid_alone():
+    enc = ConvEncoder(channels=[8, 16], in_shape=(1, 28, 28))
+    dec = ConvDecoder(channels=[16, 8], out_shape=(1, 28, 28))
+    assert enc.padding == (0, 0, 0, 0) and dec._crop is None
 
 
 def test_unknown_activation_lists_choices():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from aelab import CONF_DIR
-from aelab.utils.run import instantiate_group
+from aelab.utils.config import instantiate_group
 
 
 def options(group: str) -> list[str]:
@@ -31,13 +32,30 @@ def test_model_configs_instantiate(make_cfg, name):
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
 
 
+DATA_OVERRIDES = {  # what each data config needs on the test machine (an image folder needs its folder)
+    "mnist": ["data.val_size=100", "data.download=false"],
+    "fashion_mnist": ["data.val_size=100", "data.download=false"],
+    "digits": [],
+    "photo_patches": ["data.stride=64"],
+    "image_folder": ["data.image_size=32", "data.val_size=4", "data.test_size=4"],
+}
+
+
 @pytest.mark.parametrize("name", options("data"))
-def test_data_configs_instantiate(make_cfg, name):
-    dm = instantiate(make_cfg([f"data={name}"]).data)
+def test_data_configs_instantiate(make_cfg, name, tmp_path):
+    from conftest import make_image_folder
+
+    extra = DATA_OVERRIDES[name]
+    if name == "image_folder":
+        extra = [*extra, f"data.root={make_image_folder(tmp_path / 'images')}"]
+    cfg = make_cfg([f"data={name}", *extra, "data.batch_size=8"], small=False)
+    dm = instantiate(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (50, 1, 28, 28)
+    # the batch has the data's shape, which is what the model configs read (data.image_shape)
+    assert x.shape == (8, *cfg.data.image_shape) == (8, *dm.image_shape)
+    assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
 
 
 @pytest.mark.parametrize("name", options("trainer"))

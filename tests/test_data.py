@@ -37,7 +37,7 @@ def test_splits_are_disjoint_and_test_is_official(fake_data_dir):
     assert not flat(xt) & flat(xv)
     import torchvision
 
-    assert torch.equal(xs, torchvision.datasets.MNIST(str(fake_data_dir), train=False).data)
+    assert torch.equal(xs, torchvision.datasets.MNIST(str(fake_data_dir), train=False).data.unsqueeze(1))
 
 
 def test_split_is_seeded(fake_data_dir):

@@ -93,7 +93,7 @@ def test_foreign_target_refused_by_every_cli(evil_ckpt, tmp_path, monkeypatch, f
     "where, target",
     [
         (("model", "encoder"), "os.system"),  # nested
-        (("model",), "aelab.utils.run.write_metrics"),  # aelab, but a function
+        (("model",), "aelab.reporting.write_metrics"),  # aelab, but a function
         (("data",), "aelab.models.Autoencoder"),  # an allowed class in the wrong place is still a model
         (("callbacks", "x"), "builtins.exec"),  # a section aelab never builds is checked too
     ],
@@ -173,7 +173,7 @@ def test_diverging_run_stops_with_the_clear_message(tmp_path, monkeypatch, fake_
 
 
 def test_metrics_json_never_holds_non_finite_values(tmp_path):
-    from aelab.utils.run import write_metrics
+    from aelab.reporting import write_metrics
 
     write_metrics(tmp_path, {"test/mse": 0.01, "test/psnr": float("nan"), "test/kl": float("inf")})
     assert read_metrics(tmp_path) == {"test/mse": 0.01}

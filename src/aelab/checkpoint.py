@@ -1,162 +1,78 @@
-"""Reading checkpoints and run configs that a user hands in — every such file is untrusted.
+"""Checkpoints: written atomically, read safely — every file a user hands in is untrusted.
 
 An aelab checkpoint is a Lightning checkpoint with the resolved run config stored under ``aelab_config``.
-Loading one must never run code or write files:
 
-* the file is read with ``torch.load(weights_only=True)`` (tensors and plain data only); a file that asks
-  for anything else is refused with the name of what it asked for, and a file torch cannot read is
-  reported as "not an aelab checkpoint" — aelab never retries with the unsafe ``weights_only=False``;
-* before any object is built from a stored config, every ``_target_`` in the whole tree is checked
-  against an allowlist (:data:`CHECKPOINT_TARGETS`: aelab's models, components and datamodules, torch's
-  optimizers and LR schedulers) and must name a class of the expected kind; OmegaConf interpolations
-  (``${...}``) are refused too. A refusal names the refused key and target (:class:`UntrustedFileError`).
+**Writing** (:class:`AtomicCheckpointIO`, set in ``conf/trainer/default.yaml: plugins``): a local checkpoint goes
+to a temporary file in the target's folder, is ``fsync``-ed and renamed over the target, so a crash, a kill or a
+full disk never leaves a truncated checkpoint; remote paths (``s3://``, ``gs://``, ``memory://``, any fsspec
+file system) are written in one piece by Lightning's own ``TorchCheckpointIO``, which is as atomic as that file
+system makes a single write (said once).
 
-Every CLI and tool builds models through :func:`load_model` / :func:`load_run_config`.
+**Reading** never runs code or writes files:
+
+* the file is read with ``torch.load(weights_only=True)`` (tensors and plain data only); a file that asks for
+  anything else is refused with the name of what it asked for, and a file torch cannot read is reported as
+  "not an aelab checkpoint" — aelab never retries with the unsafe ``weights_only=False``;
+* before any object is built from a stored config, every ``_target_`` in the whole tree is checked by
+  :mod:`aelab.trust` (aelab's, torch.optim's and Lightning's classes, plus the packages the *reader* trusts,
+  each of the kind its place needs); OmegaConf interpolations (``${...}``) are refused too. A refusal names
+  the refused key and target (:class:`~aelab.errors.UntrustedFileError`).
+
+Every CLI and tool builds models through :func:`load_model` / :func:`load_run_config`; Lightning's own loading
+(``trainer.fit/test(ckpt_path=...)``) goes through :meth:`AtomicCheckpointIO.load_checkpoint`, which hands over
+the dict that :func:`read_checkpoint` already read and checked instead of reading the file again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib
-import inspect
+import logging
+import os
 import pickle
 import re
+import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from omegaconf import DictConfig, OmegaConf
+
+from aelab.errors import ConfigError, UntrustedFileError
+from aelab.trust import (
+    CHECKPOINT_TARGETS,
+    RUN_TARGETS,
+    allowlist,
+    check_config_tree,
+    renamed,
+    trusted_prefixes,
+)
+
+log = logging.getLogger("aelab")
 
 CONFIG_KEY = "aelab_config"  # where the resolved run config is stored inside checkpoints
 CHOICES_KEY = "aelab_choices"  # the Hydra group choices of the run (model=conv_ae, ...)
 
-
-class UntrustedFileError(ValueError):
-    """A file handed to aelab was refused: not the expected format, or it asks for something unsafe."""
-
-
-def _bases(names: Sequence[str]) -> tuple[type, ...]:
-    out = []
-    for name in names:
-        module, _, attr = name.rpartition(".")
-        out.append(getattr(importlib.import_module(module), attr))
-    return tuple(out)
+#: the last checkpoint :func:`read_checkpoint` read and checked, handed to Lightning's loader once
+_handoff: dict[str, Any] = {}
 
 
-#: module prefixes whose classes a *checkpoint's* stored config may name, with the base classes allowed
-CHECKPOINT_TARGETS: dict[str, tuple[str, ...]] = {
-    "aelab.models.": ("torch.nn.Module",),
-    "aelab.data.": ("pytorch_lightning.LightningDataModule",),
-    "torch.optim.": (
-        "torch.optim.Optimizer",
-        "torch.optim.lr_scheduler.LRScheduler",
-        "torch.optim.lr_scheduler.ReduceLROnPlateau",
-    ),
-}
-
-#: a *run folder's* config (``resume=``) also builds the trainer, its callbacks, loggers and plugins
-RUN_TARGETS: dict[str, tuple[str, ...]] = {
-    **CHECKPOINT_TARGETS,
-    "aelab.callbacks.": ("pytorch_lightning.Callback",),
-    "aelab.utils.": ("pytorch_lightning.Callback", "lightning_fabric.plugins.CheckpointIO"),
-    "pytorch_lightning.callbacks.": ("pytorch_lightning.Callback",),
-    "pytorch_lightning.loggers.": ("pytorch_lightning.loggers.Logger",),
-    "pytorch_lightning.Trainer": ("pytorch_lightning.Trainer",),
-}
-
-#: the config sections aelab instantiates from a checkpoint, and the kind of object each must build
-BUILT_FROM_CHECKPOINT = {
-    "model": "pytorch_lightning.LightningModule",
-    "data": "pytorch_lightning.LightningDataModule",
-}
-
-_INTERPOLATION = re.compile(r"\$\{")
-_RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")
-#: the resolvers a run folder's (unresolved) config may use; checkpoints store resolved configs only
-RUN_RESOLVERS = frozenset(
-    {
-        "oc.env",
-        "oc.select",
-        "now",
-        "hydra",
-        "aelab.root",
-        "aelab.mul",
-        "aelab.precision",
-        "aelab.reversed",
-        "aelab.run_id",
-        "aelab.rank0",
-    }
-)
+def _file_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def _check_target(target: Any, where: str, source: str, allowed: Mapping[str, tuple[str, ...]]) -> None:
-    if not isinstance(target, str):
-        raise UntrustedFileError(f"{source}: refused {where}._target_={target!r}: not a class path")
-    prefix = next((p for p in allowed if target == p or target.startswith(p)), None)
-    if prefix is None:
-        raise UntrustedFileError(
-            f"{source}: refused {where}._target_={target!r}: a stored config may only build "
-            f"{', '.join(p.rstrip('.') + ('*' if p.endswith('.') else '') for p in allowed)} objects. "
-            "Nothing was built or written; use a checkpoint or run folder written by aelab-train."
-        )
-    module, _, attr = target.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as err:
-        raise UntrustedFileError(
-            f"{source}: refused {where}._target_={target!r}: no such class ({err})"
-        ) from err
-    if not (inspect.isclass(obj) and issubclass(obj, _bases(allowed[prefix]))):
-        raise UntrustedFileError(
-            f"{source}: refused {where}._target_={target!r}: not a {' / '.join(allowed[prefix])} class"
-        )
-
-
-def check_config_tree(
-    tree: Any,
-    source: str,
-    allowed: Mapping[str, tuple[str, ...]] = CHECKPOINT_TARGETS,
-    where: str = "config",
-    resolvers: frozenset[str] | None = None,
-) -> None:
-    """Walk a stored config (plain containers) and refuse any disallowed ``_target_`` or interpolation.
-
-    ``resolvers=None`` refuses every ``${...}`` (checkpoints store resolved configs); a set allows plain
-    references and those resolvers (a run folder's ``.hydra/config.yaml``).
-
-    Raises:
-        UntrustedFileError: naming ``source``, the key path and the refused value.
-    """
-    if isinstance(tree, Mapping):
-        if "_target_" in tree:
-            _check_target(tree["_target_"], where, source, allowed)
-        for key, value in tree.items():
-            if not isinstance(key, str):
-                raise UntrustedFileError(f"{source}: refused {where}: non-string key {key!r}")
-            check_config_tree(value, source, allowed, f"{where}.{key}", resolvers)
-    elif isinstance(tree, list | tuple):
-        for i, value in enumerate(tree):
-            check_config_tree(value, source, allowed, f"{where}[{i}]", resolvers)
-    elif isinstance(tree, str):
-        if resolvers is not None:
-            bad = sorted(set(_RESOLVER.findall(tree)) - resolvers)
-            if bad:
-                raise UntrustedFileError(
-                    f"{source}: refused {where}={tree!r}: resolver {bad[0]!r} is not one of {sorted(resolvers)}"
-                )
-        elif _INTERPOLATION.search(tree):
-            raise UntrustedFileError(
-                f"{source}: refused {where}={tree!r}: stored configs are resolved and hold no ${{...}} "
-                "interpolation"
-            )
-    elif not (tree is None or isinstance(tree, bool | int | float)):
-        raise UntrustedFileError(f"{source}: refused {where}: unexpected value of type {type(tree).__name__}")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, trust: Sequence[str] = ()) -> dict[str, Any]:
     """Read an aelab checkpoint safely (``weights_only=True``) and check its stored config.
+
+    Args:
+        path: the file.
+        trust: module prefixes the reader trusts (see :func:`aelab.trust.trusted_prefixes`); a ``trust`` key
+            stored in the file is ignored.
 
     Returns:
         the checkpoint dict (``state_dict``, ``aelab_config``, Lightning's loop states, ...).
@@ -164,7 +80,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         FileNotFoundError: when ``path`` does not exist.
         UntrustedFileError: when the file is not a readable checkpoint, asks to import anything, was not
-            written by ``aelab-train``, or its stored config names a disallowed target.
+            written by ``aelab-train``, or its stored config names a target that is not allowed.
     """
     path = Path(path)
     if not path.is_file():
@@ -199,25 +115,29 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     stored = ckpt[CONFIG_KEY]
     if not isinstance(stored, dict):
         raise UntrustedFileError(f"{path} is not an aelab checkpoint: its '{CONFIG_KEY}' is not a mapping")
-    # The whole tree may only name aelab's, torch.optim's and Lightning's classes; the parts that aelab
-    # builds from a checkpoint (model, data) only models, components, datamodules and optimizers.
-    check_config_tree(stored, str(path), RUN_TARGETS)
-    for key, base in BUILT_FROM_CHECKPOINT.items():
+    stored = ckpt[CONFIG_KEY] = renamed(stored)
+    # The whole tree may only name aelab's, torch.optim's, Lightning's and the trusted packages' classes, each
+    # of the kind its place needs (a LightningModule at model, a LightningDataModule at data, ...); the parts
+    # built from a checkpoint (model, data) only models, components, datamodules and optimizers (and trusted
+    # classes of those kinds).
+    check_config_tree(stored, str(path), allowlist(RUN_TARGETS, trust))
+    for key in ("model", "data"):
         node = stored.get(key)
         if not isinstance(node, dict) or "_target_" not in node:
             raise UntrustedFileError(
                 f"{path} is not an aelab checkpoint: its stored config has no {key}._target_"
             )
-        check_config_tree(node, str(path), CHECKPOINT_TARGETS, where=f"config.{key}")
-        _check_target(node["_target_"], f"config.{key}", str(path), {p: (base,) for p in CHECKPOINT_TARGETS})
+        check_config_tree(node, str(path), allowlist(CHECKPOINT_TARGETS, trust), where=f"config.{key}")
     if CHOICES_KEY in ckpt:
         check_config_tree(ckpt[CHOICES_KEY], str(path), where="choices")
+    _handoff.clear()
+    _handoff[_file_key(path)] = ckpt
     return ckpt
 
 
-def load_run_config(ckpt_path: str | Path) -> DictConfig:
+def load_run_config(ckpt_path: str | Path, trust: Sequence[str] = ()) -> DictConfig:
     """The resolved training config stored in an aelab checkpoint, checked (see :func:`read_checkpoint`)."""
-    return OmegaConf.create(read_checkpoint(ckpt_path)[CONFIG_KEY])
+    return OmegaConf.create(read_checkpoint(ckpt_path, trust)[CONFIG_KEY])
 
 
 def model_choice(ckpt: Mapping[str, Any]) -> str:
@@ -235,7 +155,7 @@ def check_state_matches(model: torch.nn.Module, ckpt: Mapping[str, Any], path: s
     """Refuse a checkpoint whose weights do not fit ``model`` (names and shapes), before Lightning loads it.
 
     Raises:
-        ValueError: naming the model the checkpoint holds and ``fix``.
+        ConfigError: naming the model the checkpoint holds and ``fix``.
     """
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
@@ -248,12 +168,12 @@ def check_state_matches(model: torch.nn.Module, ckpt: Mapping[str, Any], path: s
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", shapes))
         if keys
     )
-    raise ValueError(
+    raise ConfigError(
         f"{path} holds a different model ({model_choice(ckpt)}) than the one configured ({detail}): {fix}"
     )
 
 
-def load_model(ckpt_path: str | Path, device: torch.device | str = "cpu"):
+def load_model(ckpt_path: str | Path, device: torch.device | str = "cpu", trust: Sequence[str] = ()):
     """The model of an aelab checkpoint, rebuilt from its checked config, in eval mode on ``device``.
 
     Returns:
@@ -261,7 +181,8 @@ def load_model(ckpt_path: str | Path, device: torch.device | str = "cpu"):
     """
     from hydra.utils import instantiate
 
-    ckpt = read_checkpoint(ckpt_path)
+    ckpt = read_checkpoint(ckpt_path, trust)
+    _handoff.clear()  # loaded here, not by Lightning
     run_cfg = OmegaConf.create(ckpt[CONFIG_KEY])
     model = instantiate(run_cfg.model)
     check_state_matches(model, ckpt, ckpt_path, "the file's weights do not fit its own stored config")
@@ -283,3 +204,77 @@ def state_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{key}|{t.dtype}|{tuple(state_dict[key].shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the target's folder, ``fsync``, then ``os.replace``.
+
+    ``os.replace`` is atomic on POSIX file systems, so ``path`` holds either the previous file or the
+    complete new one; on any error (``ENOSPC``, a signal) the temporary file is removed and the previous
+    file is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # persist the rename itself
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with atomic local writes (:func:`atomic_torch_save`) and checked reads.
+
+    Set in ``conf/trainer/default.yaml`` (``plugins``); Lightning's ``ModelCheckpoint`` (``last.ckpt``, best) and
+    every ``trainer.save_checkpoint`` go through it. A remote path (an fsspec URL: ``s3://``, ``gs://``,
+    ``memory://``) is written by ``TorchCheckpointIO`` in one write — there is no atomic rename there — and
+    that is said once per run. Loading hands over the checkpoint :func:`read_checkpoint` has just read and
+    checked (one read per file); any other path is read through :func:`read_checkpoint` too.
+
+    Args:
+        trust: module prefixes the reader trusts besides ``AELAB_TRUST`` (the run's ``trust=[...]``).
+    """
+
+    _said_remote = False
+
+    def __init__(self, trust: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.trust = [str(t) for t in trust or ()]
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        if _is_local_file_protocol(path):
+            atomic_torch_save(checkpoint, path)
+            return
+        if not self._said_remote:
+            type(self)._said_remote = True
+            log.warning(
+                "checkpoints to %s are written in one piece by fsspec, not atomically: that file system has no "
+                "atomic rename",
+                str(path).split("://")[0] + "://",
+            )
+        super().save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location: Any | None = None, weights_only: bool | None = None):
+        if not _is_local_file_protocol(path):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+        key = _file_key(Path(path))
+        ckpt = _handoff.pop(key, None)
+        if ckpt is None:
+            ckpt = read_checkpoint(path, trusted_prefixes(self.trust))
+            _handoff.clear()
+        return ckpt

@@ -8,9 +8,10 @@
 ``aelab-compress`` encodes every image of a split with the checkpoint's encoder and writes the codes
 (float32, float16, or 8-bit with a per-dimension quantizer fitted on the *training* codes) to an
 uncompressed ``.npz``; it prints the file's bytes per image and the compression ratio against the raw
-784-byte images and against the gzip-compressed raw split. ``aelab-decompress`` decodes such a file to
-PNGs (28×28 grayscale). Each codes file carries a fingerprint of the weights, latent size, format and
-quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
+``C·H·W``-byte images and against the gzip-compressed raw split. ``aelab-decompress`` decodes such a file to
+PNGs (grey or RGB, the data's size). Each codes file carries a fingerprint of the weights, latent size, format
+and quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
+Checkpoints of packages outside aelab load with ``--trust mypkg`` (or ``AELAB_TRUST=mypkg``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
-from aelab.checkpoint import UntrustedFileError, load_model, state_fingerprint
+from aelab.checkpoint import load_model, state_fingerprint
+from aelab.errors import AelabError, UntrustedFileError
 from aelab.evaluation import compression as C
 from aelab.evaluation.metrics import map_batches
+from aelab.trust import trusted_prefixes
 
 
 def _cli(fn):
@@ -37,7 +40,7 @@ def _cli(fn):
     def wrapper(argv: list[str] | None = None) -> int:
         try:
             return fn(argv)
-        except (UntrustedFileError, FileNotFoundError, ValueError, RuntimeError) as err:
+        except (AelabError, FileNotFoundError, ValueError, RuntimeError) as err:
             print(f"aelab-{fn.__name__}: error: {err}", file=sys.stderr)
             return 2
 
@@ -56,22 +59,19 @@ def compress(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="data root (default: the one the run used)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--trust", action="append", default=[], help="trust this module prefix's classes (repeatable)"
+    )
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    model, run_cfg, ckpt = load_model(args.ckpt, device)
+    model, run_cfg, ckpt = load_model(args.ckpt, device, trusted_prefixes(args.trust))
     data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
     dm = instantiate(data_cfg)
-    dm.prepare_data()
-    dm.setup()
+    if hasattr(dm, "prepare_data"):
+        dm.prepare_data()
     images, labels = dm.split_tensors(args.split)
-    want = tuple(run_cfg.model.encoder.get("in_shape", (1, 28, 28)))[-2:]
-    if tuple(images.shape[-2:]) != want:
-        raise ValueError(
-            f"the images in {dm.raw_dir} are {images.shape[-2]}×{images.shape[-1]}, but {args.ckpt} was trained "
-            f"on {want[0]}×{want[1]} images: pass --data-dir with {want[0]}×{want[1]} images (or a checkpoint "
-            "trained on this size)"
-        )
+    raw = C.raw_bytes_per_image(images.shape[1:])
     codes = map_batches(model.encode, images, args.batch_size, device)
     quantizer = None
     if args.format == "uint8":
@@ -84,7 +84,7 @@ def compress(argv: list[str] | None = None) -> int:
     gz = C.gzip_bytes_per_image(images)
     print(
         f"{len(images)} images → {args.out}: {size} bytes, {per_image:.1f} bytes/image; "
-        f"ratio {C.RAW_BYTES / per_image:.1f}x vs raw ({C.RAW_BYTES} B), {gz / per_image:.1f}x vs gzip ({gz:.1f} B/image)"
+        f"ratio {raw / per_image:.1f}x vs raw ({raw} B), {gz / per_image:.1f}x vs gzip ({gz:.1f} B/image)"
     )
     return 0
 
@@ -98,10 +98,13 @@ def decompress(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="decode only the first N")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--trust", action="append", default=[], help="trust this module prefix's classes (repeatable)"
+    )
     args = p.parse_args(argv)
 
     device = torch.device(args.device)
-    model, _, ckpt = load_model(args.ckpt, device)
+    model, _, ckpt = load_model(args.ckpt, device, trusted_prefixes(args.trust))
     stored, quantizer, fingerprint = C.load_codes(args.codes)
     expected = C.codes_fingerprint(
         state_fingerprint(ckpt["state_dict"]), model.latent_dim, C.code_format(stored), quantizer

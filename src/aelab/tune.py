@@ -4,16 +4,17 @@ persistent study that several workers share.
 ``aelab-train -m hparams_search=ae [hydra.sweeper.n_trials=N] [hydra.sweeper.storage=URL]
 [hydra.sweeper.study_name=NAME]`` runs the sweeper in ``hydra_plugins/aelab_optuna_sweeper`` (Hydra finds
 sweepers only in that namespace); its logic is here. Each trial is a normal run folder launched by the
-configured Hydra launcher (basic, ``submitit_local``, ``submitit_slurm``); it talks to the study through the
-storage: :class:`OptunaTrialCallback` reports the monitored *validation* metric every epoch and stops the
-trial when the pruner says so (on every DDP rank). The objective is the best validation value of the trial —
-never a test metric, so the numbers reported on the test set afterwards stay unbiased.
+configured Hydra launcher (basic, ``submitit_local``, ``submitit_slurm``) with one more callback in its config,
+:class:`aelab.callbacks.OptunaTrialCallback`, which talks to the study through the storage: it reports the
+monitored *validation* metric every epoch and stops the trial when the pruner says so (on every DDP rank).
+Training knows nothing of Optuna: the callback is an ordinary entry of ``callbacks``. The objective is the
+best validation value the trial reported (read back from the study) — never a test metric, so the numbers
+reported on the test set afterwards stay unbiased.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import math
@@ -23,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
@@ -155,18 +155,17 @@ def open_study(storage: str, study_name: str, direction: str, sampler=None, prun
 
 @contextlib.contextmanager
 def _sqlite_lock(url: str):
-    """An exclusive ``flock`` on ``<db>.lock`` for ``sqlite:///<db>`` URLs; nothing for other storages."""
+    """An exclusive lock on ``<db>.lock`` (``filelock``, any OS) for ``sqlite:///<db>`` URLs; nothing for other
+    storages."""
     if not url.startswith("sqlite:///"):
         yield
         return
+    from filelock import FileLock
+
     lock = Path(url[len("sqlite:///") :] + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with FileLock(str(lock)):
+        yield
 
 
 def _storage(url: str):
@@ -254,77 +253,13 @@ def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequenc
     return path
 
 
-# ---------------------------------------------------------------------------- inside a trial
-class OptunaTrialCallback(pl.Callback):
-    """Report ``metric`` to the Optuna trial after every validation and stop the run when it should be pruned.
-
-    Rank 0 talks to the study; its decision is broadcast so every DDP rank stops together. The best value
-    seen (``best``) is the trial's objective.
-
-    Args:
-        storage, study_name, trial_id: where the running trial lives.
-        metric: a logged validation metric, e.g. ``val/loss``.
-        direction: ``minimize`` or ``maximize``.
-    """
-
-    def __init__(
-        self,
-        storage: str,
-        study_name: str,
-        trial_id: int,
-        metric: str,
-        direction: str,
-        pruner: str | None = None,
-    ) -> None:
-        self.storage, self.study_name, self.trial_id, self.pruner = storage, study_name, int(trial_id), pruner
-        self.metric, self.direction = metric, direction
-        self.best: float | None = None
-        self.pruned_at: int | None = None
-        self._trial = None
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self._trial = load_trial(self.storage, self.study_name, self.trial_id, self.pruner)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        if self.metric not in trainer.callback_metrics:
-            raise SearchSpaceError(
-                f"hydra.sweeper.metric={self.metric!r} is not logged by this run; logged: "
-                f"{sorted(k for k in trainer.callback_metrics if k.startswith('val/'))}"
-            )
-        value = float(trainer.callback_metrics[self.metric])
-        if math.isfinite(value):
-            better = self.best is None or (
-                value < self.best if self.direction == "minimize" else value > self.best
-            )
-            self.best = value if better else self.best
-        prune = False
-        if trainer.is_global_zero and self._trial is not None:
-            self._trial.report(value, step=trainer.current_epoch)
-            prune = self._trial.should_prune()
-        prune = trainer.strategy.broadcast(prune, src=0)
-        if prune:
-            self.pruned_at = trainer.current_epoch
-            trainer.should_stop = True
-
-    def check_pruned(self) -> None:
-        """Raise ``optuna.TrialPruned`` when the pruner stopped this trial (after fitting)."""
-        if self.pruned_at is not None:
-            import optuna
-
-            raise optuna.TrialPruned(f"pruned after epoch {self.pruned_at} ({self.metric}={self.best})")
-
-
-def trial_callback(cfg: DictConfig) -> OptunaTrialCallback | None:
-    """The callback of a trial run (its config has an ``optuna`` node, set by the sweeper), else ``None``."""
-    node = cfg.get("optuna")
-    if not node:
+def best_reported(study, number: int, direction: str) -> float | None:
+    """The best finite value trial ``number`` reported to the study (its objective), or ``None``."""
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    values = [v for v in frozen.intermediate_values.values() if math.isfinite(v)]
+    if not values:
         return None
-    return OptunaTrialCallback(
-        node.storage, node.study_name, node.trial_id, node.metric, node.direction, node.get("pruner")
-    )
+    return min(values) if direction == "minimize" else max(values)
 
 
 def known_val_metrics(job_cfg: DictConfig) -> list[str]:
@@ -374,15 +309,17 @@ def run_study(sweeper, arguments: list[str]):
         len(study.trials),
         sweeper.n_trials,
     )
+    trial_cb = "+callbacks.optuna_trial"  # an ordinary callback of the trial's run config
     shared = [
-        f"+optuna.storage='{storage}'",
-        f"+optuna.study_name='{study_name}'",
-        f"+optuna.metric={sweeper.metric}",
-        f"+optuna.direction={sweeper.direction}",
+        f"{trial_cb}._target_=aelab.callbacks.OptunaTrialCallback",
+        f"{trial_cb}.storage='{storage}'",
+        f"{trial_cb}.study_name='{study_name}'",
+        f"{trial_cb}.metric={sweeper.metric}",
+        f"{trial_cb}.direction={sweeper.direction}",
     ]
     pruner_cfg = cfg.hydra.sweeper.get("pruner")
     if pruner_cfg is not None:
-        shared.append(f"+optuna.pruner='{json.dumps(OmegaConf.to_container(pruner_cfg, resolve=True))}'")
+        shared.append(f"{trial_cb}.pruner='{json.dumps(OmegaConf.to_container(pruner_cfg, resolve=True))}'")
     done, failures = 0, []
     while done < sweeper.n_trials:
         trials = [study.ask() for _ in range(min(sweeper.n_jobs, sweeper.n_trials - done))]
@@ -397,27 +334,23 @@ def run_study(sweeper, arguments: list[str]):
                         f"{k}={v}" for k, v in values.items()
                     ),  # str(float) is its repr; "[512,256]" stays a list
                     *shared,
-                    f"+optuna.trial_id={trial._trial_id}",
+                    f"{trial_cb}.trial_id={trial._trial_id}",
                     f"hydra.sweep.subdir={trial.number}",  # the trial's folder is named by its number
                 ]
             )
         returns = sweeper.launcher.launch(batch, initial_job_idx=trials[0].number)
         for trial, ret in zip(trials, returns, strict=True):
             error = ret._return_value if ret.status == JobStatus.FAILED else None
-            if isinstance(error, optuna.TrialPruned):
+            best = best_reported(study, trial.number, sweeper.direction)
+            if isinstance(error, optuna.TrialPruned) or type(error).__name__ == "TrialPruned":
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            elif (
-                error is None
-                and isinstance(ret.return_value, int | float)
-                and math.isfinite(ret.return_value)
-            ):
-                study.tell(trial, float(ret.return_value))
+            elif error is None and best is not None:
+                study.tell(trial, best)
             else:
-                log.warning(
-                    "trial %d failed: %r", trial.number, error if error is not None else ret.return_value
-                )
+                why = error if error is not None else "no finite validation value was reported"
+                log.warning("trial %d failed: %r", trial.number, why)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                failures.append((trial.number, error if error is not None else ret.return_value))
+                failures.append((trial.number, why))
         done += len(trials)
     path = write_results(sweep_dir, study, storage, arguments)
     log.info("results in %s", path)

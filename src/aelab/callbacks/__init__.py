@@ -1,4 +1,4 @@
-"""Lightning callbacks: TensorBoard dashboards and run bookkeeping.
+"""Lightning callbacks: dashboards for every logger, and run bookkeeping.
 
 Every dashboard callback writes only on global rank zero, skips the sanity check, uses a fixed batch of
 images (so epochs compare) and does nothing for models it does not apply to.
@@ -12,15 +12,18 @@ from aelab.callbacks.dashboards import (
     LatentScatterLogger,
     ReconstructionLogger,
 )
-from aelab.callbacks.lifecycle import Preemption
+from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption
+from aelab.callbacks.optuna import OptunaTrialCallback
 from aelab.callbacks.throughput import ThroughputMonitor
 
 __all__ = [
+    "ConfigInCheckpoint",
     "DenoisingLogger",
     "GenerationLogger",
     "LatentHistogramLogger",
     "LatentProjectorLogger",
     "LatentScatterLogger",
+    "OptunaTrialCallback",
     "Preemption",
     "ReconstructionLogger",
     "ThroughputMonitor",

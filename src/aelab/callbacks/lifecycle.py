@@ -1,17 +1,40 @@
-"""What happens when a run is stopped from outside: SIGTERM/SIGUSR1 (SLURM's time limit or preemption) and
-Ctrl-C."""
+"""Run bookkeeping callbacks: what happens when a run is stopped from outside, and the run config stored in every
+checkpoint.
+
+**One behaviour for every stop signal.** SIGTERM (``kill``, Kubernetes, SLURM's end), SIGUSR1 (the warning
+``sbatch --signal=USR1@120`` sends before a time limit, and what ``scancel --signal=USR1`` sends) and, under
+Hydra's submitit launcher, submitit's preemption signal (``SUBMITIT_PREEMPT_SIGNAL``, default SIGUSR2) all do the
+same: Lightning stops at the next batch boundary, :class:`Preemption` writes ``checkpoints/last.ckpt``
+atomically *mid-epoch* (model, optimizer, loops, data-loader position, RNG), marks the folder ``INTERRUPTED``
+with the resume command, and the run exits (143). The job is then continued in the same folder: by
+``aelab-train resume=<run dir>``, or by the same command (a requeued SLURM job lands in the same
+``slurm-<job>.<step>`` folder, a submitit job in the same sweep folder). Who requeues: under submitit, submitit
+(its handler runs after the save); under plain SLURM, aelab (``scontrol requeue``, global rank 0) for SIGUSR1.
+Lightning's own SLURM auto-requeue (``hpc_ckpt_N.ckpt``) is off, so there is one checkpoint and one way back.
+Ctrl-C (SIGINT) stops at once, possibly mid-step: nothing is saved, ``last.ckpt`` of the last finished epoch
+is what the resume continues from.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import shutil
 import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-from lightning_fabric.plugins.environments import SLURMEnvironment
-from pytorch_lightning.utilities import rank_zero_info
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import OnExceptionCheckpoint
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from aelab.checkpoint import CHOICES_KEY, CONFIG_KEY
+from aelab.utils import runs
 
 log = logging.getLogger("aelab")
 
@@ -21,17 +44,32 @@ def resume_command(run_dir: str | Path) -> str:
     return f"aelab-train resume={shlex.quote(str(run_dir))}"
 
 
-class Preemption(pl.Callback):
-    """Save and say how to resume when the run is stopped.
+class RunInterrupted(SystemExit):
+    """The run was stopped by a signal (SIGTERM/SIGUSR1/SIGUSR2: exit 143; Ctrl-C: exit 130); it can be resumed."""
 
-    * SIGTERM (what SLURM, Kubernetes and ``kill`` send) — and SIGUSR1, SLURM's usual ``--signal`` warning
-      before a time limit — make Lightning stop at the next batch boundary; this callback then writes
-      ``checkpoints/last.ckpt`` atomically *mid-epoch* (model, optimizer, loop and data-loader position), so
-      ``aelab-train resume=<run dir>`` — or the requeued job — continues with the next batch.
-    * Ctrl-C (SIGINT): Lightning stops at once, possibly mid-step, so nothing is saved; ``last.ckpt`` from
-      the last finished epoch is what resume continues from.
+    def __init__(self, signal_name: str, run_dir: str) -> None:
+        super().__init__(130 if signal_name == "SIGINT" else 143)
+        self.signal_name = signal_name
+        self.run_dir = run_dir
 
-    Either way the resume command is printed and ``stopped_by`` names the signal.
+
+def _stop_signals() -> list[signal.Signals]:
+    """SIGUSR1, and submitit's preemption signal when this process is a submitit job."""
+    out = [signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else []
+    if "SUBMITIT_FOLDER" in os.environ or "SUBMITIT_EXECUTOR" in os.environ:
+        name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+        sig = getattr(signal, name, None)
+        if sig is not None and sig not in out:
+            out.append(sig)
+    return out
+
+
+class Preemption(OnExceptionCheckpoint):
+    """Save mid-epoch, mark the folder and say how to resume when the run is stopped (see the module docstring).
+
+    Lightning's ``OnExceptionCheckpoint`` writes the checkpoint (through aelab's atomic CheckpointIO) — here only
+    for a stop signal, never for an error (a diverged run must not leave a NaN ``last.ckpt``), and it is kept
+    when the run ends (Lightning's callback would delete its file at teardown).
 
     Args:
         run_dir: the run's folder (``paths.output_dir``).
@@ -40,34 +78,95 @@ class Preemption(pl.Callback):
 
     def __init__(self, run_dir: str, checkpoint_dir: str | None = None) -> None:
         self.run_dir = Path(run_dir)
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else self.run_dir / "checkpoints"
+        super().__init__(
+            str(Path(checkpoint_dir) if checkpoint_dir else self.run_dir / "checkpoints"), "last"
+        )
         self.stopped_by: str | None = None
+        self._signal: str = "SIGTERM"
+        self._originals: dict[int, Any] = {}  # the handlers before this run's (restored at teardown)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and hasattr(signal, "SIGUSR1") and not SLURMEnvironment.detect():
-            # Outside SLURM, SIGUSR1 stops the run like SIGTERM does; under SLURM, Lightning's auto-requeue
-            # owns it (saves hpc_ckpt_N.ckpt in the run folder, requeues, and the requeued job resumes there).
-            def on_usr1(signum, frame):
-                trainer._signal_connector._sigterm_notifier_fn(signum, frame)
+        if stage != "fit":
+            return
 
-            if signal.getsignal(signal.SIGUSR1) in (signal.SIG_DFL, None):
-                signal.signal(signal.SIGUSR1, on_usr1)
+        # before Lightning registers its own handlers: it then leaves these signals to us (its SIGTERM handler
+        # also stops at the next batch boundary)
+        def handler(signum, frame):
+            self._signal = signal.Signals(signum).name
+            trainer._signal_connector._sigterm_notifier_fn(signum, frame)
+
+        for sig in _stop_signals():
+            self._originals[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if isinstance(exception, SIGTERMException):
-            self.stopped_by = "SIGTERM"
-            path = self.checkpoint_dir / "last.ckpt"
-            trainer.save_checkpoint(path)
+            self.stopped_by = self._signal
+            super().on_exception(trainer)
+            line = f"stopped by {self.stopped_by}; continue with: {resume_command(self.run_dir)}"
+            runs.mark_run(self.run_dir, "INTERRUPTED", line)
             rank_zero_info(
-                f"\nStopped by a signal at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-                f"saved {path}.\nContinue this run with: {resume_command(self.run_dir)}"
+                f"\nStopped by {self.stopped_by} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                f"saved {self.ckpt_path}.\nContinue this run with: {resume_command(self.run_dir)}"
             )
+            self._requeue(trainer)
+            self._restore()
         elif isinstance(exception, KeyboardInterrupt):
             self.stopped_by = "SIGINT"
+            line = f"stopped by SIGINT; continue with: {resume_command(self.run_dir)}"
+            runs.mark_run(self.run_dir, "INTERRUPTED", line)
             rank_zero_info(
                 f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; the last finished "
-                f"epoch is in {self.checkpoint_dir / 'last.ckpt'}.\nContinue this run with: "
-                f"{resume_command(self.run_dir)}"
+                f"epoch is in {self.ckpt_path}.\nContinue this run with: {resume_command(self.run_dir)}"
             )
+
+    def _requeue(self, trainer: pl.Trainer) -> None:
+        """Hand over to whoever requeues: submitit's own handler, or ``scontrol requeue`` under plain SLURM."""
+        signum = getattr(signal, self._signal, None)
+        previous = self._originals.get(signum)
+        if callable(previous):  # submitit: it checkpoints its job, requeues it and exits
+            previous(signum, None)
+            return
+        if self._signal != "SIGUSR1" or "SLURM_JOB_ID" not in os.environ or not trainer.is_global_zero:
+            return
+        job = os.environ.get("SLURM_ARRAY_JOB_ID")
+        job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ["SLURM_JOB_ID"]
+        if shutil.which("scontrol") is None:
+            rank_zero_warn(
+                f"scontrol is not on PATH: SLURM job {job} was not requeued; resubmit it to continue"
+            )
+            return
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+        if result.returncode == 0:
+            rank_zero_info(f"requeued SLURM job {job}: it continues in {self.run_dir}")
+        else:
+            rank_zero_warn(
+                f"scontrol requeue {job} failed ({result.stderr.strip()}); resubmit it to continue"
+            )
+
+    def _restore(self) -> None:
+        for sig, previous in self._originals.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._originals.clear()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restore()  # last.ckpt is the run's: never removed (Lightning's callback would remove it here)
+
+
+class ConfigInCheckpoint(pl.Callback):
+    """Stores the resolved run config (and the Hydra group choices, e.g. ``model: conv_ae``) in every
+    checkpoint, so ``aelab-eval`` can rebuild the model and errors can name it."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = OmegaConf.to_container(cfg, resolve=True)
+        self.cfg.pop("hydra", None)  # present when a config was composed with return_hydra_config (tests)
+        self.choices: dict[str, str] = {}
+        if HydraConfig.initialized():
+            choices = HydraConfig.get().runtime.choices
+            self.choices = {k: str(v) for k, v in choices.items() if v is not None and "/" not in k}
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.cfg
+        checkpoint[CHOICES_KEY] = self.choices

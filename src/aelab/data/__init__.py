@@ -1,6 +1,21 @@
-"""LightningDataModules: MNIST and Fashion-MNIST, with a device-resident fast path."""
+"""LightningDataModules behind one data contract (:class:`ImageData`): MNIST, Fashion-MNIST, any folder of images,
+scikit-learn's 8×8 digits and patches of bundled photographs, with a device-resident fast path."""
 
+from aelab.data.base import ImageDataModule
+from aelab.data.bundled import DigitsDataModule, PhotoPatchesDataModule
+from aelab.data.contract import ImageData
+from aelab.data.folder import ImageFolderDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
-from aelab.data.resident import ResidentLoader, ShardSampler, to_unit
+from aelab.data.resident import ResidentLoader, to_unit
 
-__all__ = ["FashionMNISTDataModule", "MNISTDataModule", "ResidentLoader", "ShardSampler", "to_unit"]
+__all__ = [
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "ImageData",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "PhotoPatchesDataModule",
+    "ResidentLoader",
+    "to_unit",
+]

@@ -1,10 +1,12 @@
 """A loader that keeps a whole image dataset resident on the training device.
 
-MNIST is 47 MB as uint8: it fits in any accelerator's memory. Instead of converting and collating images
+MNIST is 47 MB as uint8: it fits in any accelerator's memory; so do most image sets researchers train
+autoencoders on. Instead of converting and collating images
 on the host for every batch, :class:`ResidentLoader` holds the uint8 images on the device, gathers each
-batch by index there and converts it to float in [0, 1] there. Index order and DDP sharding are those of
-:class:`torch.utils.data.DistributedSampler` (the same class drives the DataLoader path), so both paths
-yield the same batches for the same seed, rank and epoch.
+batch by index there and converts it to float in [0, 1] there. Index order and DDP sharding come from the
+sampler (:class:`torch.utils.data.DistributedSampler` for training, Lightning's ``UnrepeatedDistributedSampler``
+for evaluation: every image once, no padding); the same samplers drive the DataLoader path, so both paths yield
+the same batches for the same seed, rank and epoch.
 """
 
 from __future__ import annotations
@@ -13,37 +15,12 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import Sampler
 
 
 def to_unit(images: Tensor) -> Tensor:
     """uint8 pixels 0..255 → float32 in [0, 1], same shape (the one conversion every path uses)."""
     return images.float().div_(255.0)
-
-
-class ShardSampler(Sampler[int]):
-    """Each index of ``range(n)`` exactly once across ranks, in order, without padding: rank ``r`` of ``W`` gets
-    ``r, r + W, r + 2W, ...``.
-
-    For validation and test: :class:`~torch.utils.data.DistributedSampler` pads every rank to the same length by
-    repeating images, so a split whose size does not divide by the world size would count some images twice.
-    Ranks may get one image (and batch) fewer than others; aelab's metrics are summed across ranks at the end.
-    For a world size that divides ``n`` the shards equal ``DistributedSampler(shuffle=False)``'s.
-    """
-
-    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0) -> None:
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} is outside [0, {num_replicas})")
-        self.n, self.num_replicas, self.rank = n, num_replicas, rank
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.num_replicas))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.num_replicas))
-
-    def set_epoch(self, epoch: int) -> None:  # the order never changes
-        pass
 
 
 class ResidentLoader:
@@ -54,8 +31,8 @@ class ResidentLoader:
             batches should live on.
         labels: int64 tensor ``(N,)`` on the same device.
         batch_size: images per batch *on this rank* (the global batch divided by the world size).
-        sampler: a :class:`~torch.utils.data.DistributedSampler` (training) or :class:`ShardSampler`
-            (evaluation) over ``range(N)``; it fixes the shuffle, the seed and this rank's shard. Lightning
+        sampler: a :class:`~torch.utils.data.DistributedSampler` (training) or Lightning's
+            ``UnrepeatedDistributedSampler`` (evaluation) over ``range(N)``; it fixes the shuffle, the seed and this rank's shard. Lightning
             calls its ``set_epoch`` at the start of every epoch.
         drop_last: drop the last incomplete batch.
 
@@ -69,7 +46,7 @@ class ResidentLoader:
         images: Tensor,
         labels: Tensor,
         batch_size: int,
-        sampler: DistributedSampler | ShardSampler,
+        sampler: Sampler[int],
         drop_last: bool = False,
     ) -> None:
         if images.dtype != torch.uint8:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from functools import cached_property
 from pathlib import Path
@@ -12,44 +14,77 @@ from torch import Tensor
 from aelab.evaluation import compression as C
 from aelab.evaluation.metrics import map_batches, to_float
 
+log = logging.getLogger("aelab")
+
 
 class EvalContext:
-    """The model on its device in eval mode, the splits (through the datamodule's public API), the batch size
-    and output folder, and what several sections use — test codes (timed), reconstructions, training codes and
-    the PCA baseline of the code size — each computed on first use.
+    """The model on its device in eval mode, the data (through the data contract, :class:`aelab.data.ImageData`),
+    the batch size and output folder, and what several sections use — test codes (timed), reconstructions,
+    training codes and the PCA baseline of the code size — each computed on first use.
 
     Args:
         model: an aelab model.
-        datamodule: its datamodule (``split_tensors`` gives uint8 images ``(N, 28, 28)`` and labels).
+        datamodule: its datamodule (``split_tensors`` gives uint8 images ``(N, C, H, W)`` and labels or ``None``).
         output_dir: where sections write files (PNGs, scores) beside ``metrics.json``.
         device: where the model runs.
         batch_size: images per forward pass.
+        loggers: the evaluation's Lightning loggers (sections send their images there too).
+        step: the global step the loggers record the images at.
+        precision: the evaluation's Lightning precision (``32-true``, ``bf16-mixed``); sections that run long
+            forward passes (the likelihood) may use it.
     """
 
     def __init__(
-        self, model, datamodule, output_dir: str | Path, device: torch.device, batch_size: int
+        self,
+        model,
+        datamodule,
+        output_dir: str | Path,
+        device: torch.device,
+        batch_size: int,
+        loggers: list | None = None,
+        step: int = 0,
+        precision: str = "32-true",
     ) -> None:
         self.model = model.to(device).eval()
+        self.precision = str(precision)
         self.datamodule = datamodule
         self.output_dir = Path(output_dir)
         self.device = device
         self.batch_size = int(batch_size)
+        self.loggers = list(loggers or [])
+        self.step = int(step)
         self.train_u8, self.train_y = datamodule.split_tensors("train")
         self.test_u8, self.test_y = datamodule.split_tensors("test")
-        self.x_test = to_float(self.test_u8)  # (N, 1, 28, 28) in [0, 1]
+        self.image_shape: tuple[int, int, int] = tuple(self.test_u8.shape[1:])
+        self.x_test = to_float(self.test_u8)  # (N, C, H, W) in [0, 1]
         t0 = time.perf_counter()
         self.codes_test = self.map(self.model.encode, self.test_u8)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.encode_images_per_s = len(self.test_u8) / (time.perf_counter() - t0)
 
+    @property
+    def raw_bytes(self) -> int:
+        """Bytes of one raw uint8 image: ``C·H·W``."""
+        return C.raw_bytes_per_image(self.image_shape)
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the data has labels (the probe, the one-class protocol and the Fréchet distance need them)."""
+        return self.test_y is not None and self.train_y is not None
+
     def map(self, fn, images: Tensor) -> Tensor:
         """``fn`` over ``images`` (uint8/float images or codes) in batches on the device, results on the CPU."""
         return map_batches(fn, images, self.batch_size, self.device)
 
+    def skip(self, section: str, why: str) -> dict[str, float]:
+        """Log once why ``section`` does not apply here; returns no figures."""
+        log.info("evaluation section %s skipped: %s", section, why)
+        return {}
+
     @cached_property
     def recon(self) -> Tensor:
-        """Reconstructions of the test images, ``(N, 1, 28, 28)`` in [0, 1]."""
+        """Reconstructions of the test images, ``(N, C, H, W)`` in [0, 1]."""
         return self.map(self.model.reconstruct, self.test_u8)
 
     @cached_property
@@ -57,10 +92,16 @@ class EvalContext:
         """Codes of the training images ``(N, latent_dim)``."""
         return self.map(self.model.encode, self.train_u8)
 
+    @property
+    def pca_size(self) -> int:
+        """Components of the PCA baseline: the code size, at most the pixels (and images) there are."""
+        return min(int(self.model.latent_dim), math.prod(self.image_shape), len(self.train_u8))
+
     @cached_property
     def pca(self):
-        """scikit-learn PCA with as many components as the code has dimensions, fitted on the training images."""
-        return C.fit_pca(to_float(self.train_u8), self.model.latent_dim)
+        """scikit-learn PCA with as many components as the code has dimensions (:attr:`pca_size`), fitted on the
+        training images."""
+        return C.fit_pca(to_float(self.train_u8), self.pca_size)
 
     @cached_property
     def pca_codes(self) -> tuple[Tensor, Tensor]:
@@ -68,3 +109,7 @@ class EvalContext:
         train = torch.from_numpy(self.pca.transform(to_float(self.train_u8).flatten(1).numpy())).float()
         test = torch.from_numpy(self.pca.transform(self.x_test.flatten(1).numpy())).float()
         return train, test
+
+    def pca_decode(self, codes: Tensor) -> Tensor:
+        """PCA codes back to images ``(N, C, H, W)`` in [0, 1]."""
+        return C.pca_decode(self.pca, codes, self.image_shape)

@@ -1,17 +1,22 @@
-"""Generation quality: a Fréchet distance on the features of an MNIST classifier trained inside aelab.
+"""Generation quality: a Fréchet distance on the features of a classifier trained inside aelab on the data.
 
 The Fréchet Inception Distance (Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a
 Local Nash Equilibrium", NeurIPS 2017, eq. 6) compares two sets of images through the mean and covariance of
 a network's features: ``‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)``. Inception features mean little on 28×28
-digits, so aelab uses the 128-d penultimate layer of a small CNN digit classifier (:class:`MNISTFeatures`),
-trained deterministically on the training split and cached; its test accuracy is reported beside the
+digits or 8×8 images, so aelab uses the 128-d penultimate layer of a small CNN classifier of the data's own
+classes (:class:`FeatureClassifier`: input shape and class count from the data), trained deterministically on
+the training split and cached by a fingerprint of that split; its test accuracy is reported beside the
 distance. torchmetrics' ``FrechetInceptionDistance`` computes the distance with it as the feature extractor.
-The distance between the training and the test images is the floor a generator can hope for.
+The distance between the training and the test images is the floor a generator can hope for. Data without
+labels has no such classifier: the section says so and is skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -19,39 +24,54 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.evaluation.metrics import batches, to_float
-from aelab.models.capabilities import Generative
 
 log = logging.getLogger("aelab")
 
 
-class MNISTFeatures(nn.Module):
-    """A CNN digit classifier; ``forward`` returns its 128-d penultimate features (what the distance uses).
+class FeatureClassifier(nn.Module):
+    """A CNN classifier of images ``(B, C, H, W)`` in [0, 1]; ``forward`` returns its 128-d penultimate features
+    (what the distance uses), :meth:`logits` the ``(B, num_classes)`` class scores.
 
-    Input ``(B, 1, 28, 28)`` float in [0, 1]; :meth:`logits` gives ``(B, 10)``.
+    Two stride-2 convolutions take ``H × W`` to ``ceil(ceil(H/2)/2) × ...`` (7×7 for MNIST), then a linear layer to
+    the features.
+
+    Args:
+        image_shape: ``(C, H, W)`` of the data.
+        num_classes: classes of the data.
     """
 
     num_features = 128
 
-    def __init__(self) -> None:
+    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10) -> None:
         super().__init__()
+        c, h, w = (int(s) for s in image_shape)
+        gh, gw = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
+            nn.Conv2d(c, 32, 3, padding=1),
             nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1),  # 14×14
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),  # H/2 (14×14 for MNIST)
             nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=2, padding=1),  # 7×7
+            nn.Conv2d(64, 64, 3, stride=2, padding=1),  # H/4 (7×7)
             nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(64 * 7 * 7, self.num_features),
+            nn.Linear(64 * gh * gw, self.num_features),
             nn.ReLU(),
         )
-        self.head = nn.Linear(self.num_features, 10)
+        self.head = nn.Linear(self.num_features, int(num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x.float())
 
     def logits(self, x: Tensor) -> Tensor:
         return self.head(self(x))
+
+
+def split_fingerprint(images: Tensor, labels: Tensor) -> str:
+    """SHA-256 (hex) of a split's uint8 images and labels: what a cached classifier was trained on."""
+    h = hashlib.sha256(f"{tuple(images.shape)}|".encode())
+    h.update(images.contiguous().numpy().tobytes())
+    h.update(labels.long().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def classifier(
@@ -61,25 +81,28 @@ def classifier(
     device: torch.device | str = "cpu",
     epochs: int = 2,
     seed: int = 0,
-) -> tuple[MNISTFeatures, float]:
-    """The feature network, trained on ``train`` (uint8 images ``(N, 28, 28)``, labels) or loaded from
+    num_classes: int | None = None,
+) -> tuple[FeatureClassifier, float]:
+    """The feature network, trained on ``train`` (uint8 images ``(N, C, H, W)``, labels) or loaded from
     ``cache_dir``; returns ``(network in eval mode, test accuracy in [0, 1])``.
 
-    Training is seeded (Adam 1e-3, batch 256, ``epochs`` epochs); the cache file is keyed by the seed, epochs
-    and the training set's size, and read with ``weights_only=True``.
+    Training is seeded (Adam 1e-3, batch 256, ``epochs`` epochs); the cache file is keyed by the training
+    split's fingerprint (:func:`split_fingerprint`), the epochs and the seed, and read with ``weights_only=True``.
     """
-    from aelab.utils.checkpoint_io import atomic_torch_save
+    from aelab.checkpoint import atomic_torch_save
 
     images, labels = train
-    path = Path(cache_dir) / f"mnist_features_n{len(images)}_e{epochs}_s{seed}.pt"
-    net = MNISTFeatures().to(device)
+    shape = tuple(images.shape[1:])
+    k = int(num_classes if num_classes is not None else int(labels.max()) + 1)
+    path = Path(cache_dir) / f"features_{split_fingerprint(images, labels)[:20]}_k{k}_e{epochs}_s{seed}.pt"
     if path.is_file():
+        net = FeatureClassifier(shape, k).to(device)
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state["state_dict"])
         return net.eval(), float(state["test_acc"])
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = MNISTFeatures().to(device)
+    net = FeatureClassifier(shape, k).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     net.train()
     for _ in range(epochs):
@@ -96,15 +119,13 @@ def classifier(
         pred = torch.cat([net.logits(b).argmax(1).cpu() for b in batches(test[0], 1000, device)])
     acc = (pred == test[1]).float().mean().item()
     atomic_torch_save({"state_dict": net.state_dict(), "test_acc": acc}, path)
-    log.info(
-        "MNIST feature classifier trained (%d epochs): test accuracy %.4f, cached in %s", epochs, acc, path
-    )
+    log.info("feature classifier trained (%d epochs): test accuracy %.4f, cached in %s", epochs, acc, path)
     return net, acc
 
 
 @torch.no_grad()
-def frechet_distance(net: MNISTFeatures, real: Tensor, fake: Tensor, batch_size: int, device) -> float:
-    """Fréchet distance between two image sets (uint8 ``(N, 28, 28)`` or float ``(N, 1, 28, 28)`` in [0, 1])
+def frechet_distance(net: FeatureClassifier, real: Tensor, fake: Tensor, batch_size: int, device) -> float:
+    """Fréchet distance between two image sets (uint8 or float ``(N, C, H, W)`` in [0, 1])
     on ``net``'s features (torchmetrics' ``FrechetInceptionDistance`` with a custom feature extractor)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -113,27 +134,3 @@ def frechet_distance(net: MNISTFeatures, real: Tensor, fake: Tensor, batch_size:
         for b in batches(images, batch_size, device):
             fid.update(b, real=is_real)
     return float(fid.compute())
-
-
-@torch.no_grad()
-def generate(model, n: int, train_codes: Tensor | None, seed: int, batch_size: int, device) -> Tensor:
-    """``n`` generated images ``(n, 1, 28, 28)`` in [0, 1]: prior samples for a model with ``sample`` (VAE);
-    otherwise decodes of codes drawn from a Gaussian fitted to the training codes ``(N, d)`` (mean and full
-    covariance), the usual way to sample from a deterministic autoencoder."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = []
-    if isinstance(model, Generative):
-        for i in range(0, n, batch_size):
-            out.append(model.sample(min(batch_size, n - i), generator=gen).cpu())
-        return torch.cat(out)
-    if train_codes is None:
-        raise ValueError("a model without sample() needs its training codes to be sampled from")
-    z = train_codes.double()
-    mu, cov = z.mean(0), torch.cov(z.T) + 1e-6 * torch.eye(z.shape[1], dtype=torch.float64)
-    chol = torch.linalg.cholesky(cov)
-    cpu_gen = torch.Generator().manual_seed(seed)
-    for i in range(0, n, batch_size):
-        eps = torch.randn(min(batch_size, n - i), z.shape[1], generator=cpu_gen, dtype=torch.float64)
-        codes = (mu + eps @ chol.T).float().to(device)
-        out.append(model.decode(codes).cpu())
-    return torch.cat(out)

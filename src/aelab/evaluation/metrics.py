@@ -13,14 +13,13 @@ from aelab.data.resident import to_unit
 
 
 def to_float(images: Tensor) -> Tensor:
-    """uint8 ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` → float ``(N, 1, 28, 28)`` in [0, 1]."""
-    x = to_unit(images) if images.dtype == torch.uint8 else images.float()
-    return x.unsqueeze(1) if x.ndim == 3 else x
+    """uint8 pixels 0..255 → float in [0, 1] (same shape, e.g. ``(N, C, H, W)``); float tensors as float32."""
+    return to_unit(images) if images.dtype == torch.uint8 else images.float()
 
 
 def batches(images: Tensor, batch_size: int, device: torch.device | str) -> Iterator[Tensor]:
-    """Float batches on ``device``, in order: uint8 images become ``(b, 1, 28, 28)`` in [0, 1]; float
-    tensors (images ``(N, 1, 28, 28)`` or codes ``(N, D)``) pass through unchanged."""
+    """Float batches on ``device``, in order: uint8 images ``(N, C, H, W)`` become floats in [0, 1]; float
+    tensors (images or codes ``(N, D)``) pass through unchanged."""
     for i in range(0, len(images), batch_size):
         yield to_float(images[i : i + batch_size]).to(device)
 

@@ -22,12 +22,13 @@ def collect(paths: list[str]) -> list[dict[str, float]]:
     files = []
     for p in map(Path, paths):
         files += [p] if p.is_file() else sorted(p.rglob("metrics.json"))
+    from aelab.utils.runs import run_status
+
     runs = []
     for f in files:
-        if any((f.parent / mark).exists() for mark in ("FAILED", "INTERRUPTED")):
-            print(
-                f"skipped {f.parent} (marked {'FAILED' if (f.parent / 'FAILED').exists() else 'INTERRUPTED'})"
-            )
+        mark = run_status(f.parent)
+        if mark is not None:
+            print(f"skipped {f.parent} (marked {mark})")
             continue
         data = json.loads(f.read_text())
         runs.append({k: float(v) for k, v in data.items() if isinstance(v, int | float)})

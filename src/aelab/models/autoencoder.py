@@ -26,9 +26,9 @@ class Autoencoder(pl.LightningModule):
     With MLP parts this is the AE (``model=ae``), with conv parts the ConvAE (``model=conv_ae``).
 
     Args:
-        encoder: ``nn.Module`` mapping images ``(B, 1, 28, 28)`` in [0, 1] to codes ``(B, latent_dim)``;
+        encoder: ``nn.Module`` mapping images ``(B, C, H, W)`` in [0, 1] to codes ``(B, latent_dim)``;
             must expose ``out_dim``.
-        decoder: ``nn.Module`` mapping codes ``(B, latent_dim)`` to pixel logits ``(B, 1, 28, 28)``;
+        decoder: ``nn.Module`` mapping codes ``(B, latent_dim)`` to pixel logits ``(B, C, H, W)``;
             must expose ``latent_dim``.
         latent_dim: size of the code; when given, checked against the parts.
         loss: reconstruction loss, ``"bce"`` (binary cross-entropy on logits) or ``"mse"`` (on
@@ -53,7 +53,8 @@ class Autoencoder(pl.LightningModule):
         FloatingPointError: when the training loss or the validation/test loss becomes NaN or infinite.
     """
 
-    #: names of the extra per-batch terms a subclass's :meth:`loss_terms` returns (averaged as metrics)
+    #: names of the extra per-batch terms a subclass's :meth:`loss_terms` returns (averaged as metrics; a name a
+    #: subclass's :meth:`make_metrics` gives its own torchmetrics ``Metric`` is fed the term's value raw instead)
     extra_terms: tuple[str, ...] = ()
     #: constructor arguments kept out of ``hparams`` (modules and factories; checkpoints stay plain data)
     hparams_ignore: tuple[str, ...] = ("encoder", "decoder", "optimizer", "scheduler")
@@ -95,15 +96,15 @@ class Autoencoder(pl.LightningModule):
         return int(self.decoder.latent_dim)
 
     def encode(self, x: Tensor) -> Tensor:
-        """Codes ``(B, latent_dim)`` of images ``(B, 1, 28, 28)`` in [0, 1]."""
+        """Codes ``(B, latent_dim)`` of images ``(B, C, H, W)`` in [0, 1]."""
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Images ``(B, 1, 28, 28)`` in [0, 1] from codes ``(B, latent_dim)``."""
+        """Images ``(B, C, H, W)`` in [0, 1] from codes ``(B, latent_dim)``."""
         return torch.sigmoid(self.decoder(z))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reconstruction ``(B, 1, 28, 28)`` in [0, 1] of images ``(B, 1, 28, 28)`` in [0, 1]."""
+        """Reconstruction ``(B, C, H, W)`` in [0, 1] of images ``(B, C, H, W)`` in [0, 1]."""
         return self.decode(self.encode(x))
 
     def reconstruct(self, x: Tensor) -> Tensor:
@@ -112,8 +113,8 @@ class Autoencoder(pl.LightningModule):
 
     @torch.no_grad()
     def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 10) -> Tensor:
-        """Decodes of the straight line between the codes of two images ``(1, 28, 28)`` in [0, 1], ends
-        included: ``(steps, 1, 28, 28)`` in [0, 1] (for a VAE, between the posterior means)."""
+        """Decodes of the straight line between the codes of two images ``(C, H, W)`` in [0, 1], ends
+        included: ``(steps, C, H, W)`` in [0, 1] (for a VAE, between the posterior means)."""
         z = self.encode(torch.stack([x_a, x_b]).to(self.device))
         t = torch.linspace(0, 1, steps, device=z.device)[:, None]
         return self.decode((1 - t) * z[0] + t * z[1])
@@ -157,7 +158,7 @@ class Autoencoder(pl.LightningModule):
         return x, x
 
     def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:
-        """Mean per-pixel reconstruction loss of logits ``(B, 1, 28, 28)`` against targets in [0, 1]."""
+        """Mean per-pixel reconstruction loss of logits ``(B, C, H, W)`` against targets in [0, 1]."""
         if self.hparams.loss == "bce":
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.mse_loss(torch.sigmoid(logits), target)
@@ -263,8 +264,14 @@ class Autoencoder(pl.LightningModule):
         loss, x_hat, extras = self.loss_terms(x_in, target, stage, generator)
         m = self.metrics[stage]
         m["loss"].update(loss, weight=x.shape[0])
-        for name, value in extras.items():
-            m[name].update(value, weight=x.shape[0])
+        for (
+            name,
+            value,
+        ) in extras.items():  # per-batch means of extra_terms; a subclass's own metrics take raw input
+            if isinstance(m[name], MeanMetric):
+                m[name].update(value, weight=x.shape[0])
+            else:
+                m[name].update(value)
         self.update_reconstruction_metrics(m, x, x_in, x_hat)
 
     def update_reconstruction_metrics(self, m: nn.ModuleDict, x: Tensor, x_in: Tensor, x_hat: Tensor) -> None:

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 @runtime_checkable
 class Generative(Protocol):
-    """Draws new images: ``sample(n, generator) → (n, 1, 28, 28)`` in [0, 1] (the VAE's prior samples)."""
+    """Has a prior over its codes and draws new images from it: ``sample(n, generator) → (n, C, H, W)`` in
+    [0, 1] (decodes of ``z ~ N(0, I)``: the VAE, IWAE and WAE)."""
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor: ...
 
@@ -32,3 +33,15 @@ class Denoising(Protocol):
     """Trained on corrupted input: ``corruption(x, generator)`` gives the noisy images (the DAE)."""
 
     corruption: nn.Module
+
+
+@runtime_checkable
+class Quantized(Protocol):
+    """Codes are vectors of a finite codebook (the VQ-VAE): ``codebook_size`` entries; ``code_indices(codes)`` maps
+    codes ``(N, latent_dim)`` to their indices ``(N, positions)`` and ``codes_from_indices`` back."""
+
+    codebook_size: int
+
+    def code_indices(self, codes: Tensor) -> Tensor: ...
+
+    def codes_from_indices(self, indices: Tensor) -> Tensor: ...

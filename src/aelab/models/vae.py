@@ -9,17 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.models.autoencoder import Autoencoder
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) per example, in nats, summed over latent dimensions.
-
-    Closed form of Kingma & Welling (2014), Appendix B: ``-½ Σ (1 + log σ² − μ² − σ²)``.
-    Shapes: ``(B, D), (B, D) → (B,)``.
-    """
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+from aelab.models.distributions import LOG_2PI, gaussian_kl
 
 
 class VAE(Autoencoder):
@@ -78,7 +68,7 @@ class VAE(Autoencoder):
 
     # ------------------------------------------------------------------ probabilistic parts
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(μ, log σ²)``, each ``(B, latent_dim)``, of q(z|x) for images ``(B, 1, 28, 28)``."""
+        """``(μ, log σ²)``, each ``(B, latent_dim)``, of q(z|x) for images ``(B, C, H, W)``."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
@@ -89,7 +79,7 @@ class VAE(Autoencoder):
         return mu + torch.exp(0.5 * logvar) * eps
 
     def log_likelihood(self, logits: Tensor, target: Tensor) -> Tensor:
-        """log p(x|z) per image in nats, summed over pixels: ``(B, 1, 28, 28) → (B,)``."""
+        """log p(x|z) per image in nats, summed over pixels: ``(B, C, H, W) → (B,)``."""
         if self.hparams.likelihood == "bernoulli":
             return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
         mean = torch.sigmoid(logits)
@@ -112,7 +102,7 @@ class VAE(Autoencoder):
         return self.posterior(x)[0]
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Decoder mean at the posterior mean, ``(B, 1, 28, 28)`` in [0, 1]."""
+        """Decoder mean at the posterior mean, ``(B, C, H, W)`` in [0, 1]."""
         return self.decode(self.encode(x))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -120,7 +110,7 @@ class VAE(Autoencoder):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images ``(n, 1, 28, 28)`` in [0, 1]: decoder means at ``z ~ N(0, I)``."""
+        """``n`` images ``(n, C, H, W)`` in [0, 1]: decoder means at ``z ~ N(0, I)``."""
         z = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
         return self.decode(z)
 
@@ -136,7 +126,7 @@ class VAE(Autoencoder):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per image, in nats, with one posterior sample: ``(−log p(target|z), KL(q(z|x_in) ‖ p(z)), μ)``.
 
-        Shapes: ``(B, 1, 28, 28)`` inputs → ``(B,), (B,), (B, latent_dim)``; the negative ELBO is the sum of
+        Shapes: ``(B, C, H, W)`` inputs → ``(B,), (B,), (B, latent_dim)``; the negative ELBO is the sum of
         the first two (Kingma & Welling 2014, eq. 10).
         """
         mu, logvar = self.posterior(x_in)

@@ -1,4 +1,4 @@
-"""Where the Hydra configs live, and the OmegaConf resolvers they use.
+"""Where the Hydra configs live, the OmegaConf resolvers they use, and building objects from config groups.
 
 The configs live in ``conf/`` at the repository's top level. An editable install finds them next to
 ``src/``; a wheel carries a copy as ``aelab/conf``. No environment variable is needed.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 _PKG_DIR = Path(__file__).resolve().parents[1]  # src/aelab
 _REPO_CANDIDATE = _PKG_DIR.parents[1]  # the checkout, for an editable install
@@ -35,9 +36,18 @@ def repo_root() -> str:
     return os.getcwd()
 
 
+def _image_shape(channels, image_size) -> list[int]:
+    """``[C, H, W]`` from ``data.channels`` and ``data.image_size`` (an int or ``[H, W]``)."""
+    from aelab.data.folder import shape_of
+
+    size = OmegaConf.to_object(image_size) if OmegaConf.is_config(image_size) else image_size
+    return shape_of(int(channels), size)
+
+
 def register_resolvers() -> None:
-    """Register ``${aelab.root:}``, ``${aelab.mul:a,b}``, ``${aelab.run_id:explicit}`` (the run folder's
-    name, see :mod:`aelab.utils.runs`) and ``${aelab.rank0:value,other}`` (idempotent)."""
+    """Register ``${aelab.root:}``, ``${aelab.mul:a,b}``, ``${aelab.precision:accelerator}``,
+    ``${aelab.image_shape:channels,image_size}``, ``${aelab.reversed:list}``, ``${aelab.run_id:explicit}`` (the
+    run folder's name, see :mod:`aelab.utils.runs`) and ``${aelab.rank0:value,other}`` (idempotent)."""
     from aelab.utils import runs
 
     if not OmegaConf.has_resolver("aelab.root"):
@@ -48,6 +58,8 @@ def register_resolvers() -> None:
         from aelab.utils.device import auto_precision
 
         OmegaConf.register_new_resolver("aelab.precision", auto_precision)
+    if not OmegaConf.has_resolver("aelab.image_shape"):
+        OmegaConf.register_new_resolver("aelab.image_shape", _image_shape)
     if not OmegaConf.has_resolver("aelab.reversed"):
         OmegaConf.register_new_resolver("aelab.reversed", lambda xs: list(reversed(list(xs))))
     if not OmegaConf.has_resolver("aelab.run_id"):
@@ -58,3 +70,36 @@ def register_resolvers() -> None:
         )
     if not OmegaConf.has_resolver("aelab.rank0"):
         OmegaConf.register_new_resolver("aelab.rank0", lambda value, other=None: runs.rank0(value, other))
+
+
+def instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
+    """Instantiate every entry of a config group that maps names to ``_target_`` configs.
+
+    ``null`` entries are skipped, so ``callbacks.early_stopping=null`` turns one off.
+
+    Raises:
+        TypeError: when an entry is not a mapping with ``_target_`` (names the entry and the fix).
+    """
+    objs: list[Any] = []
+    if not group:
+        return objs
+    for name, conf in group.items():
+        if conf is None:
+            continue
+        if not isinstance(conf, DictConfig) or "_target_" not in conf:
+            raise TypeError(
+                f"{kind}.{name} must be a config with a _target_ (or null to disable it), got {conf!r}"
+            )
+        from hydra.utils import instantiate
+
+        objs.append(instantiate(conf))
+    return objs
+
+
+def apply_matmul_precision(cfg: DictConfig) -> None:
+    """``torch.set_float32_matmul_precision(cfg.matmul_precision)`` when set."""
+    import torch
+
+    precision = cfg.get("matmul_precision")
+    if precision:
+        torch.set_float32_matmul_precision(precision)

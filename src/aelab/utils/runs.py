@@ -1,4 +1,5 @@
-"""Run identity: one job is one run folder, chosen once and shared by all of its processes.
+"""Run folders: one job is one run folder, chosen once and shared by all of its processes; a folder that did
+not finish is marked (``FAILED``, ``INTERRUPTED``, ``PRUNED``).
 
 The run folder is ``${paths.log_dir}/${task_name}/runs/${aelab.run_id:${run_id}}``. The id is chosen once per
 job, in this order:
@@ -22,8 +23,10 @@ resolver turns ``hydra.output_subdir`` and the log file off on the other ranks (
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import secrets
+from pathlib import Path
 
 _chosen: str | None = None
 STORE_KEY = "aelab/run_id"
@@ -104,3 +107,44 @@ def reset_run_id() -> None:
 def rank0(value, other=None):
     """``value`` on global rank 0, ``other`` (default ``None``) on every other rank."""
     return value if global_rank() == 0 else other
+
+
+# ---------------------------------------------------------------------------- marks
+def _on_rank_zero(fn):
+    """Run ``fn`` on global rank 0 only (the rank known from the launcher's environment, :func:`global_rank`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs) if global_rank() == 0 else None
+
+    return wrapper
+
+
+RUN_STATUS_FILES = ("FAILED", "INTERRUPTED", "PRUNED")
+
+
+@_on_rank_zero
+def mark_run(output_dir: str | Path, status: str, line: str) -> None:
+    """Mark a run folder that did not finish: ``FAILED``, ``INTERRUPTED`` or ``PRUNED`` holding one line (the
+    error, how to resume, or when the Optuna pruner stopped it). Sweeps, ``make results`` and the aggregation skip folders so marked."""
+    clear_run_status(output_dir)
+    path = Path(output_dir) / status
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(line.strip().splitlines()[0] + "\n" if line.strip() else status + "\n")
+
+
+@_on_rank_zero
+def clear_run_status(output_dir: str | Path) -> None:
+    """Remove the ``FAILED``/``INTERRUPTED``/``PRUNED`` marks of an earlier attempt (when a run finishes)."""
+    for name in RUN_STATUS_FILES:
+        (Path(output_dir) / name).unlink(missing_ok=True)
+
+
+def run_status(run_dir: str | Path) -> str | None:
+    """The mark of a run folder that did not finish (``FAILED``, ``INTERRUPTED``, ``PRUNED``), else ``None``."""
+    return next((n for n in RUN_STATUS_FILES if (Path(run_dir) / n).exists()), None)
+
+
+def run_finished(run_dir: str | Path) -> bool:
+    """True for a run folder with ``metrics.json`` and no ``FAILED``/``INTERRUPTED``/``PRUNED`` mark."""
+    return (Path(run_dir) / "metrics.json").is_file() and run_status(run_dir) is None

@@ -8,9 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key, the value and an override that fixes it."""
+from aelab.errors import ConfigError
+from aelab.models.components.corruption import valid_probability, valid_sigma
 
 
 def _int(v: Any) -> bool:
@@ -43,7 +42,18 @@ def _devices(v: Any) -> bool:
 # (key, check, what it must be, example fix); a key that is absent is not checked.
 RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("data.batch_size", _positive_int, "a positive integer (the global batch)", "data.batch_size=128"),
-    ("data.val_size", _positive_int, "a positive number of images", "data.val_size=5000"),
+    (
+        "data.val_size",
+        lambda v: _positive_int(v) or (isinstance(v, float) and 0 < v < 1),
+        "a positive number of images or a fraction in (0, 1)",
+        "data.val_size=5000",
+    ),
+    (
+        "data.test_size",
+        lambda v: _positive_int(v) or (isinstance(v, float) and 0 < v < 1),
+        "a positive number of images or a fraction in (0, 1)",
+        "data.test_size=0.1",
+    ),
     ("data.num_workers", lambda v: _int(v) and v >= 0, "an integer >= 0", "data.num_workers=0"),
     ("model.latent_dim", _positive_int, "a positive integer (the code size)", "model.latent_dim=32"),
     (
@@ -84,13 +94,13 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ),
     (
         "model.corruption.sigma",
-        lambda v: _num(v) and v >= 0,
+        lambda v: _num(v) and valid_sigma(v),
         "a noise std σ >= 0 (pixel units)",
         "model.corruption.sigma=0.5",
     ),
     (
         "model.corruption.p",
-        lambda v: _num(v) and 0 <= v <= 1,
+        lambda v: _num(v) and valid_probability(v),
         "a probability in [0, 1]",
         "model.corruption.p=0.25",
     ),

@@ -6,9 +6,13 @@ Encoders map images ``(B, C, H, W)`` to feature vectors ``(B, out_dim)``; decode
 
 from aelab.models.components.conv import ConvDecoder, ConvEncoder
 from aelab.models.components.corruption import Corruption, GaussianNoise, Masking, SaltAndPepper
+from aelab.models.components.entropy import GDN, AnalysisTransform, FactorizedPrior, SynthesisTransform
 from aelab.models.components.mlp import MLPDecoder, MLPEncoder
+from aelab.models.components.quantizer import VectorQuantizer
 
 __all__ = [
+    "GDN",
+    "AnalysisTransform",
     "ConvDecoder",
     "ConvEncoder",
     "Corruption",
@@ -16,5 +20,8 @@ __all__ = [
     "MLPDecoder",
     "MLPEncoder",
     "Masking",
+    "FactorizedPrior",
     "SaltAndPepper",
+    "SynthesisTransform",
+    "VectorQuantizer",
 ]

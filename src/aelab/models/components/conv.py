@@ -1,12 +1,26 @@
-"""Convolutional encoder and decoder for small images (28×28 → 7×7 → 28×28 for MNIST)."""
+"""Convolutional encoder and decoder for images of any size (28×28 → 7×7 → 28×28 for MNIST with two stages).
+
+Each stride-2 stage halves the resolution, so the parts work on a grid of ``f = 2 ** len(channels)``: an image
+whose height or width is not a multiple of ``f`` is zero-padded (evenly on both sides) to the next multiple on
+the way in, and the decoder's output is cropped back to the image size on the way out. Sizes that are a
+multiple of ``f`` (MNIST's 28 with two stages) are neither padded nor cropped.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.models.components.mlp import activation_module as make_activation
+
+
+def grid_padding(h: int, w: int, factor: int) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` zero padding that makes ``h × w`` a multiple of ``factor`` in both sides."""
+    ph, pw = -h % factor, -w % factor
+    return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
 
 class ConvEncoder(nn.Module):
@@ -16,16 +30,18 @@ class ConvEncoder(nn.Module):
     ``Conv3x3(stride 2) → BatchNorm → act`` (``batch_norm=False`` drops the norm).
 
     Args:
-        out_dim: output features (``latent_dim``, or ``2 * latent_dim`` for a VAE).
+        out_dim: output features (``latent_dim``, or ``2 * latent_dim`` for a VAE); with ``spatial`` the
+            channels of the output map.
         channels: output channels per downsampling stage (e.g. ``[32, 64]``).
-        in_shape: image shape ``(C, H, W)``; ``H`` and ``W`` must divide by ``2 ** len(channels)``.
+        in_shape: image shape ``(C, H, W)``; ``H`` and ``W`` are zero-padded to a multiple of
+            ``2 ** len(channels)`` when they are not one.
         activation: activation name.
         batch_norm: use BatchNorm after each convolution.
+        spatial: keep the feature map: a 1×1 convolution to ``out_dim`` channels instead of the linear head
+            (for vector-quantized and entropy-coded latents).
 
-    Shapes: ``(B, C, H, W)`` → ``(B, out_dim)``.
-
-    Raises:
-        ValueError: if the image size does not divide by ``2 ** len(channels)``.
+    Shapes: ``(B, C, H, W)`` → ``(B, out_dim)``, or ``(B, out_dim, H', W')`` with ``spatial``
+    (``H' = ceil(H / 2**len(channels))``).
     """
 
     def __init__(
@@ -35,13 +51,16 @@ class ConvEncoder(nn.Module):
         in_shape: Sequence[int] = (1, 28, 28),
         activation: str = "relu",
         batch_norm: bool = True,
+        spatial: bool = False,
     ) -> None:
         super().__init__()
-        c, h, w = in_shape
+        c, h, w = (int(s) for s in in_shape)
         f = 2 ** len(channels)
-        if h % f or w % f:
-            raise ValueError(f"image size {h}x{w} must divide by 2**len(channels) = {f}")
         self.out_dim = int(out_dim)
+        self.in_shape = (c, h, w)
+        self.padding = grid_padding(h, w, f)
+        self.grid = (math.ceil(h / f), math.ceil(w / f))
+        self.spatial = bool(spatial)
         layers: list[nn.Module] = []
         for c_out in channels:
             layers += [nn.Conv2d(c, c_out, 3, stride=2, padding=1, bias=not batch_norm)]
@@ -50,23 +69,30 @@ class ConvEncoder(nn.Module):
             layers.append(make_activation(activation))
             c = c_out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c * (h // f) * (w // f), self.out_dim)
+        if self.spatial:
+            self.head = nn.Conv2d(c, self.out_dim, 1)
+        else:
+            self.head = nn.Linear(c * self.grid[0] * self.grid[1], self.out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x).flatten(1))
+        if any(self.padding):
+            x = F.pad(x, self.padding)
+        h = self.features(x)
+        return self.head(h) if self.spatial else self.head(h.flatten(1))
 
 
 class ConvDecoder(nn.Module):
     """Mirror of :class:`ConvEncoder`: linear to ``(channels[0], H/f, W/f)``, then stride-2 transposed convs.
 
     Args:
-        latent_dim: size of the code.
+        latent_dim: size of the code; with ``spatial`` the channels of the input map.
         channels: channels per upsampling stage, low-resolution side first (e.g. ``[64, 32]``).
-        out_shape: image shape ``(C, H, W)``.
+        out_shape: image shape ``(C, H, W)``; the output is cropped to it from the padded size.
         activation: activation name.
         batch_norm: use BatchNorm after each hidden transposed convolution.
+        spatial: take a code map ``(B, latent_dim, H/f, W/f)`` (a 1×1 convolution instead of the linear layer).
 
-    Shapes: ``(B, latent_dim)`` → logits ``(B, C, H, W)``.
+    Shapes: ``(B, latent_dim)`` (or ``(B, latent_dim, H/f, W/f)``) → logits ``(B, C, H, W)``.
     """
 
     def __init__(
@@ -76,18 +102,24 @@ class ConvDecoder(nn.Module):
         out_shape: Sequence[int] = (1, 28, 28),
         activation: str = "relu",
         batch_norm: bool = True,
+        spatial: bool = False,
     ) -> None:
         super().__init__()
-        c_img, h, w = out_shape
+        c_img, h, w = (int(s) for s in out_shape)
         f = 2 ** len(channels)
-        if h % f or w % f:
-            raise ValueError(f"image size {h}x{w} must divide by 2**len(channels) = {f}")
         self.latent_dim = int(latent_dim)
-        self.out_shape = tuple(out_shape)
-        self._start = (channels[0], h // f, w // f)
-        self.fc = nn.Sequential(
-            nn.Linear(self.latent_dim, channels[0] * (h // f) * (w // f)), make_activation(activation)
-        )
+        self.out_shape = (c_img, h, w)
+        self.spatial = bool(spatial)
+        gh, gw = math.ceil(h / f), math.ceil(w / f)
+        left, _, top, _ = grid_padding(h, w, f)
+        self._crop = (top, left) if (gh * f, gw * f) != (h, w) else None
+        self._start = (channels[0], gh, gw)
+        if self.spatial:
+            self.fc = nn.Sequential(nn.Conv2d(self.latent_dim, channels[0], 1), make_activation(activation))
+        else:
+            self.fc = nn.Sequential(
+                nn.Linear(self.latent_dim, channels[0] * gh * gw), make_activation(activation)
+            )
         layers: list[nn.Module] = []
         outs = [*channels[1:], None]
         for c_in, c_out in zip(channels, outs, strict=True):
@@ -101,4 +133,9 @@ class ConvDecoder(nn.Module):
         self.features = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.features(self.fc(z).view(-1, *self._start))
+        h = self.fc(z) if self.spatial else self.fc(z).view(-1, *self._start)
+        out = self.features(h)
+        if self._crop is not None:
+            top, left = self._crop
+            out = out[..., top : top + self.out_shape[1], left : left + self.out_shape[2]]
+        return out

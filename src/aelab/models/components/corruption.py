@@ -11,6 +11,16 @@ import torch
 from torch import Tensor, nn
 
 
+def valid_sigma(sigma: float) -> bool:
+    """A Gaussian noise std is valid when ``σ >= 0`` (pixel units)."""
+    return sigma >= 0
+
+
+def valid_probability(p: float) -> bool:
+    """A corruption probability is valid in [0, 1]."""
+    return 0.0 <= p <= 1.0
+
+
 class Corruption(nn.Module):
     """Base class. Subclasses implement :meth:`corrupt`.
 
@@ -44,7 +54,7 @@ class GaussianNoise(Corruption):
 
     def __init__(self, sigma: float = 0.5, clip: bool = False) -> None:
         super().__init__(clip)
-        if sigma < 0:
+        if not valid_sigma(sigma):
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         self.sigma = float(sigma)
 
@@ -62,7 +72,7 @@ class Masking(Corruption):
 
     def __init__(self, p: float = 0.3, clip: bool = False) -> None:
         super().__init__(clip)
-        if not 0.0 <= p <= 1.0:
+        if not valid_probability(p):
             raise ValueError(f"masking probability p must be in [0, 1], got {p}")
         self.p = float(p)
 
@@ -79,7 +89,7 @@ class SaltAndPepper(Corruption):
 
     def __init__(self, p: float = 0.2, clip: bool = False) -> None:
         super().__init__(clip)
-        if not 0.0 <= p <= 1.0:
+        if not valid_probability(p):
             raise ValueError(f"salt-and-pepper probability p must be in [0, 1], got {p}")
         self.p = float(p)
 

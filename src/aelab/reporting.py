@@ -1,4 +1,6 @@
-"""Helpers shared by ``aelab-train`` and ``aelab-eval``: instantiation, TensorBoard text/hparams, metrics."""
+"""What a run reports: its hyperparameters beside its final metrics (TensorBoard's HParams, MLflow params, W&B
+config), the resolved config as text, ``metrics.json`` and the table on stdout — the same for ``aelab-train``
+and ``aelab-eval``."""
 
 from __future__ import annotations
 
@@ -11,58 +13,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from aelab.checkpoint import CHOICES_KEY, CONFIG_KEY
-
 log = logging.getLogger("aelab")
-
-
-def instantiate_group(group: DictConfig | None, kind: str) -> list[Any]:
-    """Instantiate every entry of a config group that maps names to ``_target_`` configs.
-
-    ``null`` entries are skipped, so ``callbacks.early_stopping=null`` turns one off.
-
-    Raises:
-        TypeError: when an entry is not a mapping with ``_target_`` (names the entry and the fix).
-    """
-    objs: list[Any] = []
-    if not group:
-        return objs
-    for name, conf in group.items():
-        if conf is None:
-            continue
-        if not isinstance(conf, DictConfig) or "_target_" not in conf:
-            raise TypeError(
-                f"{kind}.{name} must be a config with a _target_ (or null to disable it), got {conf!r}"
-            )
-        objs.append(instantiate(conf))
-    return objs
-
-
-class ConfigInCheckpoint(pl.Callback):
-    """Stores the resolved run config (and the Hydra group choices, e.g. ``model: conv_ae``) in every
-    checkpoint, so ``aelab-eval`` can rebuild the model and errors can name it."""
-
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = OmegaConf.to_container(cfg, resolve=True)
-        self.cfg.pop("hydra", None)  # present when a config was composed with return_hydra_config (tests)
-        self.choices: dict[str, str] = {}
-        if HydraConfig.initialized():
-            choices = HydraConfig.get().runtime.choices
-            self.choices = {k: str(v) for k, v in choices.items() if v is not None and "/" not in k}
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CONFIG_KEY] = self.cfg
-        checkpoint[CHOICES_KEY] = self.choices
-
-
-def tensorboard_logger(loggers: list[Logger]) -> TensorBoardLogger | None:
-    return next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
 
 
 #: model keys that are not hyperparameters (shapes derived from others, numeric checks, speed settings)
@@ -121,18 +76,17 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
 
 @rank_zero_only
 def log_config_text(loggers: list[Logger], cfg: DictConfig) -> None:
-    """The resolved config as a TensorBoard text entry ``config``."""
-    tb = tensorboard_logger(loggers)
-    if tb is not None:
-        text = OmegaConf.to_yaml(cfg, resolve=True)
-        tb.experiment.add_text("config", "    " + text.replace("\n", "\n    "), 0)
+    """The resolved config as a text entry ``config`` in every logger that shows text (:class:`aelab.media.Media`)."""
+    from aelab.media import Media
+
+    Media(loggers).text("config", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 @rank_zero_only
 def log_hparams_with_metrics(loggers: list[Logger], cfg: DictConfig, metrics: Mapping[str, float]) -> None:
     """The HParams entry, once, with the final metrics attached (no ``hp_metric``): Lightning's
-    ``logger.log_hyperparams(params, metrics)`` on every logger (TensorBoard's HParams dashboard, the CSV
-    logger's hparams.yaml)."""
+    ``logger.log_hyperparams(params, metrics)`` for TensorBoard (its HParams dashboard); the other loggers (CSV's
+    hparams.yaml, MLflow's params, W&B's config) take the params, and the metrics as scalars."""
     finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
     params = run_hparams(cfg)
     for logger in loggers:
@@ -140,6 +94,7 @@ def log_hparams_with_metrics(loggers: list[Logger], cfg: DictConfig, metrics: Ma
             logger.log_hyperparams(params, finite)
         else:
             logger.log_hyperparams(params)
+            logger.log_metrics(finite, step=None)
         logger.save()
 
 
@@ -188,35 +143,3 @@ def report_final_metrics(
     log_hparams_with_metrics(loggers, cfg, metrics)
     write_metrics(output_dir, metrics)
     print_table(metrics, f"test metrics ({source})")
-
-
-def apply_matmul_precision(cfg: DictConfig) -> None:
-    precision = cfg.get("matmul_precision")
-    if precision:
-        torch.set_float32_matmul_precision(precision)
-
-
-RUN_STATUS_FILES = ("FAILED", "INTERRUPTED", "PRUNED")
-
-
-@rank_zero_only
-def mark_run(output_dir: str | Path, status: str, line: str) -> None:
-    """Mark a run folder that did not finish: ``FAILED``, ``INTERRUPTED`` or ``PRUNED`` holding one line (the
-    error, how to resume, or when the Optuna pruner stopped it). Sweeps, ``make results`` and the aggregation skip folders so marked."""
-    clear_run_status(output_dir)
-    path = Path(output_dir) / status
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(line.strip().splitlines()[0] + "\n" if line.strip() else status + "\n")
-
-
-@rank_zero_only
-def clear_run_status(output_dir: str | Path) -> None:
-    """Remove the ``FAILED``/``INTERRUPTED`` marks of an earlier attempt (when a run finishes)."""
-    for name in RUN_STATUS_FILES:
-        (Path(output_dir) / name).unlink(missing_ok=True)
-
-
-def run_finished(run_dir: str | Path) -> bool:
-    """True for a run folder with ``metrics.json`` and no ``FAILED``/``INTERRUPTED`` mark."""
-    run_dir = Path(run_dir)
-    return (run_dir / "metrics.json").is_file() and not any((run_dir / n).exists() for n in RUN_STATUS_FILES)

@@ -1,0 +1,293 @@
+"""The base of every aelab datamodule: an image set held as uint8 tensors, split once, batched on the device.
+
+A subclass only says how to read its images (:meth:`ImageDataModule.load_pool` and, when the set has an
+official test split, :meth:`ImageDataModule.load_test`); splitting, the one-class filter, DDP sharding, the
+device-resident fast path and the DataLoader path are the same for all of them (:class:`ImageDataModule`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from aelab.data.resident import ResidentLoader, to_unit
+from aelab.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def split_count(size: int | float, n: int, key: str) -> int:
+    """Images in a split of ``size`` (a count, or a fraction in (0, 1) of ``n``) out of ``n`` images.
+
+    Raises:
+        ConfigError: when the split would be empty or take every image (names ``key`` and a fix).
+    """
+    count = round(size * n) if isinstance(size, float) and 0 < size < 1 else size
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count < n:
+        raise ConfigError(
+            f"{key}={size!r} must be a count in (0, {n}) or a fraction in (0, 1) of the {n} images: set e.g. "
+            f"{key}={max(1, n // 10)}"
+        )
+    return count
+
+
+class _ImageDataset(Dataset):
+    """The per-item host path (the DataLoader baseline): uint8 ``(C, H, W)`` → float ``(C, H, W)`` in [0, 1]."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return to_unit(self.images[i]), self.labels[i]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Any image set as uint8 tensors ``(N, C, H, W)``, with the data contract of :class:`aelab.data.ImageData`.
+
+    Splits: when the set has an official test split (:meth:`load_test`) it is the ``test`` split and never
+    enters training; otherwise ``test`` is a seeded random subset of the images (``test_size``). ``val`` is a
+    seeded random subset of the rest (``val_size``) and ``train`` is what remains. The split depends only on
+    ``split_seed``, so every run and model sees the same one. Images are float32 in [0, 1] with shape
+    ``(B, C, H, W)`` — no ``Normalize``, because the same tensors are the reconstruction targets.
+
+    Args:
+        data_dir: the data root; aelab's caches for this data live in ``<data_dir>/aelab-cache``.
+        batch_size: the *global* batch size; each of ``W`` DDP ranks gets ``batch_size / W``.
+        val_size: images held out of the training images for validation (a count, or a fraction in (0, 1)).
+        test_size: images held out for testing when the set has no official test split (count or fraction).
+        split_seed: seed of the train/val (and test) split.
+        shuffle_seed: seed of the per-epoch shuffle (epoch ``e`` uses ``shuffle_seed + e``).
+        resident: ``True`` keeps the uint8 images on the training device and batches there
+            (:class:`~aelab.data.ResidentLoader`); ``False`` uses a torch DataLoader (workers, per-item
+            conversion on the host); ``"auto"`` is resident when the images take at most half of the device's
+            free memory (always on the CPU, where they are in memory already).
+        num_workers: DataLoader workers (DataLoader path only).
+        pin_memory: pin host memory (DataLoader path only).
+        train_classes: keep only these class indices in ``train`` and ``val`` (the one-class anomaly protocol);
+            ``test`` always keeps every class.
+        image_shape: ``(C, H, W)`` the config says the images have (the models read it); checked against the
+            data. ``None``: not checked.
+
+    Raises:
+        ConfigError: on a batch size that does not divide by the world size, an impossible split, an
+            ``image_shape`` that differs from the data's, or ``train_classes`` on data without labels.
+    """
+
+    name: str = "images"
+    #: the class names when a subclass knows them before loading (MNIST's digits); else read from the data
+    default_class_names: Sequence[str] | None = None
+    #: the image shape when a subclass knows it before loading (MNIST); else derived or read from the data
+    default_image_shape: tuple[int, int, int] | None = None
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        val_size: int | float = 0.1,
+        test_size: int | float = 0.1,
+        split_seed: int = 42,
+        shuffle_seed: int = 0,
+        resident: bool | str = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        train_classes: Sequence[int] | None = None,
+        image_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if resident not in (True, False, "auto"):
+            raise ConfigError(f"data.resident={resident!r} must be true, false or auto")
+        self.data_dir = Path(data_dir)
+        self.batch_size = int(batch_size)
+        self.val_size = val_size
+        self.test_size = test_size
+        self.split_seed = int(split_seed)
+        self.shuffle_seed = int(shuffle_seed)
+        self.resident_setting = resident
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        # plain Python values only (not OmegaConf lists)
+        self.train_classes = None if train_classes is None else [int(c) for c in train_classes]
+        self.configured_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self._splits: dict[str, tuple[Tensor, Tensor | None]] = {}
+        self._device_splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self._class_names: list[str] | None = (
+            list(self.default_class_names) if self.default_class_names is not None else None
+        )
+
+    # ------------------------------------------------------------------ what a subclass provides
+    def load_pool(self) -> tuple[Tensor, Tensor | None]:
+        """The images ``train`` and ``val`` (and ``test``, without an official test split) are drawn from: uint8
+        ``(N, C, H, W)`` and int64 labels ``(N,)`` or ``None``."""
+        raise NotImplementedError
+
+    def load_test(self) -> tuple[Tensor, Tensor | None] | None:
+        """The official test split, or ``None`` when the set has none (then ``test`` is carved from the pool)."""
+        return None
+
+    # ------------------------------------------------------------------ the contract
+    @property
+    def cache_dir(self) -> Path:
+        """``<data_dir>/aelab-cache``: decoded images, feature networks trained on this data."""
+        return self.data_dir / "aelab-cache"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+        if self.default_image_shape is not None:
+            return tuple(self.default_image_shape)
+        if self.configured_shape is not None:
+            return self.configured_shape
+        return tuple(self.split_tensors("train")[0].shape[1:])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """One name per class, ``None`` for images without labels."""
+        if self._class_names is None and not self._splits:
+            self.setup()
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int | None:
+        names = self.class_names
+        return None if names is None else len(names)
+
+    def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
+        """The uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)`` (``None`` without labels) of ``train``,
+        ``val`` or ``test``; the official test split alone loads only its own files."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in self._splits:
+            test = self.load_test() if split == "test" else None
+            if test is not None:
+                self._splits["test"] = self._checked(test, "the test images")
+            else:
+                self.setup()
+        return self._splits[split]
+
+    def sample_images(self, n: int, split: str = "val") -> tuple[Tensor, Tensor | None]:
+        """The first ``n`` images of a split as float ``(n, C, H, W)`` in [0, 1] and their labels (or ``None``)."""
+        x, y = self.split_tensors(split)
+        return to_unit(x[:n]), None if y is None else y[:n]
+
+    # ------------------------------------------------------------------ splits
+    def _checked(self, data: tuple[Tensor, Tensor | None], what: str) -> tuple[Tensor, Tensor | None]:
+        x, y = data
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise DataError(f"{self.name}: {what} must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if y is not None and len(y) != len(x):
+            raise DataError(f"{self.name}: {what}: {len(x)} images but {len(y)} labels")
+        want = self.configured_shape
+        if want is not None and tuple(x.shape[1:]) != want:
+            raise ConfigError(
+                f"data.image_shape={list(want)} but the {self.name} images are {list(x.shape[1:])} (C, H, W): "
+                "leave data.image_shape to its default (the models read the shape from the data)"
+            )
+        return x, (None if y is None else y.long())
+
+    def setup(self, stage: str | None = None) -> None:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is the global batch and must divide by the world size "
+                f"{world}; set data.batch_size to a multiple of {world}."
+            )
+        if "train" in self._splits:
+            return
+        images, labels = self._checked(self.load_pool(), "the images")
+        if self.train_classes is not None and labels is None:
+            raise ConfigError(
+                f"data.train_classes={self.train_classes} needs labelled images, but {self.name} has none: "
+                "remove data.train_classes"
+            )
+        perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        if "test" not in self._splits:
+            test = self.load_test()
+            if test is None:  # no official test split: a seeded subset of the images, never trained on
+                n_test = split_count(self.test_size, len(images), "data.test_size")
+                test_idx, perm = perm[:n_test], perm[n_test:]
+                test = (images[test_idx], None if labels is None else labels[test_idx])
+            self._splits["test"] = self._checked(test, "the test images")
+        n_val = split_count(self.val_size, len(perm), "data.val_size")
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        for name, idx in (("train", train_idx), ("val", val_idx)):
+            x, y = images[idx], None if labels is None else labels[idx]
+            if self.train_classes is not None:
+                keep = torch.isin(y, torch.tensor(self.train_classes))
+                x, y = x[keep], y[keep]
+            self._splits[name] = (x, y)
+
+    # ------------------------------------------------------------------ loaders
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _device(self) -> torch.device:
+        if self.trainer is None:
+            return torch.device("cpu")
+        return self.trainer.strategy.root_device
+
+    @property
+    def resident(self) -> bool:
+        """Whether batches are drawn from device-resident tensors (``resident: auto`` decided here)."""
+        if self.resident_setting != "auto":
+            return bool(self.resident_setting)
+        device = self._device()
+        if device.type != "cuda":
+            return True
+        need = sum(x.numel() for x, _ in self._splits.values()) or math.inf
+        free, _ = torch.cuda.mem_get_info(device)
+        return need <= free / 2
+
+    def _loader(self, split: str, shuffle: bool):
+        x, y = self.split_tensors(split)
+        if y is None:  # unlabelled: batches keep their (images, labels) form with label -1
+            y = torch.full((len(x),), -1, dtype=torch.long)
+        rank, world = self._rank_world()
+        per_rank = self.batch_size // world
+        if shuffle:
+            sampler = DistributedSampler(
+                range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=self.shuffle_seed
+            )
+        else:  # evaluation: every image exactly once across ranks, no padding
+            sampler = UnrepeatedDistributedSampler(
+                range(len(x)), num_replicas=world, rank=rank, shuffle=False
+            )
+        if self.resident:
+            if split not in self._device_splits or self._device_splits[split][0].device != self._device():
+                self._device_splits[split] = (x.to(self._device()), y.to(self._device()))
+            dx, dy = self._device_splits[split]
+            return ResidentLoader(dx, dy, per_rank, sampler)
+        return DataLoader(
+            _ImageDataset(x, y),
+            batch_size=per_rank,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        # Resident batches are already on the device: skip Lightning's generic walk over the batch.
+        if all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self):
+        return self._loader("test", shuffle=False)

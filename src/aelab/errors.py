@@ -1,0 +1,34 @@
+"""The errors aelab raises for input a user can fix.
+
+Every such error is one line that names the file, folder or key and the fix. They derive from Hydra's
+``CompactHydraException``, so the command line prints the message alone (no traceback) and exits non-zero;
+``HYDRA_FULL_ERROR=1`` shows the traceback. Each also derives from the built-in type that says what kind of
+problem it is (``ValueError``, ``FileNotFoundError``, ``RuntimeError``), so callers can catch it as such.
+"""
+
+from __future__ import annotations
+
+from hydra.errors import CompactHydraException
+
+
+class AelabError(CompactHydraException):
+    """Base of the refusals: bad config values, untrusted or broken files, missing or unreadable data."""
+
+
+class ConfigError(AelabError, ValueError):
+    """A config value that cannot work; the message names the key, the value and an override that fixes it."""
+
+
+class UntrustedFileError(AelabError, ValueError):
+    """A file handed to aelab was refused: not the expected format, or it asks for something unsafe."""
+
+
+class MissingDataError(AelabError, FileNotFoundError):
+    """Data files or folders that are not where the config says; the message names them and how to get them."""
+
+
+class DataError(AelabError, RuntimeError):
+    """Data that exists but cannot be used (truncated, corrupt, not an image, too small); names the file."""
+
+
+__all__ = ["AelabError", "ConfigError", "DataError", "MissingDataError", "UntrustedFileError"]

@@ -1,0 +1,115 @@
+"""A learned image codec (Ballé, Laparra & Simoncelli, "End-to-end Optimized Image Compression", ICLR 2017)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aelab.models.autoencoder import Autoencoder
+from aelab.models.components.entropy import FactorizedPrior
+
+
+class LearnedCodec(Autoencoder):
+    """An autoencoder trained for rate + λ·distortion, whose quantized latents are entropy-coded to real files.
+
+    ``y = g_a(x)``; in training ``ỹ = y + U(−½, ½)`` (the additive-noise proxy of rounding, Ballé et al. 2017,
+    Sec. 2), at evaluation and coding time ``ŷ = round(y)``; ``x̂ = sigmoid(g_s(ŷ))``. The rate is
+    ``R = −Σ log2 p(ŷ)`` under the learned factorized density (:class:`~aelab.models.components.FactorizedPrior`),
+    in bits per pixel (pixels = H·W of the image); the loss is ``R + λ · 255² · D`` with D the MSE of pixels in
+    [0, 1] (so λ is on CompressAI's scale, 0.0018 … 0.0483 for photographs), or ``R + λ · (1 − MS-SSIM)``.
+    :mod:`aelab.bitstream` writes ``ŷ`` with a range coder (``constriction``) driven by the same density: the
+    reported rate is the file's.
+
+    Args:
+        encoder: the analysis transform (:class:`~aelab.models.components.AnalysisTransform`).
+        decoder: the synthesis transform (:class:`~aelab.models.components.SynthesisTransform`).
+        entropy_model: the density of the latents (its channels = the analysis transform's).
+        lmbda: λ, the rate–distortion trade-off (higher: more bits, less distortion).
+        distortion: ``mse`` or ``ms_ssim`` (torchmetrics; needs images of at least 161 px a side).
+        latent_channels, hidden_channels, stages: the sizes the config shares between the parts (hyperparameters).
+        optimizer, scheduler, compile, compile_mode, nan_check_every, channels_last, eval_seed: as for
+            :class:`~aelab.models.Autoencoder`.
+
+    Metrics, besides the AE's: ``*/bpp`` (estimated rate, bits per pixel) and ``*/distortion``; the real file's
+    rate is the evaluation's ``test/codec/...``.
+    """
+
+    extra_terms = ("bpp", "distortion")
+    hparams_ignore = (*Autoencoder.hparams_ignore, "entropy_model")
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        entropy_model: FactorizedPrior,
+        lmbda: float = 0.01,
+        distortion: str = "mse",
+        latent_channels: int | None = None,
+        hidden_channels: int | None = None,
+        stages: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(encoder, decoder, latent_dim=None, loss="mse", **kwargs)
+        if distortion not in ("mse", "ms_ssim"):
+            raise ValueError(f"model.distortion must be 'mse' or 'ms_ssim', got {distortion!r}")
+        if float(lmbda) <= 0:
+            raise ValueError(f"model.lmbda={lmbda} must be > 0")
+        if entropy_model.channels != encoder.out_dim or decoder.latent_dim != encoder.out_dim:
+            raise ValueError(
+                f"the entropy model ({entropy_model.channels}), the analysis ({encoder.out_dim}) and the synthesis "
+                f"transform ({decoder.latent_dim}) must share the latent channels: leave them to ${{model.latent_channels}}"
+            )
+        self.entropy_model = entropy_model
+
+    @property
+    def latent_dim(self) -> int:
+        """Numbers in the latent map of a training-size image: ``M · h · w``."""
+        return self.encoder.out_dim * self.encoder.grid[0] * self.encoder.grid[1]
+
+    def latents(self, x: Tensor) -> Tensor:
+        """The rounded latent map ``ŷ`` ``(B, M, h, w)`` of images ``(B, C, H, W)`` (what the bitstream holds)."""
+        return torch.round(self.encoder(x))
+
+    def synthesize(self, y_hat: Tensor, out_size: tuple[int, int] | None = None) -> Tensor:
+        """Images ``(B, C, H, W)`` in [0, 1] from a latent map (cropped to ``out_size``, default the training size)."""
+        return torch.sigmoid(self.decoder(y_hat, out_size))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The rounded latents, flattened: ``(B, latent_dim)`` (training-size images)."""
+        return self.latents(x).flatten(1)
+
+    def decode(self, z: Tensor) -> Tensor:
+        m, (h, w) = self.encoder.out_dim, self.encoder.grid
+        return self.synthesize(z.view(-1, m, h, w))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.synthesize(self.latents(x), tuple(x.shape[-2:]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.reconstruct(x)
+
+    def distortion_of(self, x_hat: Tensor, target: Tensor) -> Tensor:
+        if self.hparams.distortion == "mse":
+            return F.mse_loss(x_hat.float(), target.float())
+        from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
+
+        return 1 - ms_ssim(x_hat.float(), target.float(), data_range=1.0)
+
+    def loss_terms(
+        self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+        y = self.encoder(x_in)
+        if stage == "train":
+            noise = torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype) - 0.5
+            y_tilde = y + noise
+        else:
+            y_tilde = torch.round(y)
+        bits = -torch.log2(self.entropy_model.likelihood(y_tilde)).sum()
+        bpp = bits / (x_in.shape[0] * x_in.shape[-2] * x_in.shape[-1])
+        x_hat = self.synthesize(y_tilde, tuple(x_in.shape[-2:]))
+        distortion = self.distortion_of(x_hat, target)
+        scale = 255.0**2 if self.hparams.distortion == "mse" else 1.0
+        loss = bpp + self.hparams.lmbda * scale * distortion
+        extras = {"bpp": bpp.detach(), "distortion": distortion.detach()}
+        return loss, (None if stage == "train" else x_hat), extras

@@ -1,0 +1,188 @@
+"""Samplers: where the codes of generated images come from, as classes apart from the models (as in pythae).
+
+A sampler is fitted on a trained model (and the codes of its training images), then draws codes that the
+model's decoder turns into images:
+
+* :class:`PriorSampler` — the model's own prior ``N(0, I)`` (VAE, IWAE, WAE: models trained to match it);
+* :class:`GaussianSampler` — one Gaussian (mean and full covariance) fitted to the training codes;
+* :class:`GMMSampler` — a Gaussian mixture fitted to the training codes (scikit-learn's ``GaussianMixture``,
+  10 components by default): the ex-post density estimation of Ghosh et al. 2020, "From Variational to
+  Deterministic Autoencoders", Sec. 4;
+* :class:`CategoricalSampler` — for vector-quantized codes: a categorical distribution over the codebook
+  at each code position, fitted to the training codes' indices (van den Oord et al. 2017 fit an
+  autoregressive prior; this is its factorized baseline).
+
+``suite.sections.fid.samplers`` (conf/eval.yaml) chooses them by name; each gives a Fréchet distance
+``test/generation/fid_<name>`` and a samples grid.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from aelab.models.capabilities import Generative, Quantized
+
+
+class Sampler(ABC):
+    """Draws codes for ``model.decode``. Subclasses set :attr:`name` and implement :meth:`fit` and :meth:`sample`.
+
+    Args:
+        seed: seed of whatever the fit draws (the mixture's initialization).
+    """
+
+    name = "sampler"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+        self.latent_dim: int | None = None
+
+    def applies(self, model) -> bool:
+        """Whether this sampler can draw codes for ``model``."""
+        return not isinstance(model, Quantized)
+
+    @abstractmethod
+    def fit(self, model, train_codes: Tensor | None) -> Sampler:
+        """Fit on ``model`` and the codes ``(N, latent_dim)`` of its training images; returns ``self``."""
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` codes ``(n, latent_dim)`` (float32, on the CPU unless the sampler says otherwise)."""
+
+
+class PriorSampler(Sampler):
+    """``z ~ N(0, I)``: the prior of a model that has one (:class:`~aelab.models.capabilities.Generative`).
+
+    Draws on the generator's device, in the order a VAE's own ``sample`` draws them.
+    """
+
+    name = "prior"
+
+    def applies(self, model) -> bool:
+        return isinstance(model, Generative)
+
+    def fit(self, model, train_codes: Tensor | None) -> PriorSampler:
+        self.latent_dim = int(model.latent_dim)
+        return self
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.randn((n, self.latent_dim), generator=generator, device=generator.device)
+
+
+class GaussianSampler(Sampler):
+    """One Gaussian ``N(μ, Σ)`` fitted to the training codes (mean and full covariance, ``1e-6 I`` added to Σ):
+    the usual way to sample from a deterministic autoencoder."""
+
+    name = "gaussian"
+
+    def fit(self, model, train_codes: Tensor | None) -> GaussianSampler:
+        if train_codes is None:
+            raise ValueError("GaussianSampler needs the training codes")
+        z = train_codes.double()
+        self.latent_dim = z.shape[1]
+        self.mean = z.mean(0)
+        cov = torch.cov(z.T) + 1e-6 * torch.eye(z.shape[1], dtype=torch.float64)
+        self.chol = torch.linalg.cholesky(cov)
+        return self
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
+        return (self.mean + eps @ self.chol.T).float()
+
+
+class GMMSampler(Sampler):
+    """A Gaussian mixture fitted to the training codes (scikit-learn ``GaussianMixture``, full covariances).
+
+    Args:
+        n_components: mixture components (Ghosh et al. 2020 use 10).
+        max_codes: fit on at most this many training codes (a seeded subset; the fit is cubic in the code size).
+        seed: seed of the mixture's initialization, the subset and the draws.
+    """
+
+    name = "gmm"
+
+    def __init__(self, n_components: int = 10, max_codes: int = 20000, seed: int = 0) -> None:
+        super().__init__(seed)
+        self.n_components = int(n_components)
+        self.max_codes = int(max_codes)
+
+    def fit(self, model, train_codes: Tensor | None) -> GMMSampler:
+        from sklearn.mixture import GaussianMixture
+
+        if train_codes is None:
+            raise ValueError("GMMSampler needs the training codes")
+        z = train_codes.double()
+        if len(z) > self.max_codes:
+            idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(self.seed))[: self.max_codes]
+            z = z[idx]
+        self.latent_dim = z.shape[1]
+        self.gmm = GaussianMixture(
+            self.n_components, covariance_type="full", reg_covar=1e-6, random_state=self.seed
+        ).fit(z.numpy())
+        self.weights = torch.from_numpy(self.gmm.weights_)
+        self.means = torch.from_numpy(self.gmm.means_)
+        self.chols = torch.linalg.cholesky(torch.from_numpy(self.gmm.covariances_))
+        return self
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        # component by the mixture weights, then a draw from that component's Gaussian (torch: seeded)
+        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.latent_dim, 1, generator=generator, dtype=torch.float64)
+        return (self.means[comp] + (self.chols[comp] @ eps).squeeze(-1)).float()
+
+
+class CategoricalSampler(Sampler):
+    """Per code position, a categorical distribution over the codebook fitted to the training codes' indices
+    (add-one smoothing), for vector-quantized models (:class:`~aelab.models.capabilities.Quantized`)."""
+
+    name = "categorical"
+
+    def applies(self, model) -> bool:
+        return isinstance(model, Quantized)
+
+    def fit(self, model, train_codes: Tensor | None) -> CategoricalSampler:
+        if train_codes is None:
+            raise ValueError("CategoricalSampler needs the training codes")
+        self.model = model
+        idx = model.code_indices(train_codes)  # (N, positions)
+        k = int(model.codebook_size)
+        counts = torch.stack([torch.bincount(idx[:, p], minlength=k) for p in range(idx.shape[1])]).double()
+        self.probs = (counts + 1) / (counts + 1).sum(1, keepdim=True)  # (positions, K)
+        self.latent_dim = int(model.latent_dim)
+        return self
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        idx = torch.multinomial(self.probs, n, replacement=True, generator=generator).T  # (n, positions)
+        return self.model.codes_from_indices(idx).float().cpu()
+
+
+#: samplers by the name ``suite.sections.fid.samplers`` uses
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls for cls in (PriorSampler, GaussianSampler, GMMSampler, CategoricalSampler)
+}
+
+
+def make_sampler(name: str, **params) -> Sampler:
+    """A sampler by name.
+
+    Raises:
+        ValueError: for an unknown name (lists the known ones).
+    """
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
+    return SAMPLERS[name](**params)
+
+
+@torch.no_grad()
+def generate(model, sampler: Sampler, n: int, seed: int, batch_size: int, device) -> Tensor:
+    """``n`` images ``(n, C, H, W)`` in [0, 1]: ``model.decode`` of the sampler's codes, drawn in batches of
+    ``batch_size`` from a generator seeded with ``seed`` (on ``device`` for the prior, on the CPU otherwise)."""
+    on_device = isinstance(sampler, PriorSampler)
+    gen = torch.Generator(device=device if on_device else "cpu").manual_seed(int(seed))
+    out = []
+    for i in range(0, n, batch_size):
+        codes = sampler.sample(min(batch_size, n - i), gen)
+        out.append(model.decode(codes.to(device)).float().cpu())
+    return torch.cat(out)
