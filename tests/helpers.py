@@ -37,6 +37,22 @@ def run_subprocess(args: list[str], data_dir: Path, timeout: int = 300) -> subpr
     return proc
 
 
+def mean_image_mse(data_dir: Path) -> float:
+    """MSE of the synthetic MNIST test images to the training split's mean image: the baseline a model that
+    learned nothing image-specific reaches (0.032 on the synthetic digits; a constant 0.5 output gets 0.18)."""
+    from aelab.data import MNISTDataModule
+
+    dm = MNISTDataModule(str(data_dir), val_size=100, download=False)
+    x, _ = dm.sample_images(len(dm.split_tensors("test")[0]), "test")
+    mean = dm.sample_images(len(dm.split_tensors("train")[0]), "train")[0].mean(0)
+    return (x - mean).pow(2).mean().item()
+
+
+def write_marker(path: str, **kwargs) -> None:
+    """A function (not a class) that writes a file when called: what a refused target must never do."""
+    Path(path).write_text("called")
+
+
 def console_script(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 

@@ -101,14 +101,40 @@ def test_code_file_size_is_payload_plus_small_header(tmp_path):
 
 
 def test_gzip_and_jpeg_baselines():
-    zeros = torch.zeros(100, 28, 28, dtype=torch.uint8)
+    zeros = torch.zeros(100, 1, 28, 28, dtype=torch.uint8)
     assert C.gzip_bytes_per_image(zeros) < 5  # 78,400 zero bytes gzip to well under 500 bytes
     gen = torch.Generator().manual_seed(0)
-    noise = torch.randint(0, 256, (100, 28, 28), generator=gen, dtype=torch.uint8)
+    noise = torch.randint(0, 256, (100, 1, 28, 28), generator=gen, dtype=torch.uint8)
     assert C.gzip_bytes_per_image(noise) > 750  # incompressible: about 784 bytes each
-    flat = torch.full((4, 28, 28), 128, dtype=torch.uint8)
+    flat = torch.full((4, 1, 28, 28), 128, dtype=torch.uint8)
     dec, per_image = C.jpeg_roundtrip(flat, quality=95)
     assert torch.equal(dec, flat) and 100 < per_image < 800
+
+
+@pytest.mark.parametrize("name", ["jpeg", "png", "webp", "webp_lossless", "avif", "jxl"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_classical_codecs_code_the_data_in_its_own_mode(name, channels):
+    """Every codec round-trips grey and RGB images of the data's shape; the lossless ones exactly, the lossy
+    ones better at a higher quality; JPEG's payload excludes its header (markers and tables)."""
+    if C.codec_available(name):
+        pytest.skip(C.codec_available(name))
+    gen = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(3, channels, 6, 5, generator=gen), size=(24, 20), mode="bilinear"
+    )
+    images = (smooth * 255).round().to(torch.uint8)
+    dec, sizes, payloads = C.codec_roundtrip(images, name, quality=None if C.CODECS[name].lossless else 90)
+    assert dec.shape == images.shape and dec.dtype == torch.uint8
+    if C.CODECS[name].lossless:
+        assert torch.equal(dec, images)
+        return
+    low, _, _ = C.codec_roundtrip(images, name, quality=5)
+    err = lambda d: (d.float() - images.float()).pow(2).mean().item()  # noqa: E731
+    assert err(dec) < err(low)
+    if name == "jpeg":
+        assert all(0 < p < s - 100 for p, s in zip(payloads, sizes, strict=True))  # the header is > 100 bytes
+    else:
+        assert payloads == sizes
 
 
 def test_pca_roundtrip_is_exact_on_its_own_subspace():
@@ -148,6 +174,9 @@ SUITE = [
     "suite.sections.likelihood.chunk=10",
     "suite.batch_size=64",
     "suite.sections.denoising.pca_components=[2,4]",
+    "suite.sections.classical_codecs=null",
+    "suite.sections.fid.num_samples=150",
+    "ood.val_size=100",
 ]
 
 
@@ -173,18 +202,33 @@ def test_eval_suite_end_to_end(tmp_path, trained, fake_data_dir):
             "test/compression/jpeg_q50_psnr",
             "test/features/linear_probe_acc",
             "test/features/pca_knn_acc",
-            "test/anomaly/fashion_auroc",
+            "test/anomaly/ood_auroc",
+            "test/compression/raw_bytes_per_image",
+            "test/compression/png_bytes_per_image",
             "test/denoise/sigma0.5_noisy_psnr",
             "test/timing/encode_images_per_s",
         ):
             assert key in metrics, key
         # 4-d codes at 8 bits: 4 bytes of payload per image; the .npz header is shared by 200 images
         assert 4 < metrics["test/compression/ae_uint8_bytes_per_image"] < 4 + 1024 / 200
+        assert metrics["test/compression/raw_bytes_per_image"] == 784
+        assert metrics["test/compression/gzip_ratio_vs_raw"] == pytest.approx(
+            784 / metrics["test/compression/gzip_bytes_per_image"]
+        )
         assert 5.0 < metrics["test/denoise/sigma0.5_noisy_psnr"] < 7.0
+        # the out-of-distribution set differs from the training data: a trained model tells them apart, and
+        # the reported AUROC is the one of the saved per-image scores (in = 0, out = 1)
+        assert metrics["test/anomaly/ood_auroc"] > 0.95
+        with np.load(out / "anomaly_scores.npz") as saved:
+            labels = torch.cat([torch.zeros(len(saved["recon_in"])), torch.ones(len(saved["recon_ood"]))])
+            scores = torch.from_numpy(np.concatenate([saved["recon_in"], saved["recon_ood"]]))
+            assert auroc(scores, labels) == metrics["test/anomaly/ood_auroc"]
+            assert str(saved["ood_name"]) == "FashionMNIST"
+        assert not any("fashion" in k for k in metrics)
         if name == "vae":
             assert metrics["test/likelihood/k"] == 20
             assert metrics["test/likelihood/nll_iwae"] <= metrics["test/likelihood/nelbo"] + 1.0
-            assert "test/anomaly/fashion_auroc_elbo" in metrics
+            assert metrics["test/anomaly/ood_auroc_elbo"] > 0.95
             assert (out / "samples.png").is_file() and (out / "interpolation.png").is_file()
         else:
             assert "test/likelihood/nll_iwae" not in metrics and not (out / "samples.png").exists()
@@ -217,7 +261,7 @@ def test_one_class_scores_are_the_suites(trained, fake_data_dir):
     is scored on binarized inputs in both (they used to disagree)."""
     from aelab.checkpoint import load_model
     from aelab.evaluation.metrics import map_batches, mse_per_image, to_float
-    from aelab.evaluation.suite import anomaly_scores, elbo_scores
+    from aelab.evaluation.scores import anomaly_scores, elbo_scores
 
     model, run_cfg, _ = load_model(trained["vae"])
     model.hparams.binarize = True
@@ -242,15 +286,28 @@ def test_interpolation_lies_between_the_two_images(trained):
     a, b = torch.rand(2, 1, 28, 28)
     path = model.interpolate(a, b, steps=5)
     assert path.shape == (5, 1, 28, 28)
-    ends = model.decode(model.encode(torch.stack([a, b])))
+    z = model.encode(torch.stack([a, b]))
+    ends = model.decode(z)
     assert torch.allclose(path[0], ends[0], atol=1e-5) and torch.allclose(path[-1], ends[1], atol=1e-5)
+    # the middle too: point i decodes (1 − t) z_a + t z_b with t = i / 4
+    for i, t in ((1, 0.25), (2, 0.5), (3, 0.75)):
+        assert torch.allclose(path[i], model.decode(((1 - t) * z[0] + t * z[1])[None])[0], atol=1e-5)
 
 
 def test_pca_decode_and_roundtrip_agree():
-    images = torch.rand(200, 1, 28, 28)
+    images = torch.rand(200, 3, 8, 6)
     pca = C.fit_pca(images, 8)
     codes = torch.from_numpy(pca.transform(images.flatten(1).numpy()))
-    assert torch.allclose(C.pca_decode(pca, codes), C.pca_roundtrip(pca, images))
+    assert torch.allclose(C.pca_decode(pca, codes, (3, 8, 6)), C.pca_roundtrip(pca, images))
+    assert C.fit_pca(images, 500).n_components_ == 144  # at most the pixels there are (3·8·6)
+
+
+def test_vq_indices_are_packed_at_log2_k_bits(tmp_path):
+    idx = torch.randint(0, 300, (50, 49), generator=torch.Generator().manual_seed(0))
+    size = C.save_indices(tmp_path / "i.npz", idx, 300)  # 9 bits each
+    assert torch.equal(C.load_indices(tmp_path / "i.npz"), idx)
+    payload = 50 * 49 * 9 / 8
+    assert payload <= size < payload + 800  # .npz headers only
 
 
 def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
@@ -261,7 +318,7 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     train, test = dm.split_tensors("train"), dm.split_tensors("test")
     net, acc = FID.classifier(train, test, tmp_path, epochs=3)
     assert acc >= 0.85  # the synthetic digits are easy (200 test images)
-    cached = list(tmp_path.glob("mnist_features_*.pt"))
+    cached = list(tmp_path.glob("features_*.pt"))
     assert len(cached) == 1
     again, acc2 = FID.classifier(train, test, tmp_path, epochs=3)  # loaded, not retrained
     assert acc2 == acc and all(
@@ -271,21 +328,41 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     noise = FID.frechet_distance(net, test[0], torch.rand(len(test[0]), 1, 28, 28), 64, "cpu")
     floor = FID.frechet_distance(net, test[0], train[0][:200], 64, "cpu")
     assert abs(same) < 1e-2 and noise > 10 * max(floor, 1e-3) and floor < noise
+    # another data shape and class count: the classifier takes both from the data
+    rgb = (torch.rand(64, 3, 8, 8) * 255).to(torch.uint8), torch.arange(64) % 3
+    net3, _ = FID.classifier(rgb, rgb, tmp_path, epochs=1)
+    assert net3.logits(torch.rand(2, 3, 8, 8)).shape == (2, 3)
 
 
-def test_suite_writes_the_frechet_distance(tmp_path, trained, fake_data_dir):
+def test_suite_writes_a_frechet_distance_per_sampler(tmp_path, trained, fake_data_dir):
+    """Each sampler that applies gives its distance and its grid; the trained models' samples are closer to the
+    test images than noise is (a baseline computed here), and ``fid`` is the model's default sampler's."""
     from aelab.eval import evaluate
+    from aelab.evaluation import fid as FID
     from conftest import compose_cfg
 
     for name, ckpt in trained.items():
         cfg = compose_cfg(
             "eval",
-            [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *SUITE, "suite.sections.fid.num_samples=150",
-             "suite.sections.compression=null", "suite.sections.features.enabled=false", "suite.sections.likelihood.enabled=false",
+            [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", *SUITE, "suite.sections.compression=null",
+             "suite.sections.features.enabled=false", "suite.sections.likelihood.enabled=false",
              "suite.sections.denoising.enabled=false", "suite.sections.anomaly.enabled=false"],
             tmp_path / name,
             fake_data_dir,
         )  # fmt: skip
-        metrics, _ = evaluate(cfg)
-        assert metrics["test/generation/fid"] > 0 and metrics["test/generation/fid_train_vs_test"] >= 0
-        assert 0 < metrics["test/generation/fid_classifier_test_acc"] <= 1
+        metrics, objects = evaluate(cfg)
+        samplers = {"prior", "gaussian", "gmm"} if name == "vae" else {"gaussian", "gmm"}
+        assert {k.rsplit("_", 1)[1] for k in metrics if k.startswith("test/generation/fid_") and "train" not in k
+                and "acc" not in k} == samplers  # fmt: skip
+        assert (
+            metrics["test/generation/fid"]
+            == metrics[f"test/generation/fid_{'prior' if name == 'vae' else 'gaussian'}"]
+        )
+        assert all((tmp_path / name / f"samples_{s}.png").is_file() for s in samplers)
+        dm = objects["datamodule"]
+        net, acc = FID.classifier(dm.split_tensors("train"), dm.split_tensors("test"), dm.cache_dir, epochs=2)
+        assert acc == metrics["test/generation/fid_classifier_test_acc"]
+        noise = FID.frechet_distance(
+            net, dm.split_tensors("test")[0][:150], torch.rand(150, 1, 28, 28), 64, "cpu"
+        )
+        assert max(metrics[f"test/generation/fid_{s}"] for s in samplers) < noise

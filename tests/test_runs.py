@@ -299,9 +299,19 @@ def test_ddp_evaluation_counts_every_image_once(tmp_path, fake_data_dir):
     assert results["three"] == pytest.approx(results["one"], rel=1e-6)  # summation order only
 
 
-def test_shard_sampler_has_no_padding():
-    from aelab.data.resident import ShardSampler
+def test_evaluation_shards_have_no_padding(fake_data_dir):
+    """The evaluation loaders (Lightning's UnrepeatedDistributedSampler) give every image once across 3 ranks."""
+    from types import SimpleNamespace
 
-    shards = [list(ShardSampler(10, 3, r)) for r in range(3)]
-    assert sorted(i for s in shards for i in s) == list(range(10))
-    assert [len(s) for s in shards] == [4, 3, 3]
+    from aelab.data import MNISTDataModule
+
+    seen = []
+    for rank in range(3):
+        dm = MNISTDataModule(str(fake_data_dir), val_size=100, batch_size=48, download=False)
+        dm.trainer = SimpleNamespace(
+            global_rank=rank, world_size=3, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+        )
+        dm.setup()
+        seen.append(torch.cat([y for _, y in dm.val_dataloader()]))
+    assert [len(s) for s in seen] == [34, 33, 33] and sum(len(s) for s in seen) == 100
+    assert torch.equal(torch.cat(seen).sort().values, dm.split_tensors("val")[1].sort().values)

@@ -162,6 +162,10 @@ def decode(
     import constriction
 
     channels, shapes, stream = read_header(data, source, fingerprint)
+    if channels != model.encoder.in_shape[0]:
+        raise UntrustedFileError(
+            f"{source}: refused: {channels}-channel images, the codec codes {model.encoder.in_shape[0]}"
+        )
     lo, sizes, family = _coding_models(model)
     f = model.encoder.factor
     grids = [(-(-h // f), -(-w // f)) for h, w in shapes]

@@ -4,6 +4,9 @@
 
     aelab-compress CKPT --split test --format uint8 --out test_codes.npz
     aelab-decompress CKPT test_codes.npz --out-dir decoded/ [--limit 100]
+    aelab-compress CODEC_CKPT --split test --out test.aelc      # a learned codec: one range-coded file
+    aelab-compress CODEC_CKPT --photos --out photos.aelc        # data=photo_patches: the held-out photos, whole
+    aelab-decompress CODEC_CKPT test.aelc --out-dir decoded/
 
 ``aelab-compress`` encodes every image of a split with the checkpoint's encoder and writes the codes
 (float32, float16, or 8-bit with a per-dimension quantizer fitted on the *training* codes) to an
@@ -11,7 +14,10 @@ uncompressed ``.npz``; it prints the file's bytes per image and the compression 
 ``C·H·W``-byte images and against the gzip-compressed raw split. ``aelab-decompress`` decodes such a file to
 PNGs (grey or RGB, the data's size). Each codes file carries a fingerprint of the weights, latent size, format
 and quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
-Checkpoints of packages outside aelab load with ``--trust mypkg`` (or ``AELAB_TRUST=mypkg``).
+A learned codec's checkpoint (``model=codec``) writes one file of range-coded latents instead
+(:mod:`aelab.bitstream`: header, fingerprint, one stream; its size is the rate), and decompress reproduces the
+encoder's reconstructions exactly; a truncated, corrupted or foreign file is refused naming it, before anything is
+written. Checkpoints of packages outside aelab load with ``--trust mypkg`` (or ``AELAB_TRUST=mypkg``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from aelab.checkpoint import load_model, state_fingerprint
 from aelab.errors import AelabError, UntrustedFileError
 from aelab.evaluation import compression as C
 from aelab.evaluation.metrics import map_batches
+from aelab.models.codec import LearnedCodec
 from aelab.trust import trusted_prefixes
 
 
@@ -55,7 +62,10 @@ def compress(argv: list[str] | None = None) -> int:
     p.add_argument("ckpt", help="checkpoint written by aelab-train")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--format", choices=C.FORMATS, default="uint8", help="how each code number is stored")
-    p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--out", required=True, help="output file (.npz of codes; a codec's .aelc bitstream)")
+    p.add_argument(
+        "--photos", action="store_true", help="a codec on data=photo_patches: code the held-out photos whole"
+    )
     p.add_argument("--data-dir", default=None, help="data root (default: the one the run used)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", default="cpu")
@@ -70,6 +80,8 @@ def compress(argv: list[str] | None = None) -> int:
     dm = instantiate(data_cfg)
     if hasattr(dm, "prepare_data"):
         dm.prepare_data()
+    if isinstance(model, LearnedCodec):
+        return _compress_bitstream(model, dm, args, device)
     images, labels = dm.split_tensors(args.split)
     raw = C.raw_bytes_per_image(images.shape[1:])
     codes = map_batches(model.encode, images, args.batch_size, device)
@@ -105,6 +117,8 @@ def decompress(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     model, _, ckpt = load_model(args.ckpt, device, trusted_prefixes(args.trust))
+    if isinstance(model, LearnedCodec):
+        return _decompress_bitstream(model, args, device)
     stored, quantizer, fingerprint = C.load_codes(args.codes)
     expected = C.codes_fingerprint(
         state_fingerprint(ckpt["state_dict"]), model.latent_dim, C.code_format(stored), quantizer
@@ -128,6 +142,51 @@ def decompress(argv: list[str] | None = None) -> int:
                 save_image(img, out / f"{i:05d}.png")
                 i += 1
     print(f"{i} images decoded to {out}")
+    return 0
+
+
+def _compress_bitstream(model, dm, args, device) -> int:
+    """A learned codec: every image of the split (or the held-out photos) into one range-coded file."""
+    from aelab import bitstream
+
+    if args.photos:
+        if not callable(getattr(dm, "test_photos", None)):
+            raise ValueError(
+                f"--photos needs data with whole test photographs (data=photo_patches), not {dm.name}"
+            )
+        images = dm.test_photos()
+    else:
+        images = list(dm.split_tensors(args.split)[0])
+    data, _ = bitstream.encode(model, images, state_fingerprint(model.state_dict()), args.batch_size, device)
+    size = bitstream.write(args.out, data)
+    pixels = sum(img.shape[-1] * img.shape[-2] for img in images)
+    print(
+        f"{len(images)} images → {args.out}: {size} bytes, {size / len(images):.2f} bytes/image, "
+        f"{8 * size / pixels:.4f} bits/pixel (header included)"
+    )
+    return 0
+
+
+def _decompress_bitstream(model, args, device) -> int:
+    """A learned codec's file back to PNGs; everything is checked before the output folder is created."""
+    from PIL import Image
+
+    from aelab import bitstream
+
+    path = Path(args.codes)
+    if not path.is_file():
+        raise FileNotFoundError(f"codec file {path.resolve()} does not exist")
+    images = bitstream.decode(
+        model, path.read_bytes(), str(path), state_fingerprint(model.state_dict()), args.batch_size, device
+    )
+    if args.limit is not None:
+        images = images[: args.limit]
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        arr = img.numpy()
+        Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(out / f"{i:05d}.png")
+    print(f"{len(images)} images decoded to {out}")
     return 0
 
 

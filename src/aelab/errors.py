@@ -31,4 +31,29 @@ class DataError(AelabError, RuntimeError):
     """Data that exists but cannot be used (truncated, corrupt, not an image, too small); names the file."""
 
 
-__all__ = ["AelabError", "ConfigError", "DataError", "MissingDataError", "UntrustedFileError"]
+def exit_with_one_line(prog: str, err: AelabError) -> None:
+    """Print ``prog: error: <message>`` to stderr and exit 2 — unless ``HYDRA_FULL_ERROR=1`` asks for the
+    traceback or the job is one of a ``-m`` sweep (then the error propagates: Hydra's sweepers and launchers record
+    failed jobs, an Optuna study marks the trial failed)."""
+    import os
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+__all__ = [
+    "AelabError",
+    "ConfigError",
+    "DataError",
+    "MissingDataError",
+    "UntrustedFileError",
+    "exit_with_one_line",
+]

@@ -19,9 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR, reporting
 from aelab.checkpoint import load_run_config
-from aelab.errors import ConfigError
+from aelab.errors import AelabError, ConfigError, exit_with_one_line
 from aelab.trust import trusted_prefixes
 from aelab.utils.config import apply_matmul_precision, instantiate_group
+from aelab.utils.validate import validate_loggers
 
 log = logging.getLogger("aelab")
 
@@ -32,6 +33,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if not cfg.get("ckpt_path"):
         raise ConfigError("aelab-eval needs a checkpoint: aelab-eval ckpt_path=logs/train/runs/.../last.ckpt")
     apply_matmul_precision(cfg)
+    validate_loggers(cfg)
     run_cfg = load_run_config(cfg.ckpt_path, trusted_prefixes(cfg.get("trust")))
     model: pl.LightningModule = instantiate(run_cfg.model)
     data_cfg = run_cfg.data if cfg.get("data_from_checkpoint", True) else cfg.data
@@ -62,7 +64,11 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    except AelabError as err:
+        exit_with_one_line("aelab-eval", err)
+        raise
 
 
 if __name__ == "__main__":

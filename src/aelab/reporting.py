@@ -136,10 +136,23 @@ def print_table(metrics: Mapping[str, float], title: str = "metrics") -> None:
     print("\n".join(lines), flush=True)
 
 
+@rank_zero_only
+def finish_loggers(loggers: list[Logger]) -> None:
+    """End the loggers' runs that stay open otherwise (a W&B run: its summary is written, and the next run of a
+    sweep in this process starts its own)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()
+
+
 def report_final_metrics(
     loggers: list[Logger], cfg: DictConfig, metrics: Mapping[str, float], output_dir: str | Path, source: str
 ) -> None:
-    """The end of every run: the hparams entry with ``metrics``, ``metrics.json``, and a table on stdout."""
+    """The end of every run: the hparams entry with ``metrics``, ``metrics.json``, a table on stdout, and the
+    loggers' runs finished."""
     log_hparams_with_metrics(loggers, cfg, metrics)
     write_metrics(output_dir, metrics)
     print_table(metrics, f"test metrics ({source})")
+    finish_loggers(loggers)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.errors import AelabError, ConfigError, MissingDataError
+from aelab.errors import AelabError, ConfigError, MissingDataError, exit_with_one_line
 from aelab.trust import RUN_RESOLVERS, RUN_TARGETS, allowlist, check_config_tree, trusted_prefixes
 from aelab.utils import runs
 
@@ -108,14 +107,10 @@ def resume(run_dir: str, overrides: list[str]) -> float | None:
 
 def resume_main(run_dir: str, overrides: list[str], argv: list[str]) -> float | None:
     """The command line's ``resume=``: one line and exit 2 for a refusal (``HYDRA_FULL_ERROR=1``: the traceback)."""
-    import os
-
     if "-m" in argv or "--multirun" in argv:
         raise SystemExit("aelab-train: resume= continues one run; it does not combine with -m")
     try:
         return resume(run_dir, overrides)
     except AelabError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"aelab-train: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with_one_line("aelab-train", err)
+        raise

@@ -28,10 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 from aelab import CONF_DIR, launch, reporting
 from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, read_checkpoint
+from aelab.errors import AelabError, exit_with_one_line
 from aelab.trust import check_run_config, trusted_prefixes
 from aelab.utils import runs
 from aelab.utils.config import apply_matmul_precision, instantiate_group
-from aelab.utils.validate import validate_run_config
+from aelab.utils.validate import validate_loggers, validate_run_config
 
 log = logging.getLogger("aelab")
 
@@ -50,6 +51,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
         ``(test metrics, objects)`` with the instantiated ``model``, ``datamodule`` and ``trainer``.
     """
     validate_run_config(cfg)
+    validate_loggers(cfg)
     trust = trusted_prefixes(cfg.get("trust"))
     check_run_config(OmegaConf.to_container(cfg, resolve=True), "the run config", trust)
     if cfg.get("seed") is not None:
@@ -158,7 +160,11 @@ def run_job(cfg: DictConfig, resumed: bool = False) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    return run_job(cfg)
+    try:
+        return run_job(cfg)
+    except AelabError as err:
+        exit_with_one_line("aelab-train", err)
+        raise
 
 
 def main() -> Any:

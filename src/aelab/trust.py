@@ -136,12 +136,10 @@ def allowlist(base: Mapping[str, tuple[str, ...]], trust: Sequence[str] = ()) ->
 
 
 def _kind_at(where: str) -> str | None:
-    parts = where.split(".", 2)  # "config", "callbacks", "x"
-    if len(parts) < 2:
-        return None
-    if len(parts) == 2:
-        return KIND_AT.get(parts[1])
-    return KIND_AT.get(f"{parts[1]}.*") if "." not in parts[2] and "[" not in parts[2] else None
+    parts = where.removeprefix("config.").split(".", 1)  # "callbacks", "x"
+    if len(parts) == 1:
+        return KIND_AT.get(parts[0])
+    return KIND_AT.get(f"{parts[0]}.*") if "." not in parts[1] and "[" not in parts[1] else None
 
 
 def _refusal(source: str, where: str, target: str, allowed: Mapping[str, tuple[str, ...]], why: str) -> str:
@@ -182,7 +180,7 @@ def check_target(target: Any, where: str, source: str, allowed: Mapping[str, tup
     kind = _kind_at(where)
     if kind is not None and not issubclass(obj, _bases([kind])):
         raise UntrustedFileError(
-            f"{source}: refused {where}._target_={target!r}: {where.partition('.')[2]} must build a "
+            f"{source}: refused {where}._target_={target!r}: {where.removeprefix('config.')} must build a "
             f"{kind.rpartition('.')[2]}, and {obj.__name__} is not one. Nothing was built or written"
         )
 
@@ -208,7 +206,7 @@ def check_config_tree(
         for key, value in tree.items():
             if not isinstance(key, str):
                 raise UntrustedFileError(f"{source}: refused {where}: non-string key {key!r}")
-            check_config_tree(value, source, allowed, f"{where}.{key}", resolvers)
+            check_config_tree(value, source, allowed, f"{where}.{key}" if where else key, resolvers)
     elif isinstance(tree, list | tuple):
         for i, value in enumerate(tree):
             check_config_tree(value, source, allowed, f"{where}[{i}]", resolvers)
@@ -248,4 +246,4 @@ def check_run_config(tree: Mapping[str, Any], source: str, trust: Sequence[str] 
         UntrustedFileError: for the first target that is not allowed (names it and ``AELAB_TRUST``).
     """
     tree = {k: v for k, v in tree.items() if k != "hydra"}
-    check_config_tree(tree, source, allowlist(RUN_TARGETS, trust))
+    check_config_tree(tree, source, allowlist(RUN_TARGETS, trust), where="")

@@ -192,7 +192,7 @@ class ImageDataModule(pl.LightningDataModule):
                 f"data.image_shape={list(want)} but the {self.name} images are {list(x.shape[1:])} (C, H, W): "
                 "leave data.image_shape to its default (the models read the shape from the data)"
             )
-        return x, (None if y is None else y.long())
+        return x.contiguous(), (None if y is None else y.long())
 
     def setup(self, stage: str | None = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1

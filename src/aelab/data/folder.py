@@ -98,7 +98,7 @@ def load_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
             TF.resize(img, new, interpolation=TF.InterpolationMode.BILINEAR, antialias=True), [H, W]
         )
     arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def scan_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:

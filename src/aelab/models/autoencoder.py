@@ -275,6 +275,9 @@ class Autoencoder(pl.LightningModule):
         self.update_reconstruction_metrics(m, x, x_in, x_hat)
 
     def update_reconstruction_metrics(self, m: nn.ModuleDict, x: Tensor, x_in: Tensor, x_hat: Tensor) -> None:
+        x_hat = (
+            x_hat.contiguous()
+        )  # channels-last conv outputs of several channels: torchmetrics flattens by view
         m["mse"].update(x_hat, x)
         m["psnr"].update(x_hat, x)
 

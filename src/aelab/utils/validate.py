@@ -151,3 +151,51 @@ def validate_run_config(cfg: DictConfig) -> None:
             value = OmegaConf.to_container(value, resolve=True)
         if not ok(value):
             raise ConfigError(f"{key}={value!r} must be {what}: set e.g. {fix}")
+
+
+#: logger classes that need an optional extra: (class, the module it needs, the extra)
+LOGGER_EXTRAS = {
+    "pytorch_lightning.loggers.MLFlowLogger": ("mlflow", "mlflow"),
+    "pytorch_lightning.loggers.WandbLogger": ("wandb", "wandb"),
+}
+
+
+def validate_loggers(cfg: DictConfig) -> None:
+    """Check the configured loggers can work here, before training: their optional packages are installed (else the
+    install command), and a remote MLflow tracking server answers (within 5 s).
+
+    Raises:
+        ConfigError: naming the logger and the fix.
+    """
+    import importlib.util
+
+    for name, conf in (cfg.get("logger") or {}).items():
+        if conf is None or "_target_" not in conf:
+            continue
+        extra = LOGGER_EXTRAS.get(str(conf._target_))
+        if extra is None:
+            continue
+        module, pkg = extra
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(
+                f"logger.{name} ({conf._target_.rpartition('.')[2]}) needs the {pkg} extra: pip install -e '.[{pkg}]' "
+                f"(or pip install {pkg}); or choose another logger, e.g. logger=tensorboard"
+            )
+        uri = str(conf.get("tracking_uri") or "")
+        if module == "mlflow" and uri.startswith(("http://", "https://")):
+            _check_reachable(f"logger.{name}.tracking_uri", uri)
+
+
+def _check_reachable(key: str, uri: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            response.read(16)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"{key}={uri} does not answer ({reason}): start the server (mlflow server --host 0.0.0.0 --port 5000) "
+            "or use the local store (leave logger.mlflow.tracking_uri to its default)"
+        ) from None

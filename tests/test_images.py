@@ -1,0 +1,228 @@
+"""Your own images: image folders (grey, RGB, mixed and odd sizes, with and without labels), the decode cache,
+every bad input, the bundled sets, and models, evaluation and tools on a shape that is not MNIST's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aelab.data import (
+    DigitsDataModule,
+    ImageData,
+    ImageFolderDataModule,
+    MNISTDataModule,
+    PhotoPatchesDataModule,
+)
+from aelab.errors import ConfigError, DataError, MissingDataError
+from conftest import make_image_folder
+
+
+def folder_dm(root, **kw) -> ImageFolderDataModule:
+    kw = {
+        "image_size": 32,
+        "channels": 3,
+        "val_size": 4,
+        "test_size": 4,
+        "batch_size": 8,
+        "data_dir": str(root.parent / "data"),
+        **kw,
+    }
+    return ImageFolderDataModule(root=str(root), **kw)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("labelled", [True, False])
+def test_image_folder_layouts(tmp_path, channels, labelled):
+    root = make_image_folder(tmp_path / "imgs", channels=3 if channels == 3 else 1, labelled=labelled)
+    dm = folder_dm(root, channels=channels, image_size=[24, 30])
+    assert isinstance(dm, ImageData)
+    x, y = dm.split_tensors("train")
+    assert x.dtype == torch.uint8 and x.shape[1:] == (channels, 24, 30) == dm.image_shape
+    sizes = [len(dm.split_tensors(s)[0]) for s in ("train", "val", "test")]
+    assert sizes == [16, 4, 4]
+    if labelled:
+        assert dm.class_names == ["class_0", "class_1"] and dm.num_classes == 2 and set(y.tolist()) == {0, 1}
+    else:
+        assert y is None and dm.class_names is None and dm.num_classes is None
+    batch_x, batch_y = next(iter(dm.train_dataloader()))
+    assert batch_x.shape == (8, channels, 24, 30) and batch_x.min() >= 0 and batch_x.max() <= 1
+    assert (batch_y == -1).all() == (not labelled)
+
+
+def test_resize_and_center_crop_match_torchvision(tmp_path):
+    """Scaled down to cover the size, then center-cropped: torchvision's Resize(shorter side) + CenterCrop."""
+    import torchvision.transforms.functional as TF
+
+    root = tmp_path / "one"
+    root.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 256, (50, 41, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(root / "a.png")
+    for i in range(9):
+        Image.fromarray(rgb).save(root / f"b{i}.png")
+    x, _ = folder_dm(root, image_size=32, val_size=1, test_size=1).split_tensors("train")
+    ref = TF.center_crop(TF.resize(Image.fromarray(rgb), 32, antialias=True), 32)
+    assert torch.equal(x[0], torch.from_numpy(np.asarray(ref).transpose(2, 0, 1).copy()))
+
+
+def test_decode_cache_is_reused_and_follows_changes(tmp_path, monkeypatch):
+    import aelab.data.folder as folder
+
+    root = make_image_folder(tmp_path / "imgs")
+    first = folder_dm(root).split_tensors("train")[0]
+    caches = list((tmp_path / "data" / "aelab-cache").glob("image_folder-*.npz"))
+    assert len(caches) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(folder, "load_image", no_decoding)
+    assert torch.equal(folder_dm(root).split_tensors("train")[0], first)  # read from the cache
+    monkeypatch.undo()
+    # a changed folder (one more image) is decoded again into a new cache file
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(root / "class_0" / "new.png")
+    folder_dm(root).split_tensors("train")
+    assert len(list((tmp_path / "data" / "aelab-cache").glob("image_folder-*.npz"))) == 2
+
+
+def test_a_half_written_cache_is_never_read_back(tmp_path):
+    root = make_image_folder(tmp_path / "imgs")
+    good = folder_dm(root).split_tensors("train")[0]
+    (cache,) = (tmp_path / "data" / "aelab-cache").glob("image_folder-*.npz")
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])  # a crash mid-write (not atomic)
+    assert torch.equal(folder_dm(root).split_tensors("train")[0], good)  # decoded again, not read broken
+    assert not list(cache.parent.glob(".*.tmp"))  # the atomic writer leaves no temporary file
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("truncated", "cannot be decoded"),
+        ("not_an_image", "cannot be decoded"),
+        ("text_file", "is not an image file"),
+        ("empty_class", "holds no images"),
+        ("too_small", "smaller than data.image_size"),
+        ("loose_file", "lies beside the class folders"),
+    ],
+)
+def test_bad_images_are_named_before_training(tmp_path, damage, expected):
+    root = make_image_folder(tmp_path / "imgs")
+    bad = root / "class_1" / "img_001.png"
+    if damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[:200])
+    elif damage == "not_an_image":
+        bad.write_bytes(b"PK\x03\x04 this is a zip archive, not a PNG")
+    elif damage == "text_file":
+        bad = root / "class_1" / "notes.txt"
+        bad.write_text("labels: ...")
+    elif damage == "empty_class":
+        bad = root / "class_2"
+        bad.mkdir()
+    elif damage == "too_small":
+        Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(bad)
+    else:
+        bad = root / "stray.png"
+        Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bad)
+    with pytest.raises(DataError, match=expected) as err:
+        folder_dm(root).setup()
+    assert str(bad) in str(err.value)
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(MissingDataError, match="data.root"):
+        folder_dm(tmp_path / "nope").setup()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        folder_dm(tmp_path / "empty").setup()
+    with pytest.raises(ConfigError, match="data.channels"):
+        folder_dm(tmp_path / "empty", channels=2)
+
+
+def test_test_root_uses_the_training_classes(tmp_path):
+    train = make_image_folder(tmp_path / "train", n=20)
+    test = make_image_folder(tmp_path / "test", n=6, seed=1)
+    dm = folder_dm(train, test_root=str(test), val_size=4)
+    assert [len(dm.split_tensors(s)[0]) for s in ("train", "val", "test")] == [16, 4, 6]
+    assert set(dm.split_tensors("test")[1].tolist()) == {0, 1}
+    (test / "class_9").mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(test / "class_9" / "x.png")
+    with pytest.raises(DataError, match="class_9"):
+        folder_dm(train, test_root=str(test)).setup()
+
+
+def test_digits_and_photo_patches():
+    digits = DigitsDataModule()
+    x, y = digits.split_tensors("train")
+    assert x.shape[1:] == (1, 8, 8) and [len(digits.split_tensors(s)[0]) for s in ("train", "val", "test")] == [
+        1257, 180, 360,
+    ]  # fmt: skip
+    assert x.max() == 255 and set(torch.unique(x).tolist()) <= {round(v * 255 / 16) for v in range(17)}
+    assert digits.num_classes == 10
+    photos = PhotoPatchesDataModule(stride=32)
+    train, _ = photos.split_tensors("train")
+    test, labels = photos.split_tensors("test")
+    assert train.shape[1:] == test.shape[1:] == (3, 32, 32) and labels is None
+    whole = photos.test_photos()
+    assert len(whole) == 3 and all(p.shape[0] == 3 and min(p.shape[1:]) > 200 for p in whole)
+    # the test patches are the held-out photographs' non-overlapping patches, none of a training photograph
+    flat = lambda t: {bytes(r.numpy()) for r in t.flatten(1)}  # noqa: E731
+    assert not flat(train) & flat(test)
+    assert len(test) == sum((p.shape[1] // 32) * (p.shape[2] // 32) for p in whole)
+
+
+def test_mnist_split_and_numbers_unchanged_by_the_contract(fake_data_dir):
+    """MNIST through the base class: the same split as before (a seeded permutation of the 600, val first) and
+    the images as (N, 1, 28, 28)."""
+    dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
+    pool, _ = dm.load_pool()
+    perm = torch.randperm(600, generator=torch.Generator().manual_seed(42))
+    assert torch.equal(dm.split_tensors("val")[0], pool[perm[:100]])
+    assert torch.equal(dm.split_tensors("train")[0], pool[perm[100:]])
+    assert dm.image_shape == (1, 28, 28) and dm.class_names == [str(d) for d in range(10)]
+
+
+def test_rgb_folder_end_to_end_through_the_tools(tmp_path, fake_data_dir, monkeypatch):
+    """The issue's run: a conv AE on a folder of RGB PNGs of mixed sizes, evaluated with every section that applies
+    (raw bytes 3072; an image folder as the OOD set), compressed and decompressed, resumed, swept with -m."""
+    from aelab.compress import compress, decompress
+    from aelab.eval import evaluate
+    from aelab.resume import resume
+    from aelab.train import main as train_main
+    from conftest import compose_cfg
+    from helpers import run_inprocess
+
+    root = make_image_folder(tmp_path / "imgs", n=40)
+    data = [f"data.root={root}", "data.image_size=32", "data.channels=3", "data.val_size=8", "data.test_size=8",
+            "data.batch_size=8", "data.data_dir=" + str(tmp_path / "cache")]  # fmt: skip
+    small = ["trainer=cpu", "trainer.max_epochs=1", "callbacks=minimal", "trainer.enable_progress_bar=false",
+             "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0"]  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_inprocess(train_main, ["data=image_folder", *data, "model=conv_ae", *small, f"hydra.run.dir={run_dir}"],
+                  monkeypatch, fake_data_dir)  # fmt: skip
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    ood = [f"ood.root={make_image_folder(tmp_path / 'other', n=12, seed=5)}", "ood.image_size=32", "ood.channels=3",
+           "ood.test_size=0.5"]  # fmt: skip
+    cfg = compose_cfg(
+        "eval",
+        [f"ckpt_path={ckpt}", "trainer=cpu", "suite.sections.classical_codecs.num_images=8",
+         "suite.sections.fid.num_samples=8", "suite.sections.fid.classifier_epochs=1", "data@ood=image_folder", *ood],
+        tmp_path / "eval",
+        fake_data_dir,
+    )  # fmt: skip
+    metrics, _ = evaluate(cfg)
+    assert metrics["test/compression/raw_bytes_per_image"] == 3072
+    for key in ("test/features/linear_probe_acc", "test/anomaly/ood_auroc", "test/generation/fid",
+                "test/compression/jpeg_q50_psnr", "test/compression/webp_q50_bits_per_pixel", "test/ssim"):  # fmt: skip
+        assert key in metrics, key
+    codes = tmp_path / "codes.npz"
+    assert compress([str(ckpt), "--out", str(codes)]) == 0
+    assert decompress([str(ckpt), str(codes), "--out-dir", str(tmp_path / "png"), "--limit", "2"]) == 0
+    with Image.open(tmp_path / "png" / "00000.png") as img:
+        assert img.size == (32, 32) and img.mode == "RGB"
+    resume(str(run_dir), ["trainer.max_epochs=2"])
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    sweep = tmp_path / "sweep"
+    run_inprocess(train_main, ["-m", "data=image_folder", *data, "model=conv_ae", *small, f"hydra.sweep.dir={sweep}",
+                               "seed=1,2"], monkeypatch, fake_data_dir)  # fmt: skip
+    assert all((sweep / j / "metrics.json").is_file() for j in ("0", "1"))
