@@ -48,6 +48,26 @@ def mean_image_mse(data_dir: Path) -> float:
     return (x - mean).pow(2).mean().item()
 
 
+class RecordStart(pl.Callback):
+    """Writes the global step a fit starts at to ``path`` (a resumed run must not start at 0)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            Path(self.path).write_text(str(trainer.global_step))
+
+
+def wait_for(condition, timeout: float = 120.0, what: str = "a condition") -> None:
+    """Poll ``condition()`` every 10 ms until it is true (a test waits for what the code writes, never for time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.01)
+
+
 def write_marker(path: str, **kwargs) -> None:
     """A function (not a class) that writes a file when called: what a refused target must never do."""
     Path(path).write_text("called")

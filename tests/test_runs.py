@@ -9,14 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import REPO
-from helpers import console_script, read_metrics, run_subprocess
+from helpers import console_script, read_metrics, run_subprocess, wait_for
 
 # 500 training images / 50 = 10 steps an epoch; no dashboards (speed); fp32, so that "equal to one process"
 # is checked to 1e-5 whatever the CPU's native precision
@@ -54,6 +53,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _dirs(path: Path) -> list[Path]:
@@ -128,8 +132,10 @@ def test_two_torchrun_nodes_make_one_run_equal_to_one_process(tmp_path, fake_dat
                 text=True,
             )
         )
-        if node == 0:
-            time.sleep(1.5)  # node 1 starts late: it must still find node 0's folder
+        if (
+            node == 0
+        ):  # node 1 starts late, once node 0's agent serves its store: it must still find node 0's folder
+            wait_for(lambda: _listening(port), what="node 0's torchrun store")
     _wait(procs)
     runs = _dirs(tmp_path / "train" / "runs")
     assert len(runs) == 1, runs
@@ -188,6 +194,25 @@ def test_multirun_with_ddp_jobs_runs_each_job_once(tmp_path, fake_data_dir):
     assert ddp == pytest.approx(cpu, abs=1e-5)  # DDP over 2 ranks = one process with the same global batch
 
 
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_a_sweep_of_ddp_jobs_runs_every_job(tmp_path, fake_data_dir, launcher):
+    """A seed sweep where every job is DDP (2 CPU ranks): each job starts its own ranks and writes a complete run
+    folder (the second job used to talk to the first job's dead ranks)."""
+    seeds = "1,2,3" if launcher == "basic" else "1,2"
+    extra = [] if launcher == "basic" else ["hydra/launcher=submitit_local"]
+    run_subprocess(
+        [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "trainer=ddp_sim", f"seed={seeds}", *extra,
+         "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1"],
+        fake_data_dir, timeout=600,
+    )  # fmt: skip
+    (sweep,) = _dirs(tmp_path / "train" / "multiruns")
+    jobs = [j for j in _dirs(sweep) if not j.name.startswith(".")]
+    assert [j.name for j in jobs] == [str(i) for i in range(len(seeds.split(",")))]
+    results = [read_metrics(j) for j in jobs]
+    assert all("test/mse" in r for r in results) and len({r["test/mse"] for r in results}) == len(jobs)
+    assert all((j / "checkpoints" / "last.ckpt").is_file() and not (j / "FAILED").exists() for j in jobs)
+
+
 def test_submitit_local_sweep_gives_complete_jobs(tmp_path, fake_data_dir):
     run_subprocess(
         [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "hydra/launcher=submitit_local", "seed=1,2"],
@@ -207,9 +232,13 @@ def test_resume_by_run_folder(tmp_path, fake_data_dir):
     run_subprocess([*TRAIN, *BASE, f"paths.log_dir={tmp_path}", "run_id=r"], fake_data_dir)
     run_dir = tmp_path / "train" / "runs" / "r"
     overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    start = tmp_path / "start"
     run_subprocess(
-        [console_script("aelab-train"), f"resume={run_dir}", "trainer.max_epochs=2"], fake_data_dir
-    )
+        [console_script("aelab-train"), f"resume={run_dir}", "trainer.max_epochs=2",
+         "+callbacks.start._target_=helpers.RecordStart", f"+callbacks.start.path={start}"],
+        fake_data_dir,
+    )  # fmt: skip
+    assert start.read_text() == "10"  # it continued from its checkpoint's step, not from 0
     assert _dirs(tmp_path / "train" / "runs") == [run_dir]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 20
@@ -247,36 +276,63 @@ def test_resume_errors_are_clear(tmp_path, fake_data_dir):
     assert none.returncode == 2 and "has no checkpoint yet" in none.stderr
 
 
-def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, fake_data_dir):
-    # 500 images / 5 = 100 steps an epoch, 3 epochs: the signal lands in epoch 1 or 2
-    args = [*BASE, "data.batch_size=5", "trainer.max_epochs=3", f"paths.log_dir={tmp_path}"]
-    run_subprocess([*TRAIN, *args, "run_id=full"], fake_data_dir)
+def _signal_at_step(cmd: list[str], env: dict, marker: Path, signum: int) -> str:
+    """Run ``cmd`` (with the helpers.PauseAtStep callback writing ``marker``), send ``signum`` once the run has
+    paused at its step, and return its output."""
     proc = subprocess.Popen(
-        [*TRAIN, *args, "run_id=cut"],
-        cwd=REPO,
-        env=_env(fake_data_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    run_dir = tmp_path / "train" / "runs" / "cut"
-    deadline = time.time() + 120
-    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    wait_for(marker.exists, what="the run to reach its step")
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out[-3000:]
+    return out
+
+
+def _pause(step: int, marker: Path) -> list[str]:
+    return [
+        "+callbacks.pause._target_=helpers.PauseAtStep",
+        f"+callbacks.pause.step={step}",
+        f"+callbacks.pause.marker={marker}",
+    ]
+
+
+def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, fake_data_dir, single):
+    """SIGTERM at step 5 of 10 (mid-epoch, at a step the test chose): last.ckpt holds step 5, and the resumed run
+    ends with the uninterrupted run's steps and metrics."""
+    args = [*BASE, f"paths.log_dir={tmp_path}", "run_id=cut", *_pause(5, tmp_path / "paused")]
+    out = _signal_at_step([*TRAIN, *args], _env(fake_data_dir), tmp_path / "paused", signal.SIGTERM)
+    run_dir = tmp_path / "train" / "runs" / "cut"
     assert "Continue this run with: aelab-train resume=" in out
-    step = _steps(run_dir)
-    assert step % 100 != 0  # saved mid-epoch
-    assert "resume=" in (run_dir / "INTERRUPTED").read_text()
+    assert _steps(run_dir) == 5  # saved mid-epoch, at the step where the signal arrived
+    assert "stopped by SIGTERM" in (run_dir / "INTERRUPTED").read_text()
     run_subprocess([*TRAIN, f"resume={run_dir}"], fake_data_dir)
     assert not (run_dir / "INTERRUPTED").exists()
-    assert _steps(run_dir) == _steps(tmp_path / "train" / "runs" / "full") == 300
-    assert read_metrics(run_dir) == pytest.approx(
-        read_metrics(tmp_path / "train" / "runs" / "full"), abs=1e-6
-    )
+    metrics, steps = single
+    assert _steps(run_dir) == steps == 10
+    assert read_metrics(run_dir) == pytest.approx(metrics, abs=1e-6)
+
+
+def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_continues(tmp_path, fake_data_dir, single):
+    """SLURM's time-limit warning (SIGUSR1) behaves like SIGTERM: a mid-epoch last.ckpt, INTERRUPTED, the requeue
+    asked of scontrol (absent here: said so); the same job started again in the same folder continues by itself
+    and ends like an uninterrupted run. Lightning's own hpc_ckpt files are not written."""
+    slurm = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
+             "SLURM_NODEID": "0", "SLURM_JOB_ID": "777", "SLURM_STEP_ID": "0", "SLURM_JOB_NAME": "aelab",
+             "SLURM_NODELIST": "127.0.0.1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # fmt: skip
+    cmd = [*TRAIN, *BASE, f"paths.log_dir={tmp_path}", *_pause(5, tmp_path / "paused")]
+    env = {**_env(fake_data_dir, **slurm), "PATH": "/usr/bin:/bin"}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    out = _signal_at_step(cmd, env, tmp_path / "paused", signal.SIGUSR1)
+    run_dir = tmp_path / "train" / "runs" / "slurm-777.0"
+    assert "scontrol is not on PATH: SLURM job 777 was not requeued" in out
+    assert _steps(run_dir) == 5 and "stopped by SIGUSR1" in (run_dir / "INTERRUPTED").read_text()
+    requeued = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "continuing the interrupted run" in requeued.stdout + requeued.stderr
+    metrics, steps = single
+    assert _steps(run_dir) == steps and read_metrics(run_dir) == pytest.approx(metrics, abs=1e-6)
+    assert not list(run_dir.rglob("hpc_ckpt_*.ckpt"))
 
 
 def test_ddp_evaluation_counts_every_image_once(tmp_path, fake_data_dir):

@@ -167,3 +167,38 @@ def test_bad_search_input_fails_before_the_first_trial(
         list((tmp_path / "logs" / "train" / "multiruns").glob("*/*")) if (tmp_path / "logs").exists() else []
     )
     assert not [p for p in sweeps if p.is_dir()]  # no trial folder: nothing trained
+
+
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_a_search_with_ddp_trials_finishes_every_trial(tmp_path, fake_data_dir, launcher):
+    """Every trial a DDP job (2 CPU ranks): each starts its own ranks and completes, in one process (basic) or one
+    process per trial (submitit_local); the journal storage on a file holds the study."""
+    journal = tmp_path / "study.log"
+    extra = [] if launcher == "basic" else ["hydra/launcher=submitit_local"]
+    run_subprocess(
+        [*SEARCH, f"paths.log_dir={tmp_path}", f"hydra.sweeper.storage=journal:{journal}", "hydra.sweeper.study_name=d",
+         "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=null", "trainer=ddp_sim", "trainer.max_epochs=1",
+         "+trainer.limit_train_batches=3", *extra],
+        fake_data_dir, timeout=600,
+    )  # fmt: skip
+    from aelab.tune import _storage
+
+    study = optuna.load_study(study_name="d", storage=_storage(f"journal:{journal}"))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for t in study.trials:
+        assert t.value == min(t.intermediate_values.values())  # the objective: the best validation value
+    sweep = _sweeps(tmp_path)[0]
+    assert all((sweep / str(n) / "metrics.json").is_file() for n in (0, 1))
+
+
+def test_training_needs_neither_optuna_nor_submitit_nor_fcntl(tmp_path, fake_data_dir):
+    """A plain run imports no search or launcher package (the GPU machine has none), and aelab imports on a
+    system without fcntl (Windows)."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None; sys.modules['optuna'] = None; sys.modules['submitit'] = None\n"
+        "sys.argv = ['aelab-train', 'debug=fdr', 'data.val_size=100', 'data.download=false', 'data.batch_size=50',"
+        f" 'trainer=cpu', 'callbacks=minimal', 'hydra.run.dir={tmp_path / 'run'}']\n"
+        "import aelab.train; aelab.train.main()\n"
+    )
+    run_subprocess([sys.executable, "-c", code], fake_data_dir)
+    assert (tmp_path / "run" / "metrics.json").is_file()
