@@ -22,7 +22,7 @@ ARGS   ?=
 CKPT   ?=
 PORT   ?= 6006
 
-.PHONY: help install data train tune eval test test-all bench results tensorboard lint format clean
+.PHONY: help install data train tune eval test test-all bench gpu-check results tensorboard lint format clean
 
 help: ## list the targets
 	@echo "aelab make targets (pass Hydra overrides with ARGS=\"model=vae trainer=gpu\"):"
@@ -56,8 +56,11 @@ test: install data ## the fast test suite
 test-all: install data ## every test, slow ones included
 	$(BIN)/python -m pytest -q
 
-bench: install data ## time aelab against a plain PyTorch loop; writes docs/BENCHMARKS.md
-	$(BIN)/python scripts/benchmark.py $(ARGS)
+bench: install data ## time aelab against a plain PyTorch loop (interleaved rounds): docs/bench_cpu.json, docs/BENCHMARKS.md
+	$(BIN)/python scripts/benchmark.py --json docs/bench_cpu.json --out docs/BENCHMARKS.md $(ARGS)
+
+gpu-check: ## the GPU figures in one prepared command (docs/bench_gpu.json); ARGS="--device cpu --smoke" rehearses it here
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) scripts/gpu_check.py $(ARGS)
 
 results: install data ## train every model's best experiment, run the eval suite, write docs/RESULTS.md
 	$(BIN)/python scripts/results.py $(ARGS)

@@ -40,17 +40,22 @@ def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
     return (x_hat - x).pow(2).flatten(1).mean(1)
 
 
+def ssim_window(x: Tensor) -> int:
+    """SSIM's Gaussian window: 11 (torchmetrics' default), smaller (odd) for images under 11 px a side."""
+    return max(3, min(11, (min(x.shape[-2:]) - 1) // 2 * 2 + 1))
+
+
 def reconstruction_metrics(x_hat: Tensor, x: Tensor) -> dict[str, float]:
     """MSE, BCE (nats per pixel), PSNR (dB, mean over images) and SSIM of reconstructions in [0, 1].
 
-    SSIM: Wang et al. 2004, Gaussian window 11, σ 1.5 (torchmetrics' defaults), data range 1.
+    SSIM: Wang et al. 2004, Gaussian window 11 (smaller for tiny images, :func:`ssim_window`), σ 1.5, data range 1.
     """
     eps = 1e-6
     return {
         "mse": mse_per_image(x_hat, x).mean().item(),
         "bce": F.binary_cross_entropy(x_hat.clamp(eps, 1 - eps), x).item(),
         "psnr": psnr_per_image(x_hat, x).mean().item(),
-        "ssim": structural_similarity_index_measure(x_hat, x, data_range=1.0).item(),
+        "ssim": structural_similarity_index_measure(x_hat, x, data_range=1.0, kernel_size=ssim_window(x)).item(),
     }
 
 

@@ -24,7 +24,14 @@ from aelab.evaluation import compression as C
 from aelab.evaluation.context import EvalContext
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
 from aelab.evaluation.likelihood import iwae_log_likelihood, vae_log_likelihood_fn
-from aelab.evaluation.metrics import auroc, mse_per_image, psnr_per_image, reconstruction_metrics, to_float
+from aelab.evaluation.metrics import (
+    auroc,
+    mse_per_image,
+    psnr_per_image,
+    reconstruction_metrics,
+    ssim_window,
+    to_float,
+)
 from aelab.evaluation.scores import anomaly_scores, elbo_scores, is_probabilistic, likelihood_inputs
 from aelab.media import Media
 from aelab.models.capabilities import Generative, Quantized
@@ -34,9 +41,17 @@ log = logging.getLogger("aelab")
 
 
 def reconstruction(ctx: EvalContext) -> dict[str, float]:
-    """``test/bce`` and ``test/ssim`` (``test/mse`` and ``test/psnr`` come from the DDP-correct test loop)."""
+    """``test/bce`` and ``test/ssim`` (``test/mse`` and ``test/psnr`` come from the DDP-correct test loop), and the
+    baseline a model must beat to have learned anything image-specific: the MSE and PSNR of the training images'
+    mean image as every reconstruction (``test/baseline/mean_image_mse``, ``..._psnr``)."""
     rec = reconstruction_metrics(ctx.recon, ctx.x_test)
-    return {"test/bce": rec["bce"], "test/ssim": rec["ssim"]}
+    mean = to_float(ctx.train_u8).mean(0, keepdim=True).expand_as(ctx.x_test)
+    return {
+        "test/bce": rec["bce"],
+        "test/ssim": rec["ssim"],
+        "test/baseline/mean_image_mse": mse_per_image(mean, ctx.x_test).mean().item(),
+        "test/baseline/mean_image_psnr": psnr_per_image(mean, ctx.x_test).mean().item(),
+    }
 
 
 def _code_methods(ctx: EvalContext) -> dict:
@@ -332,8 +347,7 @@ def _image_quality(decoded: list[torch.Tensor], originals: list[torch.Tensor]) -
     for d, o in zip(decoded, originals, strict=True):
         a, b = to_float(d)[None], to_float(o)[None]
         psnr.append(psnr_per_image(a, b).item())
-        k = min(11, (min(o.shape[-2:]) - 1) // 2 * 2 + 1)
-        ss.append(ssim(a, b, data_range=1.0, kernel_size=k).item())
+        ss.append(ssim(a, b, data_range=1.0, kernel_size=ssim_window(b)).item())
         if min(o.shape[-2:]) >= 161:
             ms.append(ms_ssim(a, b, data_range=1.0).item())
     out = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ss))}

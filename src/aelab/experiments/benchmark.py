@@ -1,25 +1,34 @@
-#!/usr/bin/env python
-"""Seconds per training epoch: a plain PyTorch loop vs aelab's Trainer, in one process on one device.
+"""``make bench``: seconds per training epoch, a plain PyTorch loop against aelab's Trainer, and the side studies
+that chose the defaults — each written to a JSON by the run that measured it, the Markdown rendered from them.
 
-For each model (AE, ConvAE, VAE by default) at one batch size:
+Speed (``--study speed``, the default) times, for each model at one batch size:
 
-``plain``: the fp32 eager loop users would write — the same encoder/decoder modules (built from aelab's
-    configs), the same optimizer, the data as a uint8 tensor resident on the device, a fresh permutation per
-    epoch. The reference; unchanged whatever aelab's defaults are.
-``plain-same-precision``: the same loop at aelab's chosen settings for this device (bf16 autocast when
-    ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights when ``model.channels_last``).
-``aelab``: aelab's default path: LightningModule + Trainer on the resident data, default precision and
-    memory format, the default logger (TensorBoard) and logging interval.
-``aelab-dataloader``: the same on ``data.resident=false`` (torch DataLoader with workers).
+``plain``: the fp32 eager loop users would write — the same encoder/decoder modules and loss (the model's own
+    ``loss_terms``), the same optimizer, the data as a uint8 tensor resident on the device, a fresh permutation
+    per epoch. The reference; unchanged whatever aelab's defaults are.
+``plain-same-precision``: the same loop at aelab's chosen settings for this device (bf16 autocast where
+    ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights where ``model.channels_last``).
+``aelab``: aelab's default path: LightningModule + Trainer on the resident data, default precision and memory
+    format, the default logger (TensorBoard) and logging interval.
+``aelab-dataloader``: the same on ``data.resident=false`` (a torch DataLoader).
+``*-compile`` (``--compile``): the plain and aelab paths with ``torch.compile``.
 
-Only training epochs are timed (validation and checkpointing are off in every variant) with a device
-synchronization at each epoch's end; the figure is the median of epochs 2..N (epoch 1 holds warm-up).
-Peak memory is the GPU's peak allocation on CUDA, the process's peak RSS on the CPU (cumulative).
+The variants run in **interleaved rounds**: one epoch of each per round, in an order that rotates every round, so
+a noisy minute lands on all of them; round 1 is warm-up. Each variant's figure is the median of its epochs in
+rounds 2..R, each ratio the median of the per-round ratios; a run whose per-round ratios spread by more than 20%
+is marked noisy. Validation and checkpointing are off in every variant; a device synchronization ends each epoch.
 
-Usage::
+Side studies (``--study``): ``precision`` (each model's default config trained 3 epochs in fp32 and at the default
+precision: test metrics and wall times), ``channels_last`` and ``compile`` (the plain loop with and without, in
+interleaved rounds), ``likelihood`` (the IWAE bound of a checkpoint in fp32 and at the run's precision).
 
-    python scripts/benchmark.py                      # CPU, or GPU when present; writes docs/BENCHMARKS.md
-    python scripts/benchmark.py --epochs 6 --models ae conv_ae --device cuda --json bench.json
+::
+
+    python scripts/benchmark.py --models ae conv_ae vae --rounds 6 --json docs/bench_cpu.json
+    python scripts/benchmark.py --study precision --json docs/study_precision.json
+    python scripts/benchmark.py --render docs/bench_cpu.json --out docs/BENCHMARKS.md
+
+``--render`` writes the report from the given JSON and every ``bench_*.json`` / ``study_*.json`` beside it.
 """
 
 from __future__ import annotations
@@ -29,335 +38,372 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 
-import aelab
-from aelab import CONF_DIR
-from aelab.models.vae import gaussian_kl
+from aelab.utils.config import CONF_DIR
 
 REPO = CONF_DIR.parent  # the checkout holding conf/
-
-
-def compose_cfg(
-    model: str, batch_size: int, resident: bool, accelerator: str, data_dir: str, extra: list[str]
-):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[
-                f"model={model}",
-                f"data.batch_size={batch_size}",
-                f"data.resident={str(resident).lower()}",
-                f"paths.data_dir={data_dir}",
-                f"trainer.accelerator={accelerator}",
-                *extra,
-            ],
-        )
-    return cfg
-
-
-class EpochTimer(pl.Callback):
-    """Wall time of every training epoch, with a device sync at its end."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._t0 = 0.0
-
-    def _sync(self, pl_module) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize(pl_module.device)
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._sync(pl_module)
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._sync(pl_module)
-        self.times.append(time.perf_counter() - self._t0)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def plain_loop(
-    cfg, device: torch.device, epochs: int, precision: str = "32-true", channels_last: bool = False
-) -> list[float]:
-    """The loop without a framework: same parts, optimizer, loss and resident uint8 data; ``precision``
-    ``bf16-mixed`` runs forward and loss under bf16 autocast (as Lightning's mixed precision does)."""
-    dm = instantiate(cfg.data)
-    dm.prepare_data()
-    dm.setup("fit")
-    images, _ = dm.split_tensors("train")
-    images = images.to(device).unsqueeze(1)
-    model = instantiate(cfg.model).to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    encoder, decoder = model.encoder, model.decoder
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-    is_vae = cfg.model._target_.endswith("VAE")
-    optimizer = model.configure_optimizers()
-    if isinstance(optimizer, dict):
-        optimizer = optimizer["optimizer"]
-    bs = cfg.data.batch_size
-    gen = torch.Generator().manual_seed(0)
-    times = []
-    model.train()
-    for _ in range(epochs):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        perm = torch.randperm(len(images), generator=gen).to(device)
-        for i in range(0, len(images), bs):
-            x = images[perm[i : i + bs]].float().div_(255.0)
-            with autocast:
-                if is_vae:
-                    mu, logvar = encoder(x).chunk(2, dim=1)
-                    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-                    logits = decoder(z)
-                    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-                    loss = (recon + gaussian_kl(mu, logvar)).mean()
-                else:
-                    loss = F.binary_cross_entropy_with_logits(decoder(encoder(x)), x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def aelab_trainer(cfg, epochs: int, log_dir: str) -> list[float]:
-    """(b)/(c): aelab's module and datamodule under Lightning, validation and checkpointing off."""
-    dm = instantiate(cfg.data)
-    model = instantiate(cfg.model)
-    timer = EpochTimer()
-    logger = pl.loggers.TensorBoardLogger(log_dir, name="", version="", default_hp_metric=False)
-    trainer = instantiate(
-        cfg.trainer,
-        max_epochs=epochs,
-        min_epochs=epochs,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=log_dir,
-        logger=logger,
-        callbacks=[timer],
-    )
-    trainer.fit(model, datamodule=dm)
-    return timer.times
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["ae", "conv_ae", "vae"])
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=4, help="epochs per variant; the median is over 2..N")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument(
-        "--num-workers", type=int, default=None, help="DataLoader workers (default: CPU count, max 8)"
-    )
-    p.add_argument(
-        "--data-dir",
-        default=os.environ.get("DATA_DIR", str(REPO / "data")),
-        help="data root (default: $DATA_DIR or ./data)",
-    )
-    p.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"), help="Markdown report ('' to skip)")
-    p.add_argument("--extra", nargs="*", default=[], help="extra Hydra overrides for every variant")
-    p.add_argument("--json", default=None, help="also write the rows and ratios as JSON to this path")
-    p.add_argument(
-        "--variants",
-        nargs="+",
-        default=list(VARIANTS),
-        choices=list(VARIANTS),
-        help="variants to time (plain is the reference of the ratios)",
-    )
-    args = p.parse_args()
-
-    if args.epochs < 2:
-        p.error("--epochs must be >= 2 (epoch 1 is warm-up)")
-    device_type = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device_type)
-    accelerator = "gpu" if device_type == "cuda" else "cpu"
-    workers = args.num_workers if args.num_workers is not None else min(8, torch.get_num_threads())
-    torch.set_float32_matmul_precision("high")
-    device_name = (
-        torch.cuda.get_device_name(device)
-        if device_type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    )
-
-    rows: list[dict] = []
-    ratios: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models:
-            base = [
-                *args.extra,
-                f"data.num_workers={workers}",
-                f"data.pin_memory={str(device_type == 'cuda').lower()}",
-            ]
-            results = {}
-            for variant in args.variants:
-                cfg = compose_cfg(
-                    model, args.batch_size, variant != "aelab-dataloader", accelerator, args.data_dir, base
-                )
-                settings = {
-                    "precision": str(cfg.trainer.precision),
-                    "channels_last": bool(cfg.model.channels_last),
-                }
-                if variant == "plain":
-                    settings = {"precision": "32-true", "channels_last": False}
-                pl.seed_everything(0, verbose=False)
-                reset_peak(device)
-                if variant.startswith("plain"):
-                    times = plain_loop(cfg, device, args.epochs, **settings)
-                else:
-                    times = aelab_trainer(cfg, args.epochs, f"{tmp}/{model}-{variant}")
-                median = statistics.median(times[1:])
-                results[variant] = {
-                    "model": model,
-                    "variant": variant,
-                    "s_per_epoch": median,
-                    "peak_mb": peak_memory_mb(device),
-                    **settings,
-                    "epoch_times": [round(t, 4) for t in times],
-                }
-                print(
-                    f"{model:9s} {variant:21s} {median:8.3f} s/epoch  {settings}  epochs: {[round(t, 3) for t in times]}",
-                    flush=True,
-                )
-            ref = results.get("plain", {}).get("s_per_epoch")
-            for row in results.values():
-                row["x_plain"] = row["s_per_epoch"] / ref if ref else None
-                rows.append(row)
-            ratios[model] = model_ratios(results)
-
-    table = markdown_table(rows, ratios)
-    print("\n" + table)
-    cmd = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "device": device_name,
-                    "date": dt.date.today().isoformat(),
-                    "command": cmd.strip(),
-                    "batch_size": args.batch_size,
-                    "epochs": args.epochs,
-                    "versions": {
-                        "aelab": aelab.__version__,
-                        "torch": torch.__version__,
-                        "lightning": pl.__version__,
-                    },
-                    "rows": rows,
-                    "ratios": ratios,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        print(f"wrote {args.json}")
-    if args.out:
-        write_report(Path(args.out), table, rows, device_name, cmd, args, workers)
-    return 0
-
-
+NOISY_SPREAD = 0.20  # per-round ratios that spread by more than this mark a run noisy
 VARIANTS = ("plain", "plain-same-precision", "aelab", "aelab-dataloader")
 
 
-def model_ratios(results: dict[str, dict]) -> dict[str, float]:
-    """``plain / aelab`` (aelab's speed-up over the plain fp32 loop), ``aelab / plain-same-precision``
-    (aelab's overhead at equal settings) and ``aelab-dataloader / aelab``, where both sides were timed."""
-    t = {v: r["s_per_epoch"] for v, r in results.items()}
-    out = {}
-    for name, (num, den) in {
-        "plain / aelab": ("plain", "aelab"),
-        "aelab / plain-same-precision": ("aelab", "plain-same-precision"),
-        "aelab-dataloader / aelab": ("aelab-dataloader", "aelab"),
-    }.items():
-        if num in t and den in t:
-            out[name] = t[num] / t[den]
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def compose_cfg(model: str, batch_size: int, resident: bool, accelerator: str, data_dir: str, extra: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[f"model={model}", f"data.batch_size={batch_size}", f"data.resident={str(resident).lower()}",
+                       f"paths.data_dir={data_dir}", f"trainer.accelerator={accelerator}", *extra],
+        )  # fmt: skip
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PlainLoop:
+    """The loop without a framework: aelab's parts and loss (``model.loss_terms``), the optimizer, resident uint8
+    data; ``precision="bf16-mixed"`` runs forward and loss under bf16 autocast, as Lightning's mixed precision does."""
+
+    def __init__(self, cfg, device: torch.device, precision: str = "32-true", channels_last: bool = False,
+                 compile: bool = False, limit_batches: int | None = None) -> None:  # fmt: skip
+        from hydra.utils import instantiate
+
+        dm = instantiate(cfg.data)
+        self.images = dm.split_tensors("train")[0].to(device)
+        self.model = instantiate(cfg.model).to(device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if compile:
+            self.model.encoder.compile()
+            self.model.decoder.compile()
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+        opt = self.model.configure_optimizers()
+        self.optimizer = opt["optimizer"] if isinstance(opt, dict) else opt
+        self.bs, self.device, self.limit = int(cfg.data.batch_size), device, limit_batches
+        self.gen = torch.Generator().manual_seed(0)
+        self.model.train()
+
+    def epoch(self) -> float:
+        _sync(self.device)
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(self.images), generator=self.gen).to(self.device)
+        for b, i in enumerate(range(0, len(self.images), self.bs)):
+            if self.limit is not None and b >= self.limit:
+                break
+            x = self.images[perm[i : i + self.bs]].float().div_(255.0)
+            with self.autocast:
+                loss, _, _ = self.model.loss_terms(*self.model.model_input(x), "train")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+
+class AelabLoop:
+    """aelab's module and datamodule under Lightning's Trainer (validation and checkpointing off), one epoch per
+    :meth:`epoch` call (``fit`` continues with one more epoch each time)."""
+
+    def __init__(self, cfg, log_dir: str, compile: bool = False, limit_batches: int | None = None) -> None:
+        import pytorch_lightning as pl
+        from hydra.utils import instantiate
+        from omegaconf import OmegaConf
+
+        if compile:
+            OmegaConf.update(cfg, "model.compile", True)
+        self.dm, self.model = instantiate(cfg.data), instantiate(cfg.model)
+        self.times: list[float] = []
+        loop = self
+
+        class EpochTimer(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                _sync(pl_module.device)
+                self.t0 = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                _sync(pl_module.device)
+                loop.times.append(time.perf_counter() - self.t0)
+
+        logger = pl.loggers.TensorBoardLogger(log_dir, name="", version="", default_hp_metric=False)
+        self.trainer = instantiate(
+            cfg.trainer, max_epochs=0, min_epochs=0, limit_val_batches=0, num_sanity_val_steps=0,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=log_dir, logger=logger, callbacks=[EpochTimer()],
+            **({"limit_train_batches": limit_batches} if limit_batches else {}),
+        )  # fmt: skip
+
+    def epoch(self) -> float:
+        import warnings
+
+        self.trainer.fit_loop.max_epochs = len(self.times) + 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.trainer.fit(self.model, datamodule=self.dm)
+        return self.times[-1]
+
+
+def speed(args, device: torch.device) -> dict:
+    """The interleaved-rounds speed benchmark (see the module docstring)."""
+    import pytorch_lightning as pl
+
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    variants = list(args.variants) + ([f"{v}-compile" for v in ("plain-same-precision", "aelab")] if args.compile else [])
+    out: dict = {"models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            base = [*args.extra, f"data.num_workers={args.num_workers}", f"data.pin_memory={str(device.type == 'cuda').lower()}"]
+            loops, settings = {}, {}
+            for v in variants:
+                cfg = compose_cfg(model, args.batch_size, not v.startswith("aelab-dataloader"), accelerator, args.data_dir, base)
+                pl.seed_everything(0, verbose=False)
+                same = {"precision": str(cfg.trainer.precision), "channels_last": bool(cfg.model.channels_last)}
+                settings[v] = {"precision": "32-true", "channels_last": False} if v == "plain" else same
+                settings[v]["compile"] = v.endswith("-compile")
+                if v.startswith("plain"):
+                    loops[v] = PlainLoop(cfg, device, limit_batches=args.limit_batches, compile=v.endswith("-compile"),
+                                         precision=settings[v]["precision"], channels_last=settings[v]["channels_last"])  # fmt: skip
+                else:
+                    loops[v] = AelabLoop(cfg, f"{tmp}/{model}-{v}", compile=v.endswith("-compile"), limit_batches=args.limit_batches)
+            times = {v: [] for v in variants}
+            for r in range(args.rounds):
+                order = variants[r % len(variants) :] + variants[: r % len(variants)]
+                for v in order:
+                    times[v].append(loops[v].epoch())
+                print(f"{model} round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.3f} s" for v in variants), flush=True)
+            timed = {v: t[1:] for v, t in times.items()}  # round 1 is warm-up
+            rows = {v: {"epoch_times": [round(x, 4) for x in times[v]], "median_s": statistics.median(timed[v]), **settings[v]} for v in variants}
+            ratios = {}
+            for name, (num, den) in RATIOS.items():
+                if num in timed and den in timed:
+                    per = [a / b for a, b in zip(timed[num], timed[den], strict=True)]
+                    med = statistics.median(per)
+                    spread = (max(per) - min(per)) / med
+                    ratios[name] = {"per_round": [round(p, 4) for p in per], "median": med, "spread": spread, "noisy": spread > NOISY_SPREAD}
+            out["models"][model] = {"variants": rows, "ratios": ratios}
     return out
 
 
-def markdown_table(rows: list[dict], ratios: dict[str, dict[str, float]]) -> str:
-    head = (
-        "| model | variant | precision | channels-last | s/epoch (median of 2..N) | × plain | peak memory (MB) |\n"
-        "| --- | --- | --- | --- | --- | --- | --- |"
-    )
-    lines = [head] + [
-        f"| {r['model']} | {r['variant']} | {r['precision']} | {'yes' if r['channels_last'] else 'no'} | "
-        f"{r['s_per_epoch']:.3f} | {r['x_plain']:.2f} | {r['peak_mb']:.0f} |"
-        for r in rows
+RATIOS = {
+    "plain / aelab": ("plain", "aelab"),
+    "aelab / plain-same-precision": ("aelab", "plain-same-precision"),
+    "aelab-dataloader / aelab": ("aelab-dataloader", "aelab"),
+    "plain-same-precision / plain-same-precision-compile": ("plain-same-precision", "plain-same-precision-compile"),
+    "aelab / aelab-compile": ("aelab", "aelab-compile"),
+}
+
+
+def layout_study(args, device: torch.device, what: str) -> dict:
+    """``channels_last`` or ``compile``: the plain loop at the device's precision with and without, in
+    interleaved rounds (a compiled loop's first epoch holds its compilation)."""
+    import pytorch_lightning as pl
+
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    model = args.models[0]
+    cfg = compose_cfg(model, args.batch_size, True, accelerator, args.data_dir, list(args.extra))
+    precision = str(cfg.trainer.precision)
+    loops = {}
+    for on in (False, True):
+        pl.seed_everything(0, verbose=False)
+        kw = {"channels_last": on} if what == "channels_last" else {"compile": on, "channels_last": bool(cfg.model.channels_last)}
+        loops[on] = PlainLoop(cfg, device, precision=precision, limit_batches=args.limit_batches, **kw)
+    times = {False: [], True: []}
+    for r in range(args.rounds):
+        for on in ((False, True) if r % 2 == 0 else (True, False)):
+            times[on].append(loops[on].epoch())
+    per = [a / b for a, b in zip(times[False][1:], times[True][1:], strict=True)]
+    return {"model": model, "precision": precision, "off": times[False], "on": times[True],
+            "median_off": statistics.median(times[False][1:]), "median_on": statistics.median(times[True][1:]),
+            "off_over_on": {"per_round": per, "median": statistics.median(per)}}  # fmt: skip
+
+
+def precision_study(args, device: torch.device) -> dict:
+    """Each model's default config, 3 epochs on the data, in fp32 and at the device's default precision."""
+    rows = []
+    for model in args.models:
+        for precision in ("32-true", None):
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, "-m", "aelab.train", f"model={model}", f"trainer.max_epochs={args.epochs}", "callbacks=minimal",
+                       "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp}", f"paths.data_dir={args.data_dir}",
+                       *(["trainer.precision=32-true"] if precision else []), *args.extra]  # fmt: skip
+                t0 = time.perf_counter()
+                subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+                metrics = json.loads((Path(tmp) / "metrics.json").read_text())
+                rows.append({"model": model, "precision": precision or "default", "wall_s": time.perf_counter() - t0, "metrics": metrics,
+                             "command": "python -m aelab.train " + " ".join(c for c in cmd[3:] if not c.startswith(("hydra.run", "paths.")))})  # fmt: skip
+                print(rows[-1]["model"], rows[-1]["precision"], f"{rows[-1]['wall_s']:.1f} s", flush=True)
+    return {"rows": rows}
+
+
+def likelihood_study(args, device: torch.device) -> dict:
+    """The IWAE bound (k = ``--k``) of the first ``--images`` test images of a checkpoint, in fp32 and in bf16
+    (the decoder at bf16, the log-sum-exp in float64), on the same samples."""
+    from hydra.utils import instantiate
+
+    from aelab.checkpoint import load_model
+    from aelab.evaluation import sections
+    from aelab.evaluation.context import EvalContext
+
+    model, cfg, _ = load_model(args.ckpt, device)
+    if cfg.model.get("channels_last"):
+        model.to(memory_format=torch.channels_last)
+    dm = instantiate(cfg.data)
+    out = {"ckpt": str(args.ckpt).replace(str(REPO) + "/", ""), "k": args.k, "images": args.images, "rows": {}}
+    for precision in ("32-true", "bf16-mixed"):
+        ctx = EvalContext(model, dm, tempfile.mkdtemp(), device, 1000, precision=precision)
+        t0 = time.perf_counter()
+        r = sections.likelihood(ctx, k=args.k, num_images=args.images, precision="auto")
+        out["rows"][precision] = {"nll": r["test/likelihood/nll_iwae"], "seconds": time.perf_counter() - t0}
+        print(precision, out["rows"][precision], flush=True)
+    out["difference_nats"] = out["rows"]["bf16-mixed"]["nll"] - out["rows"]["32-true"]["nll"]
+    out["speedup"] = out["rows"]["32-true"]["seconds"] / out["rows"]["bf16-mixed"]["seconds"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def _speed_section(d: dict) -> list[str]:
+    lines = [f"## Speed: {d['device']}", "",
+             f"{d['date']} · `{d['command']}` · batch {d['batch_size']} · {d['rounds']} interleaved rounds (round 1 warm-up) · "
+             f"aelab {d['versions']['aelab']}, torch {d['versions']['torch']}, pytorch-lightning {d['versions']['lightning']} · "
+             f"JSON: [{d['file']}]({d['file']}).", "",
+             "| model | variant | precision | channels-last | compile | median s/epoch | epochs (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for model, m in d["models"].items():
+        for v, r in m["variants"].items():
+            lines.append(f"| {model} | {v} | {r['precision']} | {'yes' if r['channels_last'] else 'no'} | {'yes' if r['compile'] else 'no'} | "
+                         f"{r['median_s']:.3f} | {', '.join(f'{t:.3f}' for t in r['epoch_times'])} |")  # fmt: skip
+    lines += ["", "| model | ratio | median of the per-round ratios | per round | spread |", "| --- | --- | --- | --- | --- |"]
+    for model, m in d["models"].items():
+        for name, r in m["ratios"].items():
+            noisy = " **noisy**" if r["noisy"] else ""
+            lines.append(f"| {model} | {name} | {r['median']:.3f}× | {', '.join(f'{p:.3f}' for p in r['per_round'])} | {100 * r['spread']:.0f}%{noisy} |")
+    return lines + [""]
+
+
+def render(docs: list[dict]) -> str:
+    """The Markdown report of benchmark and study JSONs (nothing else is read)."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Rendered by `python scripts/benchmark.py --render docs/bench_cpu.json --out docs/BENCHMARKS.md` from the JSON files "
+        "below, each written by the run that measured it (its command, device and date stand beside its table). "
+        "`plain` is the fp32 loop users would write (aelab's parts and loss, resident data); `plain-same-precision` that "
+        "loop at aelab's settings for the device; `aelab` the default Trainer path; `aelab-dataloader` the same on a torch "
+        "DataLoader. `plain / aelab` is aelab's speed-up over the plain fp32 loop, `aelab / plain-same-precision` what the "
+        f"framework costs at equal settings. A ratio whose per-round values spread by more than {100 * NOISY_SPREAD:.0f}% is marked noisy.",
+        "",
     ]
-    names = sorted({k for v in ratios.values() for k in v})
-    lines += ["", "| model | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
-    lines += [
-        f"| {m} | " + " | ".join(f"{r[k]:.2f}" if k in r else "—" for k in names) + " |"
-        for m, r in ratios.items()
-    ]
-    return "\n".join(lines)
+    for d in docs:
+        kind = d["kind"]
+        if kind == "speed":
+            lines += _speed_section(d)
+        elif kind == "precision":
+            lines += [f"## Quality at the chosen precision: {d['device']}", "", f"{d['date']} · `{d['command']}` · JSON: [{d['file']}]({d['file']}).", "",
+                      "| model | precision | test MSE | test −ELBO (nats) | wall time (s) | command |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+            for r in d["rows"]:
+                elbo = r["metrics"].get("test/elbo")
+                lines.append(f"| {r['model']} | {r['precision']} | {r['metrics']['test/mse']:.5f} | {'—' if elbo is None else f'{elbo:.2f}'} | "
+                             f"{r['wall_s']:.1f} | `{r['command']}` |")  # fmt: skip
+            lines.append("")
+        elif kind in ("channels_last", "compile"):
+            lines += [f"## {'Channels-last conv weights' if kind == 'channels_last' else 'torch.compile'}: {d['device']}", "",
+                      f"{d['date']} · `{d['command']}` · JSON: [{d['file']}]({d['file']}). The plain loop of {d['model']} at "
+                      f"{d['precision']}, without and with, in interleaved rounds (round 1 warm-up; a compiled loop compiles there).", "",
+                      "| | median s/epoch | epochs (s) |", "| --- | --- | --- |",
+                      f"| without | {d['median_off']:.3f} | {', '.join(f'{t:.3f}' for t in d['off'])} |",
+                      f"| with | {d['median_on']:.3f} | {', '.join(f'{t:.3f}' for t in d['on'])} |", "",
+                      f"Without / with: {d['off_over_on']['median']:.3f}× (median of the per-round ratios "
+                      f"{', '.join(f'{p:.3f}' for p in d['off_over_on']['per_round'])}).", ""]  # fmt: skip
+        elif kind == "likelihood":
+            r = d["rows"]
+            lines += [f"## The likelihood section's precision: {d['device']}", "",
+                      f"{d['date']} · `{d['command']}` · JSON: [{d['file']}]({d['file']}). IWAE bound, k = {d['k']}, the first "
+                      f"{d['images']} test images of `{d['ckpt']}`, the same importance samples in both.", "",
+                      "| decoder precision | NLL (nats) | seconds |", "| --- | --- | --- |",
+                      f"| fp32 | {r['32-true']['nll']:.4f} | {r['32-true']['seconds']:.1f} |",
+                      f"| bf16 (log-sum-exp in float64) | {r['bf16-mixed']['nll']:.4f} | {r['bf16-mixed']['seconds']:.1f} |", "",
+                      f"bf16 − fp32: {d['difference_nats']:+.4f} nats, {d['speedup']:.2f}× faster.", ""]  # fmt: skip
+    return "\n".join(lines).rstrip() + "\n"
 
 
-def write_report(path: Path, table: str, rows, device_name: str, cmd: str, args, workers: int) -> None:
-    """Insert (or replace) this device's section in docs/BENCHMARKS.md, keeping other devices' sections."""
-    key = "cuda" if "CPU" not in device_name else "cpu"
-    section = f"""<!-- bench:{key}:start -->
-## {device_name}
+def load_docs(path: Path) -> list[dict]:
+    """The JSON at ``path`` and every ``bench_*.json`` / ``study_*.json`` beside it, speed first."""
+    files = sorted({path, *path.parent.glob("bench_*.json"), *path.parent.glob("study_*.json")},
+                   key=lambda p: (not p.name.startswith("bench_"), p.name))  # fmt: skip
+    docs = []
+    for f in files:
+        d = json.loads(f.read_text())
+        d["file"] = f.name
+        docs.append(d)
+    return docs
 
-Date: {dt.date.today().isoformat()} · command: `{cmd.strip()}` · batch {args.batch_size} · {args.epochs} epochs
-per variant · DataLoader workers {workers} · aelab {aelab.__version__}, torch {torch.__version__},
-pytorch-lightning {pl.__version__}, Python {platform.python_version()}.
 
-{table}
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study", choices=["speed", "precision", "channels_last", "compile", "likelihood"], default="speed")
+    p.add_argument("--models", nargs="+", default=["ae", "conv_ae", "vae"])
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (round 1 is warm-up)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run of the precision study")
+    p.add_argument("--limit-batches", type=int, default=None, help="batches per timed epoch (default: all)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers of aelab-dataloader")
+    p.add_argument("--data-dir", default=os.environ.get("DATA_DIR", str(REPO / "data")))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--compile", action="store_true", help="also time the compiled plain and aelab paths")
+    p.add_argument("--ckpt", default=None, help="the checkpoint of --study likelihood")
+    p.add_argument("--k", type=int, default=1000, help="importance samples of --study likelihood")
+    p.add_argument("--images", type=int, default=500, help="test images of --study likelihood")
+    p.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every run")
+    p.add_argument("--json", default=None, help="write the measurement here")
+    p.add_argument("--out", default=None, help="render the report here (with --json or --render)")
+    p.add_argument("--render", default=None, help="render this JSON (and those beside it) to --out, nothing else")
+    args = p.parse_args(argv)
 
-Per-epoch times (s): {"; ".join(f"{r['model']}/{r['variant']}: {[round(t, 2) for t in r['epoch_times']]}" for r in rows)}
-<!-- bench:{key}:end -->
-"""
-    intro = """# Benchmarks
+    if args.render:
+        text = render(load_docs(Path(args.render)))
+        Path(args.out or REPO / "docs" / "BENCHMARKS.md").write_text(text)
+        return 0
+    if args.rounds < 2:
+        p.error("--rounds must be >= 2 (round 1 is warm-up)")
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.set_float32_matmul_precision("high")
+    import pytorch_lightning as pl
 
-Written by `make bench` (`scripts/benchmark.py`): seconds per training epoch of MNIST's 55k training
-images for (a) a plain PyTorch loop over a device-resident tensor, (b) aelab's Trainer on the resident data
-path, (c) aelab's Trainer on the DataLoader path; `× plain` is each time over (a). Validation and
-checkpointing are off in all three; (b) and (c) log to TensorBoard as a normal run does. Peak memory: GPU
-peak allocation on CUDA; process peak RSS on the CPU (cumulative over the run, so only the first row of a
-CPU table isolates one variant).
+    import aelab
 
-"""
-    text = path.read_text() if path.exists() else intro
-    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + section.rstrip("\n") + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}")
+    study = {"speed": speed, "precision": precision_study, "likelihood": likelihood_study}.get(args.study)
+    result = study(args, device) if study else layout_study(args, device, args.study)
+    raw = " ".join(argv if argv is not None else sys.argv[1:]).replace(args.data_dir, "<data dir>")
+    result |= {
+        "kind": args.study, "device": device_name(device), "date": dt.date.today().isoformat(),
+        "command": f"python scripts/benchmark.py {raw}".strip(), "batch_size": args.batch_size, "rounds": args.rounds,
+        "versions": {"aelab": aelab.__version__, "torch": torch.__version__, "lightning": pl.__version__},
+    }  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}")
+        if args.out:
+            Path(args.out).write_text(render(load_docs(Path(args.json))))
+    return 0
 
 
 if __name__ == "__main__":

@@ -38,62 +38,120 @@ def _save(fig, path: str | Path, caption: str = "") -> Path:
     return path
 
 
-def rate_distortion(metrics: Mapping[str, Mapping[str, float]], path: str | Path, caption: str = "") -> Path:
-    """PSNR (dB) against bytes per image (log scale): each model's codes at float32/float16/8 bits, PCA of the
-    same size, JPEG over its quality range, and gzip (lossless) as a vertical line.
+def _curve(m: Mapping[str, float], prefix: str, rate: str, quality: str = "psnr") -> list[tuple[float, float]]:
+    """``[(rate, quality)]`` of the ``<prefix>_q<q>_<rate>`` keys of one metrics dict, sorted by rate."""
+    pts = []
+    for k, v in m.items():
+        if k.startswith(prefix + "_q") and k.endswith("_" + rate):
+            q = m.get(k[: -len(rate)] + quality)
+            if q is not None and np.isfinite(q):
+                pts.append((v, q))
+    return sorted(pts)
+
+
+CLASSICAL = {"jpeg": ("JPEG", "^:"), "webp": ("WebP", "v:"), "avif": ("AVIF", "<:"), "jxl": ("JPEG XL", ">:")}
+
+
+def rate_distortion(
+    metrics: Mapping[str, Mapping[str, float]],
+    path: str | Path,
+    caption: str = "",
+    codec: Sequence[tuple[float, float]] = (),
+    title: str = "Rate–distortion on the test set",
+) -> Path:
+    """PSNR (dB) against bytes per image (log scale): each model's codes at float32/float16/8 bits (or its codebook
+    indices), PCA of the same size, the classical codecs over their quality range (headers counted), the learned
+    codec's λ sweep (``codec``: ``[(bytes/image, PSNR)]``), and gzip / PNG (lossless) as vertical lines.
 
     Args:
         metrics: ``{model label: metrics.json of its aelab-eval}`` (keys ``test/compression/...``).
     """
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.8))
     formats = ("uint8", "float16", "float32")
     first = next(iter(metrics.values()))
     pca_curves: dict[tuple, list[str]] = {}  # one PCA curve per code size, named after the models it matches
     for label, m in metrics.items():
-        pts = [
-            (m.get(f"test/compression/ae_{f}_bytes_per_image"), m.get(f"test/compression/ae_{f}_psnr"))
-            for f in formats
-        ]
+        pts = [(m.get(f"test/compression/ae_{f}_bytes_per_image"), m.get(f"test/compression/ae_{f}_psnr")) for f in formats]
         pts = [(b, p) for b, p in pts if b is not None and p is not None]
         if pts:
             ax.plot(*zip(*pts, strict=True), "o-", label=f"{label} codes (8/16/32 bit)")
-        pca = [
-            (m.get(f"test/compression/pca_{f}_bytes_per_image"), m.get(f"test/compression/pca_{f}_psnr"))
-            for f in formats
-        ]
+        if "test/compression/vq_indices_bytes_per_image" in m:
+            ax.plot(m["test/compression/vq_indices_bytes_per_image"], m["test/compression/vq_indices_psnr"], "D",
+                    ms=7, label=f"{label} codebook indices")  # fmt: skip
+        pca = [(m.get(f"test/compression/pca_{f}_bytes_per_image"), m.get(f"test/compression/pca_{f}_psnr")) for f in formats]
         pca = [(b, p) for b, p in pca if b is not None and p is not None]
         if pca:
             pca_curves.setdefault(tuple((round(b, 3), round(p, 3)) for b, p in pca), []).append(label)
     for pca, labels in pca_curves.items():
         size = round(max(b for b, _ in pca) / 4)  # float32 bytes / 4 = components
-        ax.plot(*zip(*pca, strict=True), "s--", alpha=0.7, label=f"PCA-{size} (size of {', '.join(labels)})")
-    jpeg = sorted(
-        (v, first[k.replace("_bytes_per_image", "_psnr")])
-        for k, v in first.items()
-        if k.startswith("test/compression/jpeg_q") and k.endswith("_bytes_per_image")
-    )
-    if jpeg:
-        ax.plot(*zip(*jpeg, strict=True), "^:", color="0.4", label="JPEG (quality range)")
-    gz = first.get("test/compression/gzip_bytes_per_image")
-    if gz:
-        ax.axvline(gz, color="0.6", ls="--", lw=1)
-        ax.text(gz, ax.get_ylim()[0], " gzip, lossless", rotation=90, va="bottom", fontsize=7, color="0.4")
+        ax.plot(*zip(*pca, strict=True), "s--", alpha=0.6, label=f"PCA-{size} (size of {', '.join(labels)})")
+    for name, (label, style) in CLASSICAL.items():
+        pts = _curve(first, f"test/compression/{name}", "bytes_per_image")
+        if pts:
+            ax.plot(*zip(*pts, strict=True), style, color="0.45", alpha=0.8, label=f"{label} (quality range)")
+    if codec:
+        ax.plot(*zip(*sorted(codec), strict=True), "*-", color="C3", ms=9, lw=2, label="aelab learned codec (λ sweep, real files)")
+    raw = first.get("test/compression/raw_bytes_per_image")
+    for key, text in (("gzip_bytes_per_image", "gzip"), ("png_bytes_per_image", "PNG")):
+        v = first.get(f"test/compression/{key}")
+        if v:
+            ax.axvline(v, color="0.6", ls="--", lw=1)
+            ax.text(v, ax.get_ylim()[0], f" {text}, lossless", rotation=90, va="bottom", fontsize=7, color="0.4")
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([8, 16, 32, 64, 128, 256, 512, 784]))
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("bytes per image (log scale; raw image 784 B)")
+    ax.set_xlabel(f"bytes per image (log scale; raw image {raw:.0f} B)" if raw else "bytes per image (log scale)")
     ax.set_ylabel("PSNR after decoding (dB)")
-    ax.set_title("Rate–distortion on the MNIST test set: higher and further left is better")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.set_title(f"{title}: higher and further left is better")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     ax.grid(alpha=0.3)
     return _save(fig, path, caption)
 
 
+def codec_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str, caption: str = "",
+    xlabel: str = "bits per pixel (log scale)",
+) -> Path:  # fmt: skip
+    """Rate–distortion curves ``{label: [(rate, PSNR)]}`` (the learned codec drawn first, bold)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.0))
+    for i, (label, pts) in enumerate(curves.items()):
+        pts = sorted(pts)
+        if pts:
+            style = dict(lw=2.2, marker="*", ms=9, color="C3") if i == 0 else dict(lw=1, marker="o", ms=3)
+            ax.plot(*zip(*pts, strict=True), label=label, **style)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path, caption)
+
+
+def sample_grids(grids: Mapping[str, str | Path], path: str | Path, title: str, caption: str = "", cols: int = 4) -> Path:
+    """A page of saved sample grids (PNG files), each titled with its label (model, sampler, Fréchet distance)."""
+    from PIL import Image
+
+    n = len(grids)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, WIDTH / cols * rows + 0.5), squeeze=False)
+    for ax, (label, png) in zip(axes.flat, grids.items(), strict=False):
+        with Image.open(png) as img:
+            ax.imshow(np.asarray(img.convert("RGB")), interpolation="nearest")
+        ax.set_title(label, fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, caption)
+
+
 def roc_curves(
-    scores: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, caption: str = ""
-) -> Path:
-    """ROC curves of MNIST test (negatives) vs Fashion-MNIST test (positives), one per model/score.
+    scores: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, caption: str = "",
+    title: str = "Anomaly detection: test set vs out-of-distribution set",
+) -> Path:  # fmt: skip
+    """ROC curves of the test split (negatives) vs an out-of-distribution set (positives), one per model/score.
 
     Args:
         scores: ``{label: (in-distribution scores, out-of-distribution scores)}``; higher = more anomalous.
@@ -115,16 +173,16 @@ def roc_curves(
     ax.set_xscale("log")
     ax.set_xlim(lowest, 1.0)
     ax.set_ylim(max(0.0, np.floor(bottom * 20) / 20 - 0.05), 1.005)  # zoomed to where the curves are
-    ax.set_xlabel("false positive rate (MNIST flagged, log scale)")
-    ax.set_ylabel("true positive rate (Fashion-MNIST flagged)")
-    ax.set_title("Anomaly detection: MNIST vs Fashion-MNIST")
+    ax.set_xlabel("false positive rate (test images flagged, log scale)")
+    ax.set_ylabel("true positive rate (out-of-distribution images flagged)")
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path, caption)
 
 
 def one_class_bars(aurocs: Mapping[int, float], path: str | Path, caption: str = "") -> Path:
-    """One-class AUROC (%) per digit beside Deep SVDD's published numbers (:data:`DEEP_SVDD_ONE_CLASS`).
+    """One-class AUROC (%) per MNIST digit beside Deep SVDD's published numbers (:data:`DEEP_SVDD_ONE_CLASS`).
 
     Args:
         aurocs: ``{digit: AUROC in [0, 1]}``.
@@ -147,13 +205,14 @@ def one_class_bars(aurocs: Mapping[int, float], path: str | Path, caption: str =
 
 
 def image_rows(rows: Sequence[tuple[str, Tensor]], path: str | Path, title: str, caption: str = "") -> Path:
-    """Labelled rows of images ``(n, 1, 28, 28)`` in [0, 1] (samples, interpolations, denoising strips)."""
+    """Labelled rows of images ``(n, C, H, W)`` in [0, 1], grey or RGB (samples, interpolations, denoising)."""
     n = max(len(images) for _, images in rows)
     fig, axes = plt.subplots(
         len(rows), 1, figsize=(WIDTH, 0.75 * len(rows) * max(1, 10 / n) + 0.6), squeeze=False
     )
     for ax, (label, images) in zip(axes[:, 0], rows, strict=True):
-        strip = torch.cat([img[0].float().clamp(0, 1) for img in images], dim=1).cpu().numpy()
+        strip = torch.cat([img.float().clamp(0, 1) for img in images], dim=2).cpu().numpy()  # (C, H, n·W)
+        strip = strip[0] if strip.shape[0] == 1 else strip.transpose(1, 2, 0)
         ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks([])
         ax.set_xticks([])
@@ -162,18 +221,20 @@ def image_rows(rows: Sequence[tuple[str, Tensor]], path: str | Path, title: str,
     return _save(fig, path, caption)
 
 
-def latent_map(codes: Tensor, labels: Tensor, path: str | Path, caption: str = "") -> Path:
-    """The 2-D codes ``(N, 2)`` of test images, coloured by digit."""
+def latent_map(
+    codes: Tensor, labels: Tensor | None, path: str | Path, caption: str = "", class_names: Sequence[str] | None = None
+) -> Path:  # fmt: skip
+    """The 2-D codes ``(N, 2)`` of test images, coloured by class (:func:`aelab.visuals.latent_scatter`)."""
     if codes.shape[1] != 2:
         raise ValueError(
             f"latent_map needs 2-D codes, got {codes.shape[1]}-D (use experiment=seed_deep_3's 2-D form)"
         )
+    from aelab import visuals
+
     fig, ax = plt.subplots(figsize=(WIDTH * 0.75, WIDTH * 0.65))
-    sc = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7, vmin=-0.5, vmax=9.5)
-    fig.colorbar(sc, ax=ax, ticks=range(10), label="digit")
-    ax.set_xlabel("z₁")
-    ax.set_ylabel("z₂")
-    ax.set_title("Latent space: test images' codes, coloured by digit")
+    points = visuals.latent_scatter(ax, codes, labels, class_names, s=3)
+    visuals.class_colorbar(fig, points, ax, class_names)
+    ax.set_title("Latent space: test images' codes, coloured by class")
     return _save(fig, path, caption)
 
 
