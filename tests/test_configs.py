@@ -27,7 +27,7 @@ def test_model_configs_instantiate(make_cfg, name):
     model = instantiate(cfg.model)
     x = torch.rand(3, 1, 28, 28)
     z = model.encode(x)
-    assert z.shape == (3, cfg.model.latent_dim)
+    assert z.shape == (3, model.latent_dim)
     out = model(x)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
 
@@ -70,7 +70,7 @@ def test_trainer_configs_compose(make_cfg, name):
 @pytest.mark.parametrize("name", options("logger"))
 def test_logger_configs_instantiate(make_cfg, name):
     loggers = instantiate_group(make_cfg([f"logger={name}"]).get("logger"), "logger")
-    assert len(loggers) == {"none": 0, "many": 2}.get(name, 1)
+    assert len(loggers) == {"none": 0, "many": 3}.get(name, 1)
 
 
 @pytest.mark.parametrize("name", options("callbacks"))
@@ -81,7 +81,8 @@ def test_callback_configs_instantiate(make_cfg, name):
 
 @pytest.mark.parametrize("name", options("experiment"))
 def test_experiment_configs_instantiate(make_cfg, name):
-    cfg = make_cfg([f"experiment={name}"])
+    own_data = "override /data" in (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+    cfg = make_cfg([f"experiment={name}"], small=not own_data)  # its own data: not MNIST's test sizes
     assert cfg.experiment_name == name
     instantiate(cfg.model)
     instantiate(cfg.data)
@@ -128,3 +129,17 @@ def test_every_config_field_is_commented():
             if "#" not in value:
                 missing.append(f"{path.relative_to(CONF_DIR)}:{n}: {s}")
     assert not missing, "uncommented config fields:\n" + "\n".join(missing)
+
+
+def test_fsdp_is_lightnings_strategy_and_the_dashboards_skip_it(make_cfg):
+    """Lightning runs FSDP on CUDA only: here its config is checked — it names Lightning's registered FSDP
+    strategy on GPUs — and the dashboards know not to draw on rank 0 alone under a sharded strategy."""
+    from types import SimpleNamespace
+
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    from aelab.callbacks.dashboards import sharded
+
+    cfg = make_cfg(["trainer=fsdp"], small=False)
+    assert cfg.trainer.strategy in FSDPStrategy.get_registered_strategies() and cfg.trainer.accelerator == "gpu"
+    assert sharded(SimpleNamespace(strategy=FSDPStrategy.__new__(FSDPStrategy)))

@@ -69,11 +69,24 @@ def test_vae_elbo_terms_and_units():
 
 
 def test_vae_kl_warmup():
+    """β ramps linearly from 0 to kl_coeff over kl_warmup_steps (the middle too), and the training loss uses it."""
+    from types import SimpleNamespace
+
     model = VAE(
         MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, kl_coeff=0.5, kl_warmup_steps=100
     )
     model.train()
     assert model.beta() == 0.0
+    for step, beta in ((25, 0.125), (50, 0.25), (100, 0.5), (400, 0.5)):
+        model._trainer = SimpleNamespace(global_step=step)
+        assert model.beta() == pytest.approx(beta)
+    x, _ = batch(8)
+    loss, _, terms = model.loss_terms(x, x, "train", torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx((terms["recon"] + 0.5 * terms["kl"]).item(), rel=1e-6)  # step 400: β = 0.5
+    model._trainer = SimpleNamespace(global_step=50)
+    loss, _, terms = model.loss_terms(x, x, "train", torch.Generator().manual_seed(0))
+    assert loss.item() == pytest.approx((terms["recon"] + 0.25 * terms["kl"]).item(), rel=1e-6)
+    model._trainer = None
     model.eval()
     assert model.beta() == 0.5
 
