@@ -37,9 +37,13 @@ def ensure_hydra() -> None:
     except ImportError:
         if os.environ.get("AELAB_GPU_CHECK_SITE"):
             raise
-        wheels = next((d for d in (REPO / ".whl", REPO.parent / "shared" / "wheels") if list(d.glob("*.whl"))), None)
+        wheels = next(
+            (d for d in (REPO / ".whl", REPO.parent / "shared" / "wheels") if list(d.glob("*.whl"))), None
+        )
         if wheels is None:
-            raise SystemExit("gpu-check: Hydra is missing and no wheels in .whl/ or ../shared/wheels") from None
+            raise SystemExit(
+                "gpu-check: Hydra is missing and no wheels in .whl/ or ../shared/wheels"
+            ) from None
         site = "/tmp/site"
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", site,
                         *map(str, wheels.glob("*.whl"))], check=True)  # fmt: skip
@@ -51,7 +55,15 @@ def ensure_hydra() -> None:
 def run(cmd: list[str]) -> float:
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])})
+    subprocess.run(
+        cmd,
+        cwd=REPO,
+        check=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+        },
+    )
     return time.perf_counter() - t0
 
 
@@ -68,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     trainer = "trainer=gpu" if args.device == "cuda" else "trainer=cpu"
     # the smoke runs on whatever MNIST-format data DATA_DIR holds (a synthetic one in the tests): a fractional split
-    tiny = ["+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "data.val_size=0.1"] if args.smoke else []
+    tiny = (
+        ["+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "data.val_size=0.1"]
+        if args.smoke
+        else []
+    )
     bench_json = out / "bench_gpu_speed.json"
     models = ["ae"] if args.smoke else ["ae", "conv_ae", "vae"]
     bench = [py, "scripts/benchmark.py", "--device", args.device, "--models", *models, "--batch-size", "256",

@@ -141,5 +141,7 @@ def test_fsdp_is_lightnings_strategy_and_the_dashboards_skip_it(make_cfg):
     from aelab.callbacks.dashboards import sharded
 
     cfg = make_cfg(["trainer=fsdp"], small=False)
-    assert cfg.trainer.strategy in FSDPStrategy.get_registered_strategies() and cfg.trainer.accelerator == "gpu"
+    assert (
+        cfg.trainer.strategy in FSDPStrategy.get_registered_strategies() and cfg.trainer.accelerator == "gpu"
+    )
     assert sharded(SimpleNamespace(strategy=FSDPStrategy.__new__(FSDPStrategy)))

@@ -226,3 +226,25 @@ def test_rgb_folder_end_to_end_through_the_tools(tmp_path, fake_data_dir, monkey
     run_inprocess(train_main, ["-m", "data=image_folder", *data, "model=conv_ae", *small, f"hydra.sweep.dir={sweep}",
                                "seed=1,2"], monkeypatch, fake_data_dir)  # fmt: skip
     assert all((sweep / j / "metrics.json").is_file() for j in ("0", "1"))
+
+
+def test_a_cache_of_other_files_is_never_used(tmp_path):
+    """A cache file whose fingerprint is another file list's (a stale or foreign file under the expected name) is
+    decoded afresh, never read back."""
+    import aelab.data.folder as folder
+
+    root = make_image_folder(tmp_path / "imgs")
+    old = folder_dm(root).split_tensors("train")[0]
+    (stale,) = (tmp_path / "data" / "aelab-cache").glob("image_folder-*.npz")
+    target = root / "class_0" / "img_000.png"
+    Image.fromarray(np.full((40, 40, 3), 255, np.uint8)).save(target)  # same count, new content and mtime
+    files, _, _ = folder.scan_folder(root)
+    fp = folder.folder_fingerprint(files, 3, (32, 32))
+    stale.rename(stale.parent / f"image_folder-{fp[:20]}.npz")  # the old images under the new name
+    pool, _ = folder_dm(root).load_pool()
+    fresh = torch.from_numpy(np.stack([folder.load_image(f, 3, (32, 32)) for f in files]))
+    assert torch.equal(pool, fresh) and not torch.equal(folder_dm(root).split_tensors("train")[0], old)
+    cached = folder.read_cache(stale.parent / f"image_folder-{fp[:20]}.npz", fp, len(files))
+    assert cached is not None and np.array_equal(
+        cached["images"], fresh.numpy()
+    )  # rewritten with the new images

@@ -82,7 +82,9 @@ def test_vae_kl_warmup():
         assert model.beta() == pytest.approx(beta)
     x, _ = batch(8)
     loss, _, terms = model.loss_terms(x, x, "train", torch.Generator().manual_seed(0))
-    assert loss.item() == pytest.approx((terms["recon"] + 0.5 * terms["kl"]).item(), rel=1e-6)  # step 400: β = 0.5
+    assert loss.item() == pytest.approx(
+        (terms["recon"] + 0.5 * terms["kl"]).item(), rel=1e-6
+    )  # step 400: β = 0.5
     model._trainer = SimpleNamespace(global_step=50)
     loss, _, terms = model.loss_terms(x, x, "train", torch.Generator().manual_seed(0))
     assert loss.item() == pytest.approx((terms["recon"] + 0.25 * terms["kl"]).item(), rel=1e-6)

@@ -76,11 +76,23 @@ def test_results_run_continue_and_render(tmp_path, fake_data_dir):
     first = run_subprocess(cmd, fake_data_dir, timeout=400)
     assert "mnist/ae train" not in first.stdout or "done earlier" not in first.stdout
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["parts"]["mnist/ae"]["metrics"]["test/mse"] > 0 and "metrics" not in results["parts"]["mnist/latent2d"]
-    assert (tmp_path / "figures" / "latent_map.png").is_file() and (tmp_path / "figures" / "validation_curves.png").is_file()
+    assert (
+        results["parts"]["mnist/ae"]["metrics"]["test/mse"] > 0
+        and "metrics" not in results["parts"]["mnist/latent2d"]
+    )
+    assert (tmp_path / "figures" / "latent_map.png").is_file() and (
+        tmp_path / "figures" / "validation_curves.png"
+    ).is_file()
     again = run_subprocess(cmd, fake_data_dir, timeout=400)
     assert "mnist/ae train: done earlier" in again.stdout and "mnist/ae eval: done earlier" in again.stdout
-    render = [sys.executable, "scripts/results.py", "--render", str(tmp_path / "results.json"), "--out", str(tmp_path / "again.md")]
+    render = [
+        sys.executable,
+        "scripts/results.py",
+        "--render",
+        str(tmp_path / "results.json"),
+        "--out",
+        str(tmp_path / "again.md"),
+    ]
     subprocess.run(render, cwd=REPO, check=True, timeout=120)
     assert (tmp_path / "again.md").read_text() == (tmp_path / "R.md").read_text()
 

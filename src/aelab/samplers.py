@@ -176,7 +176,7 @@ def make_sampler(name: str, **params) -> Sampler:
 
 
 @torch.no_grad()
-def generate(model, sampler: Sampler, n: int, seed: int, batch_size: int, device) -> Tensor:
+def generate(model, sampler: Sampler, n: int, *, seed: int, batch_size: int, device) -> Tensor:
     """``n`` images ``(n, C, H, W)`` in [0, 1]: ``model.decode`` of the sampler's codes, drawn in batches of
     ``batch_size`` from a generator seeded with ``seed`` (on ``device`` for the prior, on the CPU otherwise)."""
     on_device = isinstance(sampler, PriorSampler)

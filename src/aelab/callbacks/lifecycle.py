@@ -29,7 +29,6 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import OnExceptionCheckpoint
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -64,12 +63,13 @@ def _stop_signals() -> list[signal.Signals]:
     return out
 
 
-class Preemption(OnExceptionCheckpoint):
+class Preemption(pl.Callback):
     """Save mid-epoch, mark the folder and say how to resume when the run is stopped (see the module docstring).
 
-    Lightning's ``OnExceptionCheckpoint`` writes the checkpoint (through aelab's atomic CheckpointIO) — here only
-    for a stop signal, never for an error (a diverged run must not leave a NaN ``last.ckpt``), and it is kept
-    when the run ends (Lightning's callback would delete its file at teardown).
+    Not Lightning's ``OnExceptionCheckpoint``, which does something else: it saves on *any* exception (a diverged
+    run would leave a NaN ``last.ckpt``), deletes its file when a run ends, and its presence makes every
+    ``fit(ckpt_path=None)`` resume from the folder's last checkpoint (a fresh run in a reused folder would continue
+    silently). This callback saves through the trainer (aelab's atomic CheckpointIO) on a stop signal only.
 
     Args:
         run_dir: the run's folder (``paths.output_dir``).
@@ -78,9 +78,9 @@ class Preemption(OnExceptionCheckpoint):
 
     def __init__(self, run_dir: str, checkpoint_dir: str | None = None) -> None:
         self.run_dir = Path(run_dir)
-        super().__init__(
-            str(Path(checkpoint_dir) if checkpoint_dir else self.run_dir / "checkpoints"), "last"
-        )
+        self.ckpt_path = (
+            Path(checkpoint_dir) if checkpoint_dir else self.run_dir / "checkpoints"
+        ) / "last.ckpt"
         self.stopped_by: str | None = None
         self._signal: str = "SIGTERM"
         self._originals: dict[int, Any] = {}  # the handlers before this run's (restored at teardown)
@@ -104,7 +104,7 @@ class Preemption(OnExceptionCheckpoint):
     ) -> None:
         if isinstance(exception, SIGTERMException):
             self.stopped_by = self._signal
-            super().on_exception(trainer)
+            trainer.save_checkpoint(self.ckpt_path)
             line = f"stopped by {self.stopped_by}; continue with: {resume_command(self.run_dir)}"
             runs.mark_run(self.run_dir, "INTERRUPTED", line)
             rank_zero_info(
@@ -152,7 +152,7 @@ class Preemption(OnExceptionCheckpoint):
         self._originals.clear()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._restore()  # last.ckpt is the run's: never removed (Lightning's callback would remove it here)
+        self._restore()
 
 
 class ConfigInCheckpoint(pl.Callback):

@@ -12,7 +12,9 @@ class ThroughputMonitor(pl.Callback):
     """Logs ``train/throughput`` (images/s over all ranks) and ``train/epoch_time`` (s) per epoch.
 
     Counts the images of every training batch (a host-side integer, no device sync) and times the epoch
-    with a single device synchronization at its end.
+    with a single device synchronization at its end. Lightning's own ``ThroughputMonitor`` measures something
+    else (a rolling window per logging step, with a CUDA synchronization after *every* batch — a cost a small model
+    on a GPU feels), and its ``Timer`` times whole stages, not epochs; so aelab keeps this one.
     """
 
     def __init__(self) -> None:

@@ -55,7 +55,9 @@ def reconstruction_metrics(x_hat: Tensor, x: Tensor) -> dict[str, float]:
         "mse": mse_per_image(x_hat, x).mean().item(),
         "bce": F.binary_cross_entropy(x_hat.clamp(eps, 1 - eps), x).item(),
         "psnr": psnr_per_image(x_hat, x).mean().item(),
-        "ssim": structural_similarity_index_measure(x_hat, x, data_range=1.0, kernel_size=ssim_window(x)).item(),
+        "ssim": structural_similarity_index_measure(
+            x_hat, x, data_range=1.0, kernel_size=ssim_window(x)
+        ).item(),
     }
 
 

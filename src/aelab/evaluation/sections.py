@@ -300,7 +300,7 @@ def fid(
         if not sampler.applies(ctx.model):
             continue
         sampler.fit(ctx.model, ctx.codes_train)
-        fake = generate(ctx.model, sampler, n, int(seed), ctx.batch_size, ctx.device)
+        fake = generate(ctx.model, sampler, n, seed=int(seed), batch_size=ctx.batch_size, device=ctx.device)
         value = FID.frechet_distance(net, real, fake, ctx.batch_size, ctx.device)
         out[f"test/generation/fid_{name}"] = value
         if name == default:

@@ -37,7 +37,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,19 +47,16 @@ from pathlib import Path
 import torch
 
 from aelab.utils.config import CONF_DIR
+from aelab.utils.device import device_name
 
 REPO = CONF_DIR.parent  # the checkout holding conf/
 NOISY_SPREAD = 0.20  # per-round ratios that spread by more than this mark a run noisy
 VARIANTS = ("plain", "plain-same-precision", "aelab", "aelab-dataloader")
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def compose_cfg(model: str, batch_size: int, resident: bool, accelerator: str, data_dir: str, extra: list[str]):
+def compose_cfg(
+    model: str, batch_size: int, resident: bool, accelerator: str, data_dir: str, extra: list[str]
+):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -165,38 +161,74 @@ def speed(args, device: torch.device) -> dict:
     import pytorch_lightning as pl
 
     accelerator = "gpu" if device.type == "cuda" else "cpu"
-    variants = list(args.variants) + ([f"{v}-compile" for v in ("plain-same-precision", "aelab")] if args.compile else [])
+    variants = list(args.variants) + (
+        [f"{v}-compile" for v in ("plain-same-precision", "aelab")] if args.compile else []
+    )
     out: dict = {"models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            base = [*args.extra, f"data.num_workers={args.num_workers}", f"data.pin_memory={str(device.type == 'cuda').lower()}"]
+            base = [
+                *args.extra,
+                f"data.num_workers={args.num_workers}",
+                f"data.pin_memory={str(device.type == 'cuda').lower()}",
+            ]
             loops, settings = {}, {}
             for v in variants:
-                cfg = compose_cfg(model, args.batch_size, not v.startswith("aelab-dataloader"), accelerator, args.data_dir, base)
+                cfg = compose_cfg(
+                    model,
+                    args.batch_size,
+                    not v.startswith("aelab-dataloader"),
+                    accelerator,
+                    args.data_dir,
+                    base,
+                )
                 pl.seed_everything(0, verbose=False)
-                same = {"precision": str(cfg.trainer.precision), "channels_last": bool(cfg.model.channels_last)}
+                same = {
+                    "precision": str(cfg.trainer.precision),
+                    "channels_last": bool(cfg.model.channels_last),
+                }
                 settings[v] = {"precision": "32-true", "channels_last": False} if v == "plain" else same
                 settings[v]["compile"] = v.endswith("-compile")
                 if v.startswith("plain"):
                     loops[v] = PlainLoop(cfg, device, limit_batches=args.limit_batches, compile=v.endswith("-compile"),
                                          precision=settings[v]["precision"], channels_last=settings[v]["channels_last"])  # fmt: skip
                 else:
-                    loops[v] = AelabLoop(cfg, f"{tmp}/{model}-{v}", compile=v.endswith("-compile"), limit_batches=args.limit_batches)
+                    loops[v] = AelabLoop(
+                        cfg,
+                        f"{tmp}/{model}-{v}",
+                        compile=v.endswith("-compile"),
+                        limit_batches=args.limit_batches,
+                    )
             times = {v: [] for v in variants}
             for r in range(args.rounds):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
                 for v in order:
                     times[v].append(loops[v].epoch())
-                print(f"{model} round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.3f} s" for v in variants), flush=True)
+                print(
+                    f"{model} round {r + 1}: " + ", ".join(f"{v} {times[v][-1]:.3f} s" for v in variants),
+                    flush=True,
+                )
             timed = {v: t[1:] for v, t in times.items()}  # round 1 is warm-up
-            rows = {v: {"epoch_times": [round(x, 4) for x in times[v]], "median_s": statistics.median(timed[v]), **settings[v]} for v in variants}
+            rows = {
+                v: {
+                    "epoch_times": [round(x, 4) for x in times[v]],
+                    "median_s": statistics.median(timed[v]),
+                    **settings[v],
+                }
+                for v in variants
+            }
             ratios = {}
             for name, (num, den) in RATIOS.items():
                 if num in timed and den in timed:
                     per = [a / b for a, b in zip(timed[num], timed[den], strict=True)]
                     med = statistics.median(per)
                     spread = (max(per) - min(per)) / med
-                    ratios[name] = {"per_round": [round(p, 4) for p in per], "median": med, "spread": spread, "noisy": spread > NOISY_SPREAD}
+                    ratios[name] = {
+                        "per_round": [round(p, 4) for p in per],
+                        "median": med,
+                        "spread": spread,
+                        "noisy": spread > NOISY_SPREAD,
+                    }
             out["models"][model] = {"variants": rows, "ratios": ratios}
     return out
 
@@ -205,7 +237,10 @@ RATIOS = {
     "plain / aelab": ("plain", "aelab"),
     "aelab / plain-same-precision": ("aelab", "plain-same-precision"),
     "aelab-dataloader / aelab": ("aelab-dataloader", "aelab"),
-    "plain-same-precision / plain-same-precision-compile": ("plain-same-precision", "plain-same-precision-compile"),
+    "plain-same-precision / plain-same-precision-compile": (
+        "plain-same-precision",
+        "plain-same-precision-compile",
+    ),
     "aelab / aelab-compile": ("aelab", "aelab-compile"),
 }
 
@@ -222,11 +257,15 @@ def layout_study(args, device: torch.device, what: str) -> dict:
     loops = {}
     for on in (False, True):
         pl.seed_everything(0, verbose=False)
-        kw = {"channels_last": on} if what == "channels_last" else {"compile": on, "channels_last": bool(cfg.model.channels_last)}
+        kw = (
+            {"channels_last": on}
+            if what == "channels_last"
+            else {"compile": on, "channels_last": bool(cfg.model.channels_last)}
+        )
         loops[on] = PlainLoop(cfg, device, precision=precision, limit_batches=args.limit_batches, **kw)
     times = {False: [], True: []}
     for r in range(args.rounds):
-        for on in ((False, True) if r % 2 == 0 else (True, False)):
+        for on in (False, True) if r % 2 == 0 else (True, False):
             times[on].append(loops[on].epoch())
     per = [a / b for a, b in zip(times[False][1:], times[True][1:], strict=True)]
     return {"model": model, "precision": precision, "off": times[False], "on": times[True],
@@ -265,7 +304,12 @@ def likelihood_study(args, device: torch.device) -> dict:
     if cfg.model.get("channels_last"):
         model.to(memory_format=torch.channels_last)
     dm = instantiate(cfg.data)
-    out = {"ckpt": str(args.ckpt).replace(str(REPO) + "/", ""), "k": args.k, "images": args.images, "rows": {}}
+    out = {
+        "ckpt": str(args.ckpt).replace(str(REPO) + "/", ""),
+        "k": args.k,
+        "images": args.images,
+        "rows": {},
+    }
     for precision in ("32-true", "bf16-mixed"):
         ctx = EvalContext(model, dm, tempfile.mkdtemp(), device, 1000, precision=precision)
         t0 = time.perf_counter()
@@ -289,11 +333,17 @@ def _speed_section(d: dict) -> list[str]:
         for v, r in m["variants"].items():
             lines.append(f"| {model} | {v} | {r['precision']} | {'yes' if r['channels_last'] else 'no'} | {'yes' if r['compile'] else 'no'} | "
                          f"{r['median_s']:.3f} | {', '.join(f'{t:.3f}' for t in r['epoch_times'])} |")  # fmt: skip
-    lines += ["", "| model | ratio | median of the per-round ratios | per round | spread |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| model | ratio | median of the per-round ratios | per round | spread |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for model, m in d["models"].items():
         for name, r in m["ratios"].items():
             noisy = " **noisy**" if r["noisy"] else ""
-            lines.append(f"| {model} | {name} | {r['median']:.3f}× | {', '.join(f'{p:.3f}' for p in r['per_round'])} | {100 * r['spread']:.0f}%{noisy} |")
+            lines.append(
+                f"| {model} | {name} | {r['median']:.3f}× | {', '.join(f'{p:.3f}' for p in r['per_round'])} | {100 * r['spread']:.0f}%{noisy} |"
+            )
     return lines + [""]
 
 
@@ -357,7 +407,9 @@ def load_docs(path: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study", choices=["speed", "precision", "channels_last", "compile", "likelihood"], default="speed")
+    p.add_argument(
+        "--study", choices=["speed", "precision", "channels_last", "compile", "likelihood"], default="speed"
+    )
     p.add_argument("--models", nargs="+", default=["ae", "conv_ae", "vae"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (round 1 is warm-up)")
@@ -374,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every run")
     p.add_argument("--json", default=None, help="write the measurement here")
     p.add_argument("--out", default=None, help="render the report here (with --json or --render)")
-    p.add_argument("--render", default=None, help="render this JSON (and those beside it) to --out, nothing else")
+    p.add_argument(
+        "--render", default=None, help="render this JSON (and those beside it) to --out, nothing else"
+    )
     args = p.parse_args(argv)
 
     if args.render:
@@ -383,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rounds < 2:
         p.error("--rounds must be >= 2 (round 1 is warm-up)")
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     torch.set_float32_matmul_precision("high")
     import pytorch_lightning as pl
 

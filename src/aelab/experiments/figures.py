@@ -38,7 +38,9 @@ def _save(fig, path: str | Path, caption: str = "") -> Path:
     return path
 
 
-def _curve(m: Mapping[str, float], prefix: str, rate: str, quality: str = "psnr") -> list[tuple[float, float]]:
+def _curve(
+    m: Mapping[str, float], prefix: str, rate: str, quality: str = "psnr"
+) -> list[tuple[float, float]]:
     """``[(rate, quality)]`` of the ``<prefix>_q<q>_<rate>`` keys of one metrics dict, sorted by rate."""
     pts = []
     for k, v in m.items():
@@ -71,14 +73,20 @@ def rate_distortion(
     first = next(iter(metrics.values()))
     pca_curves: dict[tuple, list[str]] = {}  # one PCA curve per code size, named after the models it matches
     for label, m in metrics.items():
-        pts = [(m.get(f"test/compression/ae_{f}_bytes_per_image"), m.get(f"test/compression/ae_{f}_psnr")) for f in formats]
+        pts = [
+            (m.get(f"test/compression/ae_{f}_bytes_per_image"), m.get(f"test/compression/ae_{f}_psnr"))
+            for f in formats
+        ]
         pts = [(b, p) for b, p in pts if b is not None and p is not None]
         if pts:
             ax.plot(*zip(*pts, strict=True), "o-", label=f"{label} codes (8/16/32 bit)")
         if "test/compression/vq_indices_bytes_per_image" in m:
             ax.plot(m["test/compression/vq_indices_bytes_per_image"], m["test/compression/vq_indices_psnr"], "D",
                     ms=7, label=f"{label} codebook indices")  # fmt: skip
-        pca = [(m.get(f"test/compression/pca_{f}_bytes_per_image"), m.get(f"test/compression/pca_{f}_psnr")) for f in formats]
+        pca = [
+            (m.get(f"test/compression/pca_{f}_bytes_per_image"), m.get(f"test/compression/pca_{f}_psnr"))
+            for f in formats
+        ]
         pca = [(b, p) for b, p in pca if b is not None and p is not None]
         if pca:
             pca_curves.setdefault(tuple((round(b, 3), round(p, 3)) for b, p in pca), []).append(label)
@@ -90,17 +98,28 @@ def rate_distortion(
         if pts:
             ax.plot(*zip(*pts, strict=True), style, color="0.45", alpha=0.8, label=f"{label} (quality range)")
     if codec:
-        ax.plot(*zip(*sorted(codec), strict=True), "*-", color="C3", ms=9, lw=2, label="aelab learned codec (λ sweep, real files)")
+        ax.plot(
+            *zip(*sorted(codec), strict=True),
+            "*-",
+            color="C3",
+            ms=9,
+            lw=2,
+            label="aelab learned codec (λ sweep, real files)",
+        )
     raw = first.get("test/compression/raw_bytes_per_image")
     for key, text in (("gzip_bytes_per_image", "gzip"), ("png_bytes_per_image", "PNG")):
         v = first.get(f"test/compression/{key}")
         if v:
             ax.axvline(v, color="0.6", ls="--", lw=1)
-            ax.text(v, ax.get_ylim()[0], f" {text}, lossless", rotation=90, va="bottom", fontsize=7, color="0.4")
+            ax.text(
+                v, ax.get_ylim()[0], f" {text}, lossless", rotation=90, va="bottom", fontsize=7, color="0.4"
+            )
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(f"bytes per image (log scale; raw image {raw:.0f} B)" if raw else "bytes per image (log scale)")
+    ax.set_xlabel(
+        f"bytes per image (log scale; raw image {raw:.0f} B)" if raw else "bytes per image (log scale)"
+    )
     ax.set_ylabel("PSNR after decoding (dB)")
     ax.set_title(f"{title}: higher and further left is better")
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
@@ -129,7 +148,9 @@ def codec_curves(
     return _save(fig, path, caption)
 
 
-def sample_grids(grids: Mapping[str, str | Path], path: str | Path, title: str, caption: str = "", cols: int = 4) -> Path:
+def sample_grids(
+    grids: Mapping[str, str | Path], path: str | Path, title: str, caption: str = "", cols: int = 4
+) -> Path:
     """A page of saved sample grids (PNG files), each titled with its label (model, sampler, Fréchet distance)."""
     from PIL import Image
 

@@ -32,6 +32,7 @@ import yaml
 from aelab import CONF_DIR
 from aelab.evaluation.ratedistortion import bd_rate, common_range, rate_at
 from aelab.utils.config import repo_root
+from aelab.utils.device import device_name
 from aelab.utils.runs import run_finished
 
 REPO = Path(repo_root())  # the checkout (editable install) or the working directory
@@ -63,15 +64,6 @@ def load_headlines(path: Path = HEADLINES_FILE) -> dict[str, list[dict[str, Any]
     return yaml.safe_load(Path(path).read_text())
 
 
-def device_name() -> str:
-    """The device the runs use, as the report names it."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
 def shown(cmd: list[str]) -> str:
     """A command as a user would type it: ``python`` for the interpreter, folders relative to the repository."""
     return shlex.join(["python", *cmd[1:]]).replace(str(REPO) + "/", "")
@@ -89,7 +81,9 @@ class Runner:
         self.root = root
         self.eval_overrides = list(eval_overrides)
         self.timings_path = root / "timings.json"
-        self.timings: dict[str, Any] = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+        self.timings: dict[str, Any] = (
+            json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+        )
 
     def _save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -113,10 +107,15 @@ class Runner:
         if name in self.timings and run_finished(train_dir):
             print(f"{name} train: done earlier ({self.timings[name]:.0f} s)", flush=True)
         else:
-            if (train_dir / "checkpoints" / "last.ckpt").is_file() and (train_dir / ".hydra" / "config.yaml").is_file():
+            if (train_dir / "checkpoints" / "last.ckpt").is_file() and (
+                train_dir / ".hydra" / "config.yaml"
+            ).is_file():
                 print(f"{name} train: continuing the interrupted run", flush=True)
                 self.timings[f"{name}:resumed"] = True
-                t = self.run([sys.executable, "-m", "aelab.train", f"resume={train_dir}"], self.root / name / "train.log")
+                t = self.run(
+                    [sys.executable, "-m", "aelab.train", f"resume={train_dir}"],
+                    self.root / name / "train.log",
+                )
             else:
                 t = self.run(cmd, self.root / name / "train.log")
             self.timings[name] = t
@@ -136,7 +135,15 @@ class Runner:
     def evaluate(self, name: str, ckpt: str, extra: list[str]) -> dict[str, Any]:
         """Evaluate a part's best checkpoint once (again when the checkpoint is newer than the evaluation)."""
         eval_dir = self.root / name / "eval"
-        cmd = [sys.executable, "-m", "aelab.eval", f"ckpt_path={ckpt}", f"hydra.run.dir={eval_dir}", *self.eval_overrides, *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "aelab.eval",
+            f"ckpt_path={ckpt}",
+            f"hydra.run.dir={eval_dir}",
+            *self.eval_overrides,
+            *extra,
+        ]
         done = eval_dir / "metrics.json"
         key = f"{name}:eval"
         if not (done.is_file() and key in self.timings and done.stat().st_mtime > Path(ckpt).stat().st_mtime):
@@ -180,18 +187,29 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
     """The learned codec's λ sweep per data set beside the classical codecs: rate–distortion points, BD-rates
     (``test/codec`` rates are the real files'), the rate at 25 dB, and the targets met or not."""
     out: dict[str, Any] = {}
-    for data in sorted({n.split("/")[0] for n, p in parts.items() if p.get("group") == "codec" and "metrics" in p}):
-        runs = {n: p for n, p in parts.items() if n.startswith(data + "/") and p.get("group") == "codec" and "metrics" in p}
+    for data in sorted(
+        {n.split("/")[0] for n, p in parts.items() if p.get("group") == "codec" and "metrics" in p}
+    ):
+        runs = {
+            n: p
+            for n, p in parts.items()
+            if n.startswith(data + "/") and p.get("group") == "codec" and "metrics" in p
+        }
         photos = data == "photo_patches"
         prefix, rate = ("photos/", "bits_per_pixel") if photos else ("", "bytes_per_image")
-        codec = sorted((p["metrics"][f"test/codec/{prefix}{rate}"], p["metrics"][f"test/codec/{prefix}psnr"]) for p in runs.values())
+        codec = sorted(
+            (p["metrics"][f"test/codec/{prefix}{rate}"], p["metrics"][f"test/codec/{prefix}psnr"])
+            for p in runs.values()
+        )
         any_m = next(iter(runs.values()))["metrics"]
         baselines = {}
         for name in ("jpeg", "webp", "avif", "jxl"):
             pts = sorted(
                 (v, any_m[k[: -len(rate)] + "psnr"])
                 for k, v in any_m.items()
-                if k.startswith(f"test/compression/{prefix}{name}_q") and k.endswith("_" + rate) and k.count("/") == (3 if photos else 2)
+                if k.startswith(f"test/compression/{prefix}{name}_q")
+                and k.endswith("_" + rate)
+                and k.count("/") == (3 if photos else 2)
             )
             if pts:
                 baselines[name] = pts
@@ -209,14 +227,24 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
             "baselines": baselines,
             "bd_rate": bd,
             "common_range": common_range(codec, *baselines.values()) if baselines else None,
-            "speed": {n: {k: runs[n]["metrics"][f"test/codec/{prefix}{k}_images_per_s"] for k in ("encode", "decode")} for n in runs},
+            "speed": {
+                n: {
+                    k: runs[n]["metrics"][f"test/codec/{prefix}{k}_images_per_s"]
+                    for k in ("encode", "decode")
+                }
+                for n in runs
+            },
         }
         if photos:
             entry["target"] = {"what": "BD-rate vs JPEG (held-out photos)", "value": bd.get("jpeg"), "op": "<=",
                                "goal": CODEC_TARGETS["photos_bd_vs_jpeg"]}  # fmt: skip
         else:
-            classical = {k: v for k, v in bd.items() if k in ("jpeg", "webp", "avif", "jxl") and v is not None}
-            best = max(classical, key=classical.get) if classical else None  # the best classical: the smallest saving
+            classical = {
+                k: v for k, v in bd.items() if k in ("jpeg", "webp", "avif", "jxl") and v is not None
+            }
+            best = (
+                max(classical, key=classical.get) if classical else None
+            )  # the best classical: the smallest saving
             entry["best_classical"] = best
             entry["bytes_at_25db"] = rate_at(codec, 25.0)
             entry["target"] = {"what": f"BD-rate vs the best classical codec ({CLASSICAL_NAMES.get(best, best)})",
@@ -227,7 +255,13 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
-CLASSICAL_NAMES = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL", "jpeg_payload": "JPEG without header"}
+CLASSICAL_NAMES = {
+    "jpeg": "JPEG",
+    "webp": "WebP",
+    "avif": "AVIF",
+    "jxl": "JPEG XL",
+    "jpeg_payload": "JPEG without header",
+}
 
 
 def generation_table(parts: dict[str, dict]) -> dict[str, Any]:
@@ -243,7 +277,11 @@ def generation_table(parts: dict[str, dict]) -> dict[str, Any]:
             rows[name.split("/", 1)[1]] = fids
             floor = m.get("test/generation/fid_train_vs_test", floor)
     best = min(((v, model, s) for model, f in rows.items() for s, v in f.items()), default=None)
-    return {"rows": rows, "floor": floor, "best": None if best is None else {"value": best[0], "model": best[1], "sampler": best[2]}}
+    return {
+        "rows": rows,
+        "floor": floor,
+        "best": None if best is None else {"value": best[0], "model": best[1], "sampler": best[2]},
+    }
 
 
 def verdict(value: float | None, op: str, goal: float) -> bool | None:
@@ -265,7 +303,11 @@ def headline_rows(parts: dict[str, dict], headlines: dict[str, list]) -> list[di
                 d = m.get(e["over"])
                 v = v / d if d else None
             values = {k: m.get(key) for k, key in (e.get("values") or {}).items()}
-            anchor = e["anchor"].format(**values) if all(isinstance(x, int | float) for x in values.values()) else e["anchor"]
+            anchor = (
+                e["anchor"].format(**values)
+                if all(isinstance(x, int | float) for x in values.values())
+                else e["anchor"]
+            )
             t = e.get("target")
             goal = None
             if t is not None:
@@ -296,7 +338,8 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
 
     def caption(names: list[str]) -> str:
         runs = "; ".join(
-            f"{n}: {parts[n]['epochs']} epochs, train {parts[n]['t_train']:.0f} s" + (f", eval {parts[n]['t_eval']:.0f} s" if "t_eval" in parts[n] else "")
+            f"{n}: {parts[n]['epochs']} epochs, train {parts[n]['t_train']:.0f} s"
+            + (f", eval {parts[n]['t_eval']:.0f} s" if "t_eval" in parts[n] else "")
             for n in names
         )
         return f"{device}, {date}. {runs}. Commands: docs/RESULTS.md."
@@ -312,7 +355,10 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
         made["rate_distortion.png"] = cap
     if "photo_patches" in codecs:
         c = codecs["photo_patches"]
-        curves = {"aelab learned codec": c["codec"], **{CLASSICAL_NAMES[k]: v for k, v in c["baselines"].items()}}
+        curves = {
+            "aelab learned codec": c["codec"],
+            **{CLASSICAL_NAMES[k]: v for k, v in c["baselines"].items()},
+        }
         names = [n for n in parts if n.startswith("photo_patches/codec")]
         FIG.codec_curves(curves, out_dir / "codec_photos.png", "The learned codec on the held-out photographs, whole",
                          caption(names))  # fmt: skip
@@ -326,11 +372,15 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
                 if "elbo_in" in d:
                     scores[f"{n.split('/')[1]} −ELBO"] = (d["elbo_in"], d["elbo_ood"])
     if scores:
-        FIG.roc_curves(scores, out_dir / "roc_ood.png", caption(mnist), title="Anomaly detection: MNIST vs Fashion-MNIST")
+        FIG.roc_curves(
+            scores, out_dir / "roc_ood.png", caption(mnist), title="Anomaly detection: MNIST vs Fashion-MNIST"
+        )
         made["roc_ood.png"] = caption(mnist)
     trained = [n for n in parts if parts[n].get("group") != "codec" and "train_dir" in parts[n]]
     if trained:
-        FIG.validation_curves({n: parts[n]["train_dir"] for n in trained}, out_dir / "validation_curves.png", caption(trained))
+        FIG.validation_curves(
+            {n: parts[n]["train_dir"] for n in trained}, out_dir / "validation_curves.png", caption(trained)
+        )
         made["validation_curves.png"] = caption(trained)
     grids = {}
     table = results.get("generation", {}).get("rows", {})
@@ -341,7 +391,12 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
                 grids[f"{model}, {sampler}: FID {v:.1f}"] = png
     if grids:
         best = dict(sorted(grids.items(), key=lambda kv: float(kv[0].rsplit(" ", 1)[1]))[:12])
-        FIG.sample_grids(best, out_dir / "samples.png", "Samples by model and sampler, lowest Fréchet distance first", caption(mnist))
+        FIG.sample_grids(
+            best,
+            out_dir / "samples.png",
+            "Samples by model and sampler, lowest Fréchet distance first",
+            caption(mnist),
+        )
         made["samples.png"] = caption(mnist)
     from hydra.utils import instantiate
 
@@ -364,7 +419,12 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
         x, _ = dm.sample_images(6, "test")
         rows = [("prior samples", visuals.prior_samples(model, 12)),
                 *[(f"interpolation {i + 1}", visuals.interpolation(model, x[2 * i], x[2 * i + 1], 10)) for i in range(3)]]  # fmt: skip
-        FIG.image_rows(rows, out_dir / "vae_samples.png", f"{n.split('/')[1]}: prior samples and latent interpolations", caption([n]))
+        FIG.image_rows(
+            rows,
+            out_dir / "vae_samples.png",
+            f"{n.split('/')[1]}: prior samples and latent interpolations",
+            caption([n]),
+        )
         made["vae_samples.png"] = caption([n])
     for n in ("digits/conv_ae", "photo_patches/conv_ae"):
         if n in evaluated:
@@ -373,7 +433,12 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             with torch.no_grad():
                 rows = [("test images", x), ("ConvAE", model.reconstruct(x))]
             name = f"reconstructions_{n.split('/')[0]}.png"
-            FIG.image_rows(rows, out_dir / name, f"{n.split('/')[0]}: test images and their reconstructions", caption([n]))
+            FIG.image_rows(
+                rows,
+                out_dir / name,
+                f"{n.split('/')[0]}: test images and their reconstructions",
+                caption([n]),
+            )
             made[name] = caption([n])
     if "mnist/latent2d" in parts:
         from aelab.evaluation.metrics import map_batches
@@ -386,7 +451,9 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
     oc = results.get("one_class")
     if oc:
         text = f"{device}, {date}. One-class sweep: {oc['t']:.0f} s; `{oc['cmd']}`."
-        FIG.one_class_bars({int(c): r["auroc"] for c, r in oc["classes"].items()}, out_dir / "one_class.png", text)
+        FIG.one_class_bars(
+            {int(c): r["auroc"] for c, r in oc["classes"].items()}, out_dir / "one_class.png", text
+        )
         made["one_class.png"] = text
     return made
 
@@ -417,7 +484,9 @@ def render(results: dict[str, Any]) -> str:
     missed = [r for r in rows if r["met"] is False]
     lines += ["## What was met and what was not", ""]
     for r in missed:
-        lines.append(f"- **Missed:** {r['label']}: {_num(r['value'])} against the target {r['op']} {_num(r['goal'])}.")
+        lines.append(
+            f"- **Missed:** {r['label']}: {_num(r['value'])} against the target {r['op']} {_num(r['goal'])}."
+        )
     for key in ("codec",):
         for data, c in results.get(key, {}).items():
             for t in (c.get("target"), c.get("target_25db")):
@@ -426,7 +495,9 @@ def render(results: dict[str, Any]) -> str:
                 ok = verdict(t["value"], t["op"], t["goal"])
                 word = "Met" if ok else ("**Missed**" if ok is False else "Not measured")
                 unit = "%" if "BD" in t["what"] else ""
-                lines.append(f"- {word} ({data}): {t['what']} = {_num(t['value'], '.3g')}{unit}, target {t['op']} {t['goal']}{unit}.")
+                lines.append(
+                    f"- {word} ({data}): {t['what']} = {_num(t['value'], '.3g')}{unit}, target {t['op']} {t['goal']}{unit}."
+                )
     g = results.get("generation", {})
     if g.get("best"):
         b = g["best"]
@@ -434,7 +505,13 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"- {'Met' if ok else '**Missed**'}: the best Fréchet distance of any model and sampler is "
                      f"{b['value']:.3g} ({b['model']}, {b['sampler']}), target ≤ 10; the floor (training vs test images) is {_num(g['floor'], '.3g')}.")  # fmt: skip
     lines.append(f"- Met: {len(met)} of the {len(met) + len(missed)} headline targets below.")
-    lines += ["", "## Headline", "", "| part | figure | value | anchor | target | met |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Headline",
+        "",
+        "| part | figure | value | anchor | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         value = "n/a" if r["value"] is None else (f"{r['value']:.4g}×" if r["ratio"] else f"{r['value']:.4g}")
         target = "" if r["op"] is None else f"{r['op']} {_num(r['goal'])}"
@@ -445,7 +522,13 @@ def render(results: dict[str, Any]) -> str:
         mean = oc["mean"]["auroc"]
         lines.append(f"| mnist/one_class | one-class mean AUROC ({len(oc['classes'])} digits) | {100 * mean:.1f} | {ONE_CLASS['anchor']} | "
                      f">= {100 * ONE_CLASS['target']:.0f} | {'yes' if mean >= ONE_CLASS['target'] else '**no**'} |")  # fmt: skip
-    lines += ["", "## Runs: epochs, wall times, commands", "", "| part | epochs (best) | train | eval |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "## Runs: epochs, wall times, commands",
+        "",
+        "| part | epochs (best) | train | eval |",
+        "| --- | --- | --- | --- |",
+    ]
     for n, p in parts.items():
         if "t_train" not in p:
             continue
@@ -466,18 +549,34 @@ def render(results: dict[str, Any]) -> str:
                   f"against the test images. Floor (training vs test images): {_num(g['floor'], '.3g')}. Lower is better.",
                   "", "| model | " + " | ".join(samplers) + " |", "| --- |" + " --- |" * len(samplers)]  # fmt: skip
         for model, f in g["rows"].items():
-            lines.append(f"| {model} | " + " | ".join(_num(f.get(s), ".1f") if s in f else "—" for s in samplers) + " |")
+            lines.append(
+                f"| {model} | "
+                + " | ".join(_num(f.get(s), ".1f") if s in f else "—" for s in samplers)
+                + " |"
+            )
     nll = {n.split("/")[1]: p["metrics"]["test/likelihood/nll_iwae"] for n, p in parts.items()
            if "metrics" in p and "test/likelihood/nll_iwae" in p["metrics"]}  # fmt: skip
     if nll:
-        lines += ["", "## Test NLL (nats, binarized MNIST, IWAE bound)", "", "| model | NLL | −ELBO | k | images |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Test NLL (nats, binarized MNIST, IWAE bound)",
+            "",
+            "| model | NLL | −ELBO | k | images |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for model, v in nll.items():
             m = parts[f"mnist/{model}"]["metrics"]
-            lines.append(f"| aelab {model} | {v:.2f} | {m['test/likelihood/nelbo']:.2f} | {m['test/likelihood/k']:.0f} | {m['test/likelihood/num_images']:.0f} |")
+            lines.append(
+                f"| aelab {model} | {v:.2f} | {m['test/likelihood/nelbo']:.2f} | {m['test/likelihood/k']:.0f} | {m['test/likelihood/num_images']:.0f} |"
+            )
         lines += [f"| {label} | {value} | | | |" for label, value in NLL_ANCHORS]
     for data, c in results.get("codec", {}).items():
         unit = "bits/pixel" if c["rate"] == "bits_per_pixel" else "bytes/image"
-        where = "the three held-out photographs, whole" if data == "photo_patches" else "the first 2,000 test images for the classical codecs, all 10,000 for the learned codec"
+        where = (
+            "the three held-out photographs, whole"
+            if data == "photo_patches"
+            else "the first 2,000 test images for the classical codecs, all 10,000 for the learned codec"
+        )
         lines += ["", f"## The learned codec on {data}", "",
                   f"Real files ({unit}, headers counted) against PSNR; {where}. BD-rate (Bjøntegaard 2001) of the learned codec "
                   "against each classical codec over their common PSNR range: negative = fewer bits at equal PSNR.", "",
@@ -491,8 +590,15 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", "| against | BD-rate |", "| --- | --- |"]
         lines += [f"| {CLASSICAL_NAMES.get(k, k)} | {_num(v, '.1f')}% |" for k, v in c["bd_rate"].items()]
         if c.get("bytes_at_25db") is not None:
-            lines += ["", f"At 25 dB the learned codec needs {c['bytes_at_25db']:.2f} bytes per image (interpolated between its λ points)."]
-    others = [n for n, p in parts.items() if "metrics" in p and not n.startswith("mnist/") and p.get("group") != "codec"]
+            lines += [
+                "",
+                f"At 25 dB the learned codec needs {c['bytes_at_25db']:.2f} bytes per image (interpolated between its λ points).",
+            ]
+    others = [
+        n
+        for n, p in parts.items()
+        if "metrics" in p and not n.startswith("mnist/") and p.get("group") != "codec"
+    ]
     if others:
         lines += ["", "## Other data: 8×8 digits and photo patches", "",
                   "| part | test MSE | PSNR (dB) | mean image MSE | PCA (same size) MSE | JPEG q50 B/image, PSNR | WebP q50 B/image, PSNR | 8-bit code B/image, PSNR |",
@@ -501,7 +607,10 @@ def render(results: dict[str, Any]) -> str:
             m = parts[n]["metrics"]
 
             def pair(prefix, m=m):
-                b, p = m.get(f"test/compression/{prefix}_bytes_per_image"), m.get(f"test/compression/{prefix}_psnr")
+                b, p = (
+                    m.get(f"test/compression/{prefix}_bytes_per_image"),
+                    m.get(f"test/compression/{prefix}_psnr"),
+                )
                 return "—" if b is None else f"{b:.1f}, {p:.2f}"
 
             lines.append(f"| {n} | {m['test/mse']:.5f} | {m['test/psnr']:.2f} | {_num(m.get('test/baseline/mean_image_mse'), '.5f')} | "
@@ -518,7 +627,12 @@ def render(results: dict[str, Any]) -> str:
     lines += ["## Every figure", ""]
     for n, p in parts.items():
         m = p.get("metrics") or p.get("train_metrics") or {}
-        lines += [f"<details><summary>{n} ({len(m)} figures)</summary>", "", "| key | value |", "| --- | --- |"]
+        lines += [
+            f"<details><summary>{n} ({len(m)} figures)</summary>",
+            "",
+            "| key | value |",
+            "| --- | --- |",
+        ]
         lines += [f"| `{k}` | {v:.6g} |" for k, v in sorted(m.items()) if isinstance(v, int | float)]
         lines += ["", "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -545,13 +659,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=None, help="the results folder (continued when run again)")
     p.add_argument("--parts", nargs="*", default=None, help="only these parts of conf/results/parts.yaml")
-    p.add_argument("--parts-file", default=str(PARTS_FILE), help="the parts to run (default: conf/results/parts.yaml)")
+    p.add_argument(
+        "--parts-file", default=str(PARTS_FILE), help="the parts to run (default: conf/results/parts.yaml)"
+    )
     p.add_argument("--eval-extra", nargs="*", default=[], help="more overrides for every evaluation")
-    p.add_argument("--one-class", nargs="*", default=None, help="also run the one-class protocol with these overrides")
+    p.add_argument(
+        "--one-class", nargs="*", default=None, help="also run the one-class protocol with these overrides"
+    )
     p.add_argument("--note", action="append", default=[], help="a sentence for the report (repeatable)")
-    p.add_argument("--json", default=str(REPO / "docs" / "results.json"), help="where results.json goes ('' for none)")
-    p.add_argument("--out", default=str(REPO / "docs" / "RESULTS.md"), help="the Markdown report ('' for none)")
-    p.add_argument("--figures-dir", default=str(REPO / "docs" / "figures"), help="where the figures go ('' for none)")
+    p.add_argument(
+        "--json", default=str(REPO / "docs" / "results.json"), help="where results.json goes ('' for none)"
+    )
+    p.add_argument(
+        "--out", default=str(REPO / "docs" / "RESULTS.md"), help="the Markdown report ('' for none)"
+    )
+    p.add_argument(
+        "--figures-dir", default=str(REPO / "docs" / "figures"), help="where the figures go ('' for none)"
+    )
     p.add_argument("--render", default=None, help="render this results.json to --out, and nothing else")
     args = p.parse_args(argv)
 
@@ -579,8 +703,14 @@ def main(argv: list[str] | None = None) -> int:
         "schema": SCHEMA,
         "date": dt.date.today().isoformat(),
         "device": device_name(),
-        "versions": {"torch": torch.__version__, "lightning": pl.__version__, "python": platform.python_version()},
-        "command": shown([sys.executable, "scripts/results.py", *(argv if argv is not None else sys.argv[1:])]).replace(str(root), "<results dir>"),
+        "versions": {
+            "torch": torch.__version__,
+            "lightning": pl.__version__,
+            "python": platform.python_version(),
+        },
+        "command": shown(
+            [sys.executable, "scripts/results.py", *(argv if argv is not None else sys.argv[1:])]
+        ).replace(str(root), "<results dir>"),
         "notes": args.note,
         "parts": parts,
     }

@@ -34,6 +34,20 @@ def cuda_supports_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
 
 
+def device_name(device: torch.device | str | None = None) -> str:
+    """The device as the reports name it: the GPU's name, or ``CPU (<machine>, <threads> threads)``."""
+    import platform
+
+    device = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def resolve_accelerator(accelerator: str) -> str:
     """``auto`` → ``gpu`` when CUDA is available, else ``cpu``; other values as given."""
     if accelerator in ("auto", None):
