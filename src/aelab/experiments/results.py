@@ -81,13 +81,21 @@ class Runner:
         self.root = root
         self.eval_overrides = list(eval_overrides)
         self.timings_path = root / "timings.json"
-        self.timings: dict[str, Any] = (
-            json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
-        )
+        self.timings: dict[str, Any] = self._read()
 
-    def _save(self) -> None:
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
+
+    def _record(self, **entries: Any) -> None:
+        """Add ``entries`` to ``timings.json`` under a lock, keeping what other invocations on the folder wrote."""
+        from filelock import FileLock
+
         self.root.mkdir(parents=True, exist_ok=True)
-        self.timings_path.write_text(json.dumps(self.timings, indent=2) + "\n")
+        with FileLock(str(self.timings_path) + ".lock"):
+            self.timings = {**self._read(), **entries}
+            tmp = self.timings_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.timings, indent=2) + "\n")
+            os.replace(tmp, self.timings_path)
 
     def run(self, cmd: list[str], log: Path) -> float:
         """Run ``cmd`` in the repository, output to ``log``; returns the wall time in seconds."""
@@ -104,6 +112,7 @@ class Runner:
         """Train a part once: kept when finished earlier, continued (``resume=``) when interrupted."""
         train_dir = self.root / name / "train"
         cmd = [sys.executable, "-m", "aelab.train", *overrides, f"hydra.run.dir={train_dir}"]
+        self.timings = self._read()
         if name in self.timings and run_finished(train_dir):
             print(f"{name} train: done earlier ({self.timings[name]:.0f} s)", flush=True)
         else:
@@ -111,15 +120,13 @@ class Runner:
                 train_dir / ".hydra" / "config.yaml"
             ).is_file():
                 print(f"{name} train: continuing the interrupted run", flush=True)
-                self.timings[f"{name}:resumed"] = True
                 t = self.run(
                     [sys.executable, "-m", "aelab.train", f"resume={train_dir}"],
                     self.root / name / "train.log",
                 )
+                self._record(**{name: t, f"{name}:resumed": True})
             else:
-                t = self.run(cmd, self.root / name / "train.log")
-            self.timings[name] = t
-            self._save()
+                self._record(**{name: self.run(cmd, self.root / name / "train.log")})
         best = next((train_dir / "checkpoints").glob("epoch_*.ckpt"), train_dir / "checkpoints" / "last.ckpt")
         return {
             "train_cmd": shown(cmd).replace(str(self.root), "<results dir>"),
@@ -146,9 +153,9 @@ class Runner:
         ]
         done = eval_dir / "metrics.json"
         key = f"{name}:eval"
+        self.timings = self._read()
         if not (done.is_file() and key in self.timings and done.stat().st_mtime > Path(ckpt).stat().st_mtime):
-            self.timings[key] = self.run(cmd, self.root / name / "eval.log")
-            self._save()
+            self._record(**{key: self.run(cmd, self.root / name / "eval.log")})
         else:
             print(f"{name} eval: done earlier ({self.timings[key]:.0f} s)", flush=True)
         return {
@@ -163,8 +170,7 @@ class Runner:
         out = self.root / "mnist" / "one_class"
         cmd = [sys.executable, "-m", "aelab.experiments.one_class", "--sweep-dir", str(out), *overrides]
         if not ((out / "one_class.json").is_file() and "one_class" in self.timings):
-            self.timings["one_class"] = self.run(cmd, self.root / "mnist" / "one_class.log")
-            self._save()
+            self._record(one_class=self.run(cmd, self.root / "mnist" / "one_class.log"))
         return {"cmd": shown(cmd).replace(str(self.root), "<results dir>"), "t": self.timings["one_class"],
                 **json.loads((out / "one_class.json").read_text())}  # fmt: skip
 
