@@ -248,3 +248,59 @@ def test_a_cache_of_other_files_is_never_used(tmp_path):
     assert cached is not None and np.array_equal(
         cached["images"], fresh.numpy()
     )  # rewritten with the new images
+
+
+EVAL_SMALL = ["trainer=cpu", "suite.batch_size=64", "suite.sections.classical_codecs=null",
+              "suite.sections.likelihood.k=10", "suite.sections.likelihood.chunk=10",
+              "suite.sections.likelihood.num_images=32", "suite.sections.denoising.pca_components=[2,4]",
+              "suite.sections.fid.num_samples=64", "suite.sections.fid.classifier_epochs=1"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "data", [["data=digits"], ["data=photo_patches", "data.stride=64"]], ids=["digits", "photos"]
+)
+def test_bundled_data_trains_and_evaluates_every_model(tmp_path, fake_data_dir, monkeypatch, capsys, data):
+    """The five models train on each bundled set and aelab-eval runs every section that applies to it. The default
+    out-of-distribution set (Fashion-MNIST, 28×28 grey) does not fit, so that comparison is skipped with a line
+    naming the override that chooses one; a set chosen on the command line that does not fit stops the run."""
+    import json
+
+    from aelab.eval import main as eval_main
+    from aelab.train import main as train_main
+    from helpers import run_inprocess
+
+    small = ["trainer=cpu", "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
+             "callbacks=minimal", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+             "trainer.num_sanity_val_steps=0", "data.batch_size=16"]  # fmt: skip
+    labelled = data[0] == "data=digits"
+    for model in ("ae", "dae", "vae", "conv_ae", "conv_vae"):
+        run_dir, eval_dir = tmp_path / model, tmp_path / f"{model}-eval"
+        run_inprocess(
+            train_main,
+            [*data, f"model={model}", *small, f"hydra.run.dir={run_dir}"],
+            monkeypatch,
+            fake_data_dir,
+        )
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+        run_inprocess(
+            eval_main,
+            [f"ckpt_path={ckpt}", *EVAL_SMALL, f"hydra.run.dir={eval_dir}"],
+            monkeypatch,
+            fake_data_dir,
+        )
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        assert metrics["test/compression/raw_bytes_per_image"] == (1 * 8 * 8 if labelled else 3 * 32 * 32)
+        assert "test/anomaly/ood_auroc" not in metrics and "test/compression/png_bytes_per_image" in metrics
+        assert ("test/generation/fid" in metrics) == labelled and (
+            "test/features/linear_probe_acc" in metrics
+        ) == labelled
+        assert ("test/likelihood/nll_iwae" in metrics) == model.endswith("vae")
+        log_text = "".join(p.read_text() for p in eval_dir.glob("*.log"))
+        assert (
+            "default out-of-distribution set (FashionMNISTDataModule) skipped: its images are [1, 28, 28]"
+            in log_text
+        )
+    with pytest.raises(SystemExit):
+        run_inprocess(eval_main, [f"ckpt_path={ckpt}", *EVAL_SMALL, "data@ood=mnist", "ood.val_size=100",
+                                  "ood.download=false", f"hydra.run.dir={tmp_path / 'mismatch'}"], monkeypatch, fake_data_dir)  # fmt: skip
+    assert "the out-of-distribution set MNIST has images [1, 28, 28]" in capsys.readouterr().err

@@ -97,6 +97,20 @@ def test_results_run_continue_and_render(tmp_path, fake_data_dir):
     assert (tmp_path / "again.md").read_text() == (tmp_path / "R.md").read_text()
 
 
+def test_results_for_a_dataset_without_parts(tmp_path):
+    """--data NAME: a data config the parts file has no parts for gets the five core models on it, with the given
+    data overrides, remembered in the results folder; a dataset with parts keeps its own."""
+    from aelab.experiments.results import CORE_MODELS, derived_parts, load_parts
+
+    known = load_parts()["parts"]
+    got = derived_parts(tmp_path, ["digits", "image_folder", "mnist"], known, ["data.root=/imgs"])
+    assert sorted(got) == sorted(f"image_folder/{m}" for m in CORE_MODELS)
+    assert got["image_folder/conv_vae"]["train"] == [
+        "experiment=conv_vae_best", "data=image_folder", "data.root=/imgs", "model.binarize=false",
+    ]  # fmt: skip
+    assert derived_parts(tmp_path, [], known, []) == got  # a later invocation keeps them in the report
+
+
 def test_headlines_and_parts_are_consistent():
     from aelab.experiments.results import load_headlines, load_parts
 

@@ -15,7 +15,7 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aelab import CONF_DIR, reporting
 from aelab.checkpoint import load_run_config
@@ -39,6 +39,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     data_cfg = run_cfg.data if cfg.get("data_from_checkpoint", True) else cfg.data
     data_cfg = OmegaConf.merge(data_cfg, {"data_dir": cfg.paths.data_dir})
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
+    cfg = default_ood_for(cfg, data_cfg)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer_cfg = cfg.trainer
     if cfg.get("precision_from_checkpoint", True) and run_cfg.get("trainer", {}).get("precision"):
@@ -60,6 +61,42 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     hp_cfg = OmegaConf.merge(run_cfg, {"data": OmegaConf.to_container(data_cfg)})
     reporting.report_final_metrics(loggers, hp_cfg, metrics, cfg.paths.output_dir, cfg.ckpt_path)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
+
+
+def _chosen_on_the_command_line(prefixes: tuple[str, ...]) -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.lstrip("+~").startswith(prefixes) for o in HydraConfig.get().overrides.task)
+
+
+def default_ood_for(cfg: DictConfig, data_cfg: DictConfig) -> DictConfig:
+    """``cfg`` without the anomaly section's out-of-distribution set when that set is eval.yaml's default
+    (``data@ood: fashion_mnist``) and does not fit the model's data: images of another shape ``(C, H, W)``, or the
+    model's own dataset. The skip is logged with the override that chooses a set; a set chosen on the command line
+    (``data@ood=...``, ``ood.*``) is kept, and a shape mismatch then stops the run with a line."""
+    anomaly = OmegaConf.select(cfg, "suite.sections.anomaly")
+    ood = cfg.get("ood")
+    if anomaly is None or ood is None or anomaly.get("ood_data") is None:
+        return cfg
+    if _chosen_on_the_command_line(("data@ood", "ood.", "ood=", "suite.sections.anomaly.ood_data")):
+        return cfg
+    ood_shape, data_shape = list(ood.get("image_shape") or []), list(data_cfg.get("image_shape") or [])
+    if ood_shape != data_shape:
+        why = f"its images are {ood_shape} (C, H, W), the model's {data_shape}"
+    elif (ood.get("_target_"), ood.get("root")) == (data_cfg.get("_target_"), data_cfg.get("root")):
+        why = "it is the model's own dataset"
+    else:
+        return cfg
+    log.warning(
+        "anomaly detection against the default out-of-distribution set (%s) skipped: %s; choose one with "
+        "data@ood=<data config> (e.g. data@ood=image_folder ood.root=DIR ood.image_size=%s ood.channels=%s)",
+        str(ood.get("_target_")).rsplit(".", 1)[-1], why, data_shape[1:] if data_shape else "H", data_shape[0] if data_shape else "C",
+    )  # fmt: skip
+    with open_dict(cfg):
+        cfg.suite.sections.anomaly.ood_data = None
+    return cfg
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

@@ -1,5 +1,5 @@
-"""``make results``: train and evaluate every part of ``conf/results/parts.yaml``, write ``results.json``, draw the
-figures and render ``docs/RESULTS.md`` from that JSON.
+"""``make results``: train and evaluate the parts of ``conf/results/parts.yaml`` (those of ``--data``), write
+``results.json``, draw the figures and render ``docs/RESULTS.md`` from that JSON.
 
 Each part trains ``python -m aelab.train <its overrides>`` into ``<dir>/<part>/train`` and evaluates the best
 checkpoint into ``<dir>/<part>/eval``; the one-class protocol and the seed runs are optional parts. The same
@@ -8,7 +8,9 @@ an interrupted training continues from its checkpoint (``resume=``), missing eva
 report shows — metrics, commands, wall times, captions, headline definitions — is written to ``results.json``
 first, and the Markdown is rendered from that file alone::
 
-    python scripts/results.py --dir logs/results/full                          # every part
+    python scripts/results.py --dir logs/results/full                          # MNIST's parts (--data mnist)
+    python scripts/results.py --dir logs/results/full --data mnist digits photo_patches  # every part
+    python scripts/results.py --dir logs/results/mine --data image_folder --data-override data.root=DIR
     python scripts/results.py --dir logs/results/full --parts mnist/ae mnist/vae  # some parts
     python scripts/results.py --render docs/results.json --out docs/RESULTS.md    # the report, from its JSON
 """
@@ -645,6 +647,33 @@ def render(results: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the command
+CORE_MODELS = ("ae", "dae", "vae", "conv_ae", "conv_vae")  # the models a dataset without parts gets
+
+
+def derived_parts(
+    root: Path, datasets: list[str], known: dict[str, Any], overrides: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Parts ``<data>/<model>`` for each data config in ``datasets`` that has none in the parts file: the core
+    models' best experiments (``experiment=<model>_best data=<data> <overrides>``; the VAEs on continuous pixels,
+    ``model.binarize=false``). Recorded in ``<root>/derived_parts.json``, so a later invocation keeps them in the
+    report; parts recorded there earlier are returned too."""
+    path = root / "derived_parts.json"
+    out: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+    prefixes = {n.split("/")[0] for n in known}
+    for data in datasets:
+        if data in prefixes or not (CONF_DIR / "data" / f"{data}.yaml").is_file():
+            continue
+        for model in CORE_MODELS:
+            binarize = ["model.binarize=false"] if model.endswith("vae") else []
+            out[f"{data}/{model}"] = {
+                "train": [f"experiment={model}_best", f"data={data}", *overrides, *binarize]
+            }
+    if out:
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 def collect(runner: Runner, names: list[str], spec: dict[str, Any], run: bool) -> dict[str, dict]:
     """Train and evaluate the named parts (``run``), or read what an earlier invocation left in the folder."""
     parts: dict[str, dict] = {}
@@ -664,7 +693,20 @@ def collect(runner: Runner, names: list[str], spec: dict[str, Any], run: bool) -
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=None, help="the results folder (continued when run again)")
-    p.add_argument("--parts", nargs="*", default=None, help="only these parts of conf/results/parts.yaml")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["mnist"],
+        help="the datasets whose parts run (default: mnist); a data config without parts in the parts file gets "
+        "the five core models' best experiments on it (with --data-override)",
+    )
+    p.add_argument(
+        "--data-override",
+        nargs="*",
+        default=[],
+        help="overrides of the parts derived for a data config without parts, e.g. data.root=DIR data.image_size=64",
+    )
+    p.add_argument("--parts", nargs="*", default=None, help="only these parts (instead of --data)")
     p.add_argument(
         "--parts-file", default=str(PARTS_FILE), help="the parts to run (default: conf/results/parts.yaml)"
     )
@@ -693,7 +735,19 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_parts(Path(args.parts_file))
     root = Path(args.dir or REPO / "logs" / "results" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     runner = Runner(root, [*spec.get("eval_overrides", []), *args.eval_extra])
-    chosen = args.parts if args.parts is not None else list(spec["parts"])
+    with_parts = {n.split("/")[0] for n in spec["parts"]}
+    no_config = [
+        d for d in args.data if d not in with_parts and not (CONF_DIR / "data" / f"{d}.yaml").is_file()
+    ]
+    if no_config:
+        p.error(
+            f"--data {' '.join(no_config)}: no parts and no data config (conf/data/<name>.yaml) by that name"
+        )
+    spec["parts"] |= derived_parts(root, args.data, spec["parts"], args.data_override)
+    if args.parts is not None:
+        chosen = args.parts
+    else:
+        chosen = [n for n in spec["parts"] if n.split("/")[0] in args.data]
     unknown = sorted(set(chosen) - set(spec["parts"]))
     if unknown:
         p.error(f"unknown parts {unknown}; choose from {sorted(spec['parts'])}")
