@@ -22,11 +22,19 @@ def cli_args(run_dir: Path, *overrides: str, small: bool = True) -> list[str]:
 
 def run_inprocess(main, argv: list[str], monkeypatch, data_dir: Path) -> None:
     """Call a ``@hydra.main`` entry point as the command line would, inside this process."""
+    import logging
+
     monkeypatch.setenv("DATA_DIR", str(data_dir))
     monkeypatch.setattr(sys, "argv", ["aelab", *argv])
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     GlobalHydra.instance().clear()
-    main()
-    GlobalHydra.instance().clear()
+    try:
+        main()
+    finally:  # Hydra's job logging writes to this test's captured streams: never to a later test's closed ones
+        GlobalHydra.instance().clear()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def run_subprocess(args: list[str], data_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
