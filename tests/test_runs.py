@@ -211,21 +211,7 @@ def test_a_sweep_of_ddp_jobs_runs_every_job(tmp_path, fake_data_dir, launcher):
     results = [read_metrics(j) for j in jobs]
     assert all("test/mse" in r for r in results) and len({r["test/mse"] for r in results}) == len(jobs)
     assert all((j / "checkpoints" / "last.ckpt").is_file() and not (j / "FAILED").exists() for j in jobs)
-
-
-def test_submitit_local_sweep_gives_complete_jobs(tmp_path, fake_data_dir):
-    run_subprocess(
-        [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "hydra/launcher=submitit_local", "seed=1,2"],
-        fake_data_dir,
-    )
-    sweeps = _dirs(tmp_path / "train" / "multiruns")
-    assert len(sweeps) == 1
-    jobs = [j for j in _dirs(sweeps[0]) if not j.name.startswith(".")]
-    assert [j.name for j in jobs] == ["0", "1"]
-    for job in jobs:
-        assert (job / ".hydra" / "config.yaml").is_file() and (job / "train.log").is_file()
-        assert (job / "checkpoints" / "last.ckpt").is_file() and "test/mse" in read_metrics(job)
-    assert read_metrics(jobs[0]) != read_metrics(jobs[1])  # two seeds
+    assert all((j / ".hydra" / "config.yaml").is_file() and (j / "train.log").is_file() for j in jobs)
 
 
 def test_resume_by_run_folder(tmp_path, fake_data_dir):
@@ -252,28 +238,24 @@ def test_resume_by_run_folder(tmp_path, fake_data_dir):
     assert [e.step for e in ea.Scalars("val/loss")] == [9, 19]  # both epochs in one run, steps continuing
 
 
-def test_resume_errors_are_clear(tmp_path, fake_data_dir):
-    env = _env(fake_data_dir)
-    bad = subprocess.run(
-        [*TRAIN, f"resume={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert bad.returncode == 2 and "not an aelab run folder" in bad.stderr
-    run_subprocess([*TRAIN, *BASE, f"paths.log_dir={tmp_path}", "run_id=r"], fake_data_dir)
-    run_dir = tmp_path / "train" / "runs" / "r"
-    shape = subprocess.run(
-        [*TRAIN, f"resume={run_dir}", "model.latent_dim=7"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shape.returncode == 2 and "change the model's shape" in shape.stderr
+def test_resume_errors_are_clear(tmp_path, fake_data_dir, monkeypatch):
+    """Each refusal of resume= says what is wrong (in-process: that a refusal prints one line is
+    test_cli.test_a_refusal_is_one_line's)."""
+    from aelab.errors import AelabError
+    from aelab.resume import resume
+    from aelab.train import main as train_main
+    from helpers import run_inprocess
+
+    monkeypatch.setenv("DATA_DIR", str(fake_data_dir))
+    with pytest.raises(AelabError, match="not an aelab run folder"):
+        resume(str(tmp_path), [])
+    run_dir = tmp_path / "r"
+    run_inprocess(train_main, [*BASE, f"hydra.run.dir={run_dir}"], monkeypatch, fake_data_dir)
+    with pytest.raises(AelabError, match="change the model's shape"):
+        resume(str(run_dir), ["model.latent_dim=7"])
     (run_dir / "checkpoints" / "last.ckpt").unlink()
-    none = subprocess.run(
-        [*TRAIN, f"resume={run_dir}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert none.returncode == 2 and "has no checkpoint yet" in none.stderr
+    with pytest.raises(AelabError, match="has no checkpoint yet"):
+        resume(str(run_dir), [])
 
 
 def _signal_at_step(cmd: list[str], env: dict, marker: Path, signum: int) -> str:
