@@ -226,12 +226,16 @@ def test_eval_suite_end_to_end(tmp_path, trained, fake_data_dir):
             assert str(saved["ood_name"]) == "FashionMNIST"
         assert not any("fashion" in k for k in metrics)
         if name == "vae":
-            assert metrics["test/likelihood/k"] == 20
+            assert metrics["test/likelihood/k"] == 20 and metrics["test/timing/likelihood_s"] > 0
             assert metrics["test/likelihood/nll_iwae"] <= metrics["test/likelihood/nelbo"] + 1.0
             assert metrics["test/anomaly/ood_auroc_elbo"] > 0.95
             assert (out / "samples.png").is_file() and (out / "interpolation.png").is_file()
         else:
-            assert "test/likelihood/nll_iwae" not in metrics and not (out / "samples.png").exists()
+            assert (
+                "test/likelihood/nll_iwae" not in metrics
+                and "test/timing/likelihood_s" not in metrics
+                and not (out / "samples.png").exists()
+            )
 
 
 def test_compress_and_decompress_files(tmp_path, trained, fake_data_dir, capsys):

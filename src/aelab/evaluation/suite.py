@@ -9,6 +9,7 @@ in ``conf/eval.yaml: suite.sections`` by ``_target_``.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ def run_suite(
 
     Each entry is a partial function (``_target_``, ``_partial_: true``, its parameters); ``null`` or
     ``enabled: false`` skips it. Sections send their images to ``loggers`` (TensorBoard, MLflow, W&B) too.
+    Each section's wall time is ``test/timing/<section>_s`` (seconds; the likelihood's is the IWAE bound's cost).
     """
     ctx = EvalContext(model, datamodule, output_dir, device, int(cfg.batch_size), loggers, step, precision)
     out: dict[str, float] = {"test/timing/encode_images_per_s": ctx.encode_images_per_s}
@@ -44,5 +46,9 @@ def run_suite(
         params = OmegaConf.to_container(section, resolve=True)  # resolved where ${paths...} can be reached
         params.pop("enabled", None)
         log.info("evaluation section %s", name)
-        out |= instantiate(params, _convert_="all")(ctx)
+        t0 = time.perf_counter()
+        got = instantiate(params, _convert_="all")(ctx)
+        if got:  # a section that does not apply (returns nothing) has no time either
+            out |= got
+            out[f"test/timing/{name}_s"] = time.perf_counter() - t0
     return out

@@ -563,21 +563,22 @@ def render(results: dict[str, Any]) -> str:
                 + " |"
             )
     nll = {n.split("/")[1]: p["metrics"]["test/likelihood/nll_iwae"] for n, p in parts.items()
-           if "metrics" in p and "test/likelihood/nll_iwae" in p["metrics"]}  # fmt: skip
+           if n.startswith("mnist/") and "test/likelihood/nll_iwae" in p.get("metrics", {})}  # fmt: skip
     if nll:
         lines += [
             "",
             "## Test NLL (nats, binarized MNIST, IWAE bound)",
             "",
-            "| model | NLL | −ELBO | k | images |",
-            "| --- | --- | --- | --- | --- |",
+            "| model | NLL | −ELBO | k | images | time (s) |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for model, v in nll.items():
             m = parts[f"mnist/{model}"]["metrics"]
+            took = _num(m.get("test/timing/likelihood_s"), ".0f")
             lines.append(
-                f"| aelab {model} | {v:.2f} | {m['test/likelihood/nelbo']:.2f} | {m['test/likelihood/k']:.0f} | {m['test/likelihood/num_images']:.0f} |"
+                f"| aelab {model} | {v:.2f} | {m['test/likelihood/nelbo']:.2f} | {m['test/likelihood/k']:.0f} | {m['test/likelihood/num_images']:.0f} | {took} |"
             )
-        lines += [f"| {label} | {value} | | | |" for label, value in NLL_ANCHORS]
+        lines += [f"| {label} | {value} | | | | |" for label, value in NLL_ANCHORS]
     for data, c in results.get("codec", {}).items():
         unit = "bits/pixel" if c["rate"] == "bits_per_pixel" else "bytes/image"
         where = (
