@@ -133,3 +133,17 @@ def test_gpu_check_rehearses_on_the_cpu(tmp_path, fake_data_dir):
     assert set(result["models"]["ae"]["variants"]) >= {"plain", "aelab", "aelab-compile"}
     assert result["gpu_check"]["k"] == 10 and result["gpu_check"]["nll_iwae"] > 0
     assert "Speed:" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+@pytest.mark.parametrize("parts_file", ["parts.yaml", "parts_quick.yaml"])
+def test_every_part_of_the_parts_files_composes(make_cfg, parts_file):
+    """Each part's training overrides compose as Hydra would run them (a misspelt override fails here, not an
+    hour into make results); the quick file has the same parts as the full one."""
+    from aelab.experiments.results import PARTS_FILE, load_parts
+
+    spec = load_parts(PARTS_FILE.parent / parts_file)
+    assert set(spec["parts"]) == set(load_parts()["parts"])
+    for name, part in spec["parts"].items():
+        cfg = make_cfg(part["train"], small=False)
+        epochs = [o.split("=", 1)[1] for o in part["train"] if o.startswith("trainer.max_epochs=")]
+        assert not epochs or cfg.trainer.max_epochs == int(epochs[-1]), name
