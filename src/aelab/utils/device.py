@@ -1,9 +1,8 @@
 """Which numeric settings are fastest on this machine without costing quality (issue: the fastest honest path).
 
-Measured on a 2-core AVX-512 CPU with ``avx512_bf16``/AMX (docs/BENCHMARKS.md): bf16 autocast makes the MLP
-AE's training step about 1.3× and the ConvAE's about 2× faster than fp32, and reaches the fp32 test metrics
-(quality check in docs/BENCHMARKS.md); channels-last conv weights help the ConvAE on top of it; torch.compile
-does not pay for its compile time in runs of a few epochs, so it stays off. On CUDA, bf16 autocast needs
+What each default is chosen on is measured, with the command, in docs/BENCHMARKS.md (rendered from the JSON the
+measurement wrote): bf16 autocast against fp32 (speed and test metrics), channels-last conv weights, and
+torch.compile over runs of a few epochs (off by default). On CUDA, bf16 autocast needs
 Ampere or newer (compute capability ≥ 8.0).
 
 ``trainer.precision: ${aelab.precision:${trainer.accelerator}}`` resolves through :func:`auto_precision`;
@@ -11,6 +10,8 @@ any explicit ``trainer.precision=...`` override wins.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -35,7 +36,8 @@ def cuda_supports_bf16() -> bool:
 
 
 def device_name(device: torch.device | str | None = None) -> str:
-    """The device as the reports name it: the GPU's name, or ``CPU (<machine>, <threads> threads)``."""
+    """The device as the reports name it: the GPU's name, or ``CPU (<model>, <machine>, <threads> threads)``
+    (the model from ``/proc/cpuinfo`` where there is one; the threads are torch's intra-op threads)."""
     import platform
 
     device = (
@@ -45,7 +47,21 @@ def device_name(device: torch.device | str | None = None) -> str:
     )
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    model = _cpu_model()
+    return f"CPU ({model + ', ' if model else ''}{platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _cpu_model() -> str:
+    """The CPU's ``model name`` from ``/proc/cpuinfo`` (Linux), or ``platform.processor()``, or ``""``."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def resolve_accelerator(accelerator: str) -> str:
