@@ -174,7 +174,9 @@ class Runner:
         self.timings = self._read()
         if not ((out / "one_class.json").is_file() and "one_class:cmd" in self.timings):
             t = self.run(cmd, self.root / "mnist" / "one_class.log")
-            self._record(one_class=t, **{"one_class:cmd": shown(cmd).replace(str(self.root), "<results dir>")})
+            self._record(
+                one_class=t, **{"one_class:cmd": shown(cmd).replace(str(self.root), "<results dir>")}
+            )
         return {"cmd": self.timings["one_class:cmd"], "t": self.timings["one_class"],
                 **json.loads((out / "one_class.json").read_text())}  # fmt: skip
 
