@@ -67,6 +67,17 @@ class RecordStart(pl.Callback):
             Path(self.path).write_text(str(trainer.global_step))
 
 
+class RecordRanks(pl.Callback):
+    """Each rank writes ``<world_size>`` to ``<dir>/rank<global_rank>`` when training starts (which ranks ran)."""
+
+    def __init__(self, dir: str) -> None:
+        self.dir = dir
+
+    def on_train_start(self, trainer, pl_module):
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        (Path(self.dir) / f"rank{trainer.global_rank}").write_text(str(trainer.world_size))
+
+
 def wait_for(condition, timeout: float = 120.0, what: str = "a condition") -> None:
     """Poll ``condition()`` every 10 ms until it is true (a test waits for what the code writes, never for time)."""
     deadline = time.monotonic() + timeout

@@ -250,7 +250,7 @@ def test_a_cache_of_other_files_is_never_used(tmp_path):
     )  # rewritten with the new images
 
 
-EVAL_SMALL = ["trainer=cpu", "suite.batch_size=64", "suite.sections.classical_codecs=null",
+EVAL_SMALL = ["trainer=cpu", "suite.batch_size=64", "suite.sections.classical_codecs=null", "suite.sections.compression.jpeg_qualities=[50]",
               "suite.sections.likelihood.k=10", "suite.sections.likelihood.chunk=10",
               "suite.sections.likelihood.num_images=32", "suite.sections.denoising.pca_components=[2,4]",
               "suite.sections.fid.num_samples=64", "suite.sections.fid.classifier_epochs=1"]  # fmt: skip

@@ -182,8 +182,10 @@ def test_simulated_slurm_job_makes_one_run_equal_to_one_process(tmp_path, fake_d
 
 def test_multirun_with_ddp_jobs_runs_each_job_once(tmp_path, fake_data_dir):
     proc = run_subprocess(
-        [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "trainer=cpu,ddp_sim", "seed=1"], fake_data_dir
-    )
+        [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "trainer=cpu,ddp_sim", "seed=1",
+         "+callbacks.ranks._target_=helpers.RecordRanks", "+callbacks.ranks.dir=${paths.output_dir}/ranks"],
+        fake_data_dir,
+    )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert out.count("Launching 2 jobs locally") == 1
     sweeps = _dirs(tmp_path / "train" / "multiruns")
@@ -192,6 +194,11 @@ def test_multirun_with_ddp_jobs_runs_each_job_once(tmp_path, fake_data_dir):
     assert [j.name for j in jobs] == ["0", "1"]
     cpu, ddp = (read_metrics(j) for j in jobs)
     assert ddp == pytest.approx(cpu, abs=1e-5)  # DDP over 2 ranks = one process with the same global batch
+    assert sorted(f.name for f in (jobs[0] / "ranks").iterdir()) == ["rank0"]
+    ranks = {f.name: f.read_text() for f in (jobs[1] / "ranks").iterdir()}
+    assert ranks == {"rank0": "2", "rank1": "2"}  # the second job really ran on 2 ranks
+    assert (jobs[1] / "checkpoints" / "last.ckpt").is_file()  # written once, by rank 0, into the job's folder
+    assert list((jobs[1] / "tensorboard").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
