@@ -51,10 +51,10 @@ eval: install ## test a checkpoint: make eval CKPT=logs/train/runs/.../checkpoin
 	$(BIN)/aelab-eval ckpt_path=$(CKPT) $(ARGS)
 
 test: install data ## the fast test suite
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
 test-all: install data ## every test, slow ones included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install data ## time aelab against a plain PyTorch loop (interleaved rounds): docs/bench_cpu.json, docs/BENCHMARKS.md
 	$(BIN)/python scripts/benchmark.py --json docs/bench_cpu.json --out docs/BENCHMARKS.md $(ARGS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -351,6 +352,9 @@ def test_signal_interrupt_prints_the_resume_command(tmp_path, fake_data_dir):
         capture_output=True,
         text=True,
         timeout=300,
+        # a process started with SIGINT ignored keeps ignoring it (pytest-xdist's workers ignore it): the
+        # training gets the default disposition, as from a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.returncode == 130  # Ctrl-C's conventional exit status
     out = proc.stdout + proc.stderr
