@@ -4,6 +4,7 @@ resumes and compresses when the reader trusts it, and is refused otherwise; noth
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +23,13 @@ EXAMPLE = REPO / "examples" / "aelab_example"
 
 @pytest.fixture(scope="module")
 def example_site(tmp_path_factory) -> Path:
-    """examples/aelab_example pip-installed (as a user would, no network) into a folder of its own."""
+    """examples/aelab_example pip-installed (as a user would, no network) into a folder of its own; built from a
+    copy, so that setuptools' build/ and egg-info never land in the checkout."""
     site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("example") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(EXAMPLE)],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return site
