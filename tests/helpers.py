@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import REPO, SMALL
+from conftest import REPO, SMALL, synthetic_digits
 
 
 def cli_args(run_dir: Path, *overrides: str, small: bool = True) -> list[str]:
@@ -140,3 +141,9 @@ class PauseAtStep(pl.Callback):
         deadline = time.monotonic() + self.timeout
         while not trainer._signal_connector.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+def batch(n: int = 64, seed: int = 0):
+    """``n`` synthetic digits as a batch: images ``(n, 1, 28, 28)`` in [0, 1] and labels ``(n,)``."""
+    x, y = synthetic_digits(n, seed)
+    return torch.from_numpy(x).float().div(255).unsqueeze(1), torch.from_numpy(y).long()

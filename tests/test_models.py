@@ -8,14 +8,9 @@ from hydra.utils import instantiate
 
 from aelab.models import VAE, Autoencoder, DenoisingAutoencoder
 from aelab.models.components import MLPDecoder, MLPEncoder
-from conftest import synthetic_digits
+from helpers import batch
 
 MODELS = ["ae", "dae", "conv_ae", "vae", "conv_vae"]
-
-
-def batch(n=64, seed=0):
-    x, y = synthetic_digits(n, seed)
-    return torch.from_numpy(x).float().div(255).unsqueeze(1), torch.from_numpy(y).long()
 
 
 @pytest.mark.parametrize("name", MODELS)

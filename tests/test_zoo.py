@@ -15,14 +15,9 @@ from aelab.models.components import ConvDecoder, ConvEncoder, MLPDecoder, MLPEnc
 from aelab.models.components.quantizer import perplexity
 from aelab.models.distributions import gaussian_kl, log_normal, log_standard_normal
 from aelab.models.regularized import imq_mmd
-from conftest import synthetic_digits
+from helpers import batch
 
 ZOO = ["vqvae", "sparse_ae", "iwae", "rae", "wae"]
-
-
-def batch(n=64, seed=0):
-    x, y = synthetic_digits(n, seed)
-    return torch.from_numpy(x).float().div(255).unsqueeze(1), torch.from_numpy(y).long()
 
 
 @pytest.mark.parametrize("name", ZOO)
