@@ -147,3 +147,26 @@ def test_every_part_of_the_parts_files_composes(make_cfg, parts_file):
         cfg = make_cfg(part["train"], small=False)
         epochs = [o.split("=", 1)[1] for o in part["train"] if o.startswith("trainer.max_epochs=")]
         assert not epochs or cfg.trainer.max_epochs == int(epochs[-1]), name
+
+
+def test_parts_not_chosen_are_only_read(tmp_path, monkeypatch):
+    """results --parts A: another part an earlier invocation trained but did not evaluate stays out of the
+    report, and nothing is started for it (an evaluation started there once ran beside the one in progress)."""
+    from aelab.experiments.results import Runner, collect
+
+    train = tmp_path / "mnist" / "ae" / "train"
+    (train / "checkpoints").mkdir(parents=True)
+    (train / "checkpoints" / "epoch_000.ckpt").write_bytes(b"")
+    (train / "metrics.json").write_text("{}")
+    (tmp_path / "timings.json").write_text(json.dumps({"mnist/ae": 1.0}))
+    runner = Runner(tmp_path, [])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("collect(run=False) started a command")
+
+    monkeypatch.setattr(runner, "run", refuse)
+    spec = {
+        "parts": {"mnist/ae": {"train": ["model=ae"]}, "mnist/l2": {"train": ["model=ae"], "eval": False}}
+    }
+    assert collect(runner, ["mnist/ae", "mnist/l2"], spec, run=False) == {}
+    assert not runner.finished("mnist/ae") and runner.finished("mnist/ae", evaluated=False)

@@ -129,7 +129,7 @@ class Runner:
                 self._record(**{name: t, f"{name}:resumed": True})
             else:
                 self._record(**{name: self.run(cmd, self.root / name / "train.log")})
-        best = next((train_dir / "checkpoints").glob("epoch_*.ckpt"), train_dir / "checkpoints" / "last.ckpt")
+        best = self.best_checkpoint(name)
         return {
             "train_cmd": shown(cmd).replace(str(self.root), "<results dir>"),
             "t_train": self.timings[name],
@@ -140,6 +140,24 @@ class Runner:
             "train_dir": str(train_dir),
             "train_metrics": json.loads((train_dir / "metrics.json").read_text()),
         }
+
+    def best_checkpoint(self, name: str) -> Path:
+        """A part's best checkpoint (``epoch_*.ckpt``, else ``last.ckpt``)."""
+        ckpts = self.root / name / "train" / "checkpoints"
+        return next(ckpts.glob("epoch_*.ckpt"), ckpts / "last.ckpt")
+
+    def _evaluated(self, name: str, ckpt: Path) -> bool:
+        done = self.root / name / "eval" / "metrics.json"
+        return (
+            done.is_file() and f"{name}:eval" in self.timings and done.stat().st_mtime > ckpt.stat().st_mtime
+        )
+
+    def finished(self, name: str, evaluated: bool = True) -> bool:
+        """Whether an earlier invocation finished the part: trained (and, with ``evaluated``, evaluated since)."""
+        self.timings = self._read()
+        if not (name in self.timings and run_finished(self.root / name / "train")):
+            return False
+        return not evaluated or self._evaluated(name, self.best_checkpoint(name))
 
     def evaluate(self, name: str, ckpt: str, extra: list[str]) -> dict[str, Any]:
         """Evaluate a part's best checkpoint once (again when the checkpoint is newer than the evaluation)."""
@@ -156,7 +174,7 @@ class Runner:
         done = eval_dir / "metrics.json"
         key = f"{name}:eval"
         self.timings = self._read()
-        if not (done.is_file() and key in self.timings and done.stat().st_mtime > Path(ckpt).stat().st_mtime):
+        if not self._evaluated(name, Path(ckpt)):
             self._record(**{key: self.run(cmd, self.root / name / "eval.log")})
         else:
             print(f"{name} eval: done earlier ({self.timings[key]:.0f} s)", flush=True)
@@ -685,9 +703,8 @@ def collect(runner: Runner, names: list[str], spec: dict[str, Any], run: bool) -
     for i, name in enumerate(names, 1):
         p = spec["parts"][name]
         print(f"[{i}/{len(names)}] {name}", flush=True)
-        train_dir = runner.root / name / "train"
-        if not run and not run_finished(train_dir):
-            continue
+        if not run and not runner.finished(name, evaluated=p.get("eval", True)):
+            continue  # read only what an earlier invocation finished; never start anything here
         entry = {"group": p.get("group"), **runner.train(name, list(p["train"]))}
         if p.get("eval", True):
             entry |= runner.evaluate(name, entry["ckpt"], list(p.get("eval_overrides", [])))
