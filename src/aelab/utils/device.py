@@ -48,7 +48,10 @@ def device_name(device: torch.device | str | None = None) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model = _cpu_model()
-    return f"CPU ({model + ', ' if model else ''}{platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return (
+        f"CPU ({model + ', ' if model else ''}{platform.machine()}, {threads} thread{'s' * (threads != 1)})"
+    )
 
 
 def _cpu_model() -> str:
