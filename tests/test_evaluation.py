@@ -370,3 +370,18 @@ def test_suite_writes_a_frechet_distance_per_sampler(tmp_path, trained, fake_dat
             net, dm.split_tensors("test")[0][:150], torch.rand(150, 1, 28, 28), 64, "cpu"
         )
         assert max(metrics[f"test/generation/fid_{s}"] for s in samplers) < noise
+
+
+def test_an_exact_image_keeps_the_codec_psnr_finite():
+    """An image a codec reproduces exactly counts as one pixel one level off (the uint8 ceiling), so a
+    rate–distortion point keeps a finite mean PSNR (AVIF's points vanished from the report as infinite)."""
+    import math
+
+    from aelab.evaluation.sections import _image_quality
+
+    exact = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    off = exact.clone()
+    off[0, 0, 0] = off[0, 0, 0] ^ 1  # one pixel one level off
+    q = _image_quality([exact, off], [exact, exact])
+    ceiling = 10 * math.log10(255**2 * 28 * 28)
+    assert q["psnr"] == pytest.approx(ceiling) and q["exact_fraction"] == 0.5

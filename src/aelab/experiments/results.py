@@ -240,6 +240,8 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
                 if k.startswith(f"test/compression/{prefix}{name}_q")
                 and k.endswith("_" + rate)
                 and k.count("/") == (3 if photos else 2)
+                and k[: -len(rate)] + "psnr"
+                in any_m  # a point without its PSNR (an old report's) is left out
             )
             if pts:
                 baselines[name] = pts
