@@ -527,6 +527,12 @@ def render(results: dict[str, Any]) -> str:
                 ok = verdict(t["value"], t["op"], t["goal"])
                 word = "Met" if ok else ("**Missed**" if ok is False else "Not measured")
                 unit = "%" if "BD" in t["what"] else ""
+                if t["value"] is None and "BD" in t["what"] and c.get("codec"):
+                    lines.append(
+                        f"- **Missed** ({data}): {t['what']}: none — the learned codec's curve shares no PSNR range "
+                        f"with the anchor's, target {t['op']} {t['goal']}{unit}."
+                    )
+                    continue
                 lines.append(
                     f"- {word} ({data}): {t['what']} = {_num(t['value'], '.3g')}{unit}, target {t['op']} {t['goal']}{unit}."
                 )
