@@ -529,8 +529,8 @@ def render(results: dict[str, Any]) -> str:
                 unit = "%" if "BD" in t["what"] else ""
                 if t["value"] is None and "BD" in t["what"] and c.get("codec"):
                     lines.append(
-                        f"- **Missed** ({data}): {t['what']}: none — the learned codec's curve shares no PSNR range "
-                        f"with the anchor's, target {t['op']} {t['goal']}{unit}."
+                        f"- **Missed** ({data}): {t['what']}: none — the learned codec's curve and the anchor's share "
+                        f"no PSNR range (or have under 4 points), target {t['op']} {t['goal']}{unit}."
                     )
                     continue
                 lines.append(

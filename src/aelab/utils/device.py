@@ -11,6 +11,7 @@ any explicit ``trainer.precision=...`` override wins.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import torch
@@ -38,8 +39,6 @@ def cuda_supports_bf16() -> bool:
 def device_name(device: torch.device | str | None = None) -> str:
     """The device as the reports name it: the GPU's name, or ``CPU (<model>, <machine>, <threads> threads)``
     (the model from ``/proc/cpuinfo`` where there is one; the threads are torch's intra-op threads)."""
-    import platform
-
     device = (
         torch.device(device)
         if device is not None
@@ -56,8 +55,6 @@ def device_name(device: torch.device | str | None = None) -> str:
 
 def _cpu_model() -> str:
     """The CPU's ``model name`` from ``/proc/cpuinfo`` (Linux), or ``platform.processor()``, or ``""``."""
-    import platform
-
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
