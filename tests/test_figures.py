@@ -10,6 +10,27 @@ from PIL import Image
 from aelab.experiments import figures as FIG
 
 
+@pytest.fixture(autouse=True)
+def _figures_plot_something(monkeypatch):
+    """Every figure a test saves has data on each of its axes that shows an axis (lines, markers, bars, images):
+    a figure with an empty panel fails, whatever its PNG looks like."""
+    import matplotlib.figure
+
+    saved = []
+    real = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        saved.append(fig)
+        empty = [ax.get_title() or str(i) for i, ax in enumerate(fig.axes) if ax.axison and not ax.has_data()]
+        assert not empty, f"figure with empty axes: {empty}"
+        assert any(ax.has_data() for ax in fig.axes), "figure with no data at all"
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    yield
+    assert saved, "the test saved no figure"
+
+
 def _png(path):
     with Image.open(path) as im:
         assert im.format == "PNG" and 450 <= im.width <= 900 and im.height > 150

@@ -36,7 +36,10 @@ def bd_rate(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, f
 
 
 def common_range(*curves: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
-    """The PSNR interval every curve covers, or ``None``."""
+    """The PSNR interval every (non-empty) curve covers, or ``None``."""
+    curves = [c for c in curves if len(c)]
+    if not curves:
+        return None
     lo = max(min(p for _, p in c) for c in curves)
     hi = min(max(p for _, p in c) for c in curves)
     return (lo, hi) if hi > lo else None

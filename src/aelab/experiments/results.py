@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import operator
 import os
 import platform
 import shlex
@@ -316,10 +317,18 @@ def generation_table(parts: dict[str, dict]) -> dict[str, Any]:
     }
 
 
+_OPS = {"<": operator.lt, "<=": operator.le, ">=": operator.ge, ">": operator.gt}
+
+
 def verdict(value: float | None, op: str, goal: float) -> bool | None:
-    if value is None:
-        return None
-    return value < goal if op == "<" else value <= goal if op == "<=" else value >= goal
+    """Whether ``value op goal`` holds (``None`` when there is no value).
+
+    Raises:
+        ValueError: for an operator other than ``<``, ``<=``, ``>=``, ``>``.
+    """
+    if op not in _OPS:
+        raise ValueError(f"unknown target operator {op!r}; use one of {sorted(_OPS)}")
+    return None if value is None else bool(_OPS[op](value, goal))
 
 
 def headline_rows(parts: dict[str, dict], headlines: dict[str, list]) -> list[dict[str, Any]]:

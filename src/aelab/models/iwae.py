@@ -35,6 +35,11 @@ class IWAE(VAE):
         if int(k) < 1:
             raise ValueError(f"model.k={k} must be >= 1 (importance samples)")
 
+    @property
+    def k(self) -> int:
+        """The importance samples per image of the training (and ``val|test/iwae``) bound."""
+        return int(self.hparams.k)
+
     def iwae_bound(
         self, x_in: Tensor, target: Tensor, k: int, generator: torch.Generator | None = None
     ) -> Tensor:
@@ -55,7 +60,7 @@ class IWAE(VAE):
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        bound = self.iwae_bound(x_in, target, int(self.hparams.k), generator).mean()
+        bound = self.iwae_bound(x_in, target, self.k, generator).mean()
         if stage == "train":
             return -bound, None, {"iwae": -bound}
         _, x_hat, terms = super().loss_terms(x_in, target, stage, generator)

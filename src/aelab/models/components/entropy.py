@@ -18,31 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.models.components.conv import grid_padding
-
-
-class GDN(nn.Module):
-    """Generalized divisive normalization (Ballé et al., ICLR 2016, eq. 6): ``y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²)``;
-    with ``inverse`` the synthesis's IGDN ``y_i = x_i · sqrt(...)``. β and γ are kept non-negative by squaring
-    (with a small pedestal), γ starts at ``0.1·I`` and β at 1.
-
-    Shapes: ``(B, C, H, W) → (B, C, H, W)``.
-    """
-
-    def __init__(
-        self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1
-    ) -> None:
-        super().__init__()
-        self.inverse = bool(inverse)
-        self.beta_min = float(beta_min)
-        self.beta = nn.Parameter(torch.ones(channels))
-        self.gamma = nn.Parameter(math.sqrt(gamma_init) * torch.eye(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        c = x.shape[1]
-        beta = self.beta.pow(2) + self.beta_min
-        gamma = self.gamma.pow(2).view(c, c, 1, 1)
-        norm = torch.sqrt(F.conv2d(x.pow(2), gamma.to(x.dtype), beta.to(x.dtype)))
-        return x * norm if self.inverse else x / norm
+from aelab.models.components.gdn import GDN
 
 
 class AnalysisTransform(nn.Module):
@@ -179,8 +155,8 @@ class FactorizedPrior(nn.Module):
         self.likelihood_bound = float(likelihood_bound)
 
     def logits_cdf(self, y: Tensor) -> Tensor:
-        """``f_K ∘ … ∘ f_1(y)`` of values ``(M, N)`` per channel → ``(M, N)`` (the cumulative's logit)."""
-        x = y.unsqueeze(1)
+        """``f_K ∘ … ∘ f_1(y)`` of values ``(M, N)`` per channel → ``(M, N)`` (the cumulative's logit, float32)."""
+        x = y.float().unsqueeze(1)
         for layer in self.layers:
             x = layer(x)
         return x.squeeze(1)
@@ -188,11 +164,12 @@ class FactorizedPrior(nn.Module):
     def likelihood(self, y: Tensor) -> Tensor:
         """``p(y)`` of each (noisy or rounded) latent ``(B, M, h, w)`` under the density convolved with U(−½, ½)."""
         b, m, h, w = y.shape
-        v = y.float().permute(1, 0, 2, 3).reshape(m, -1)
-        lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
-        sign = -torch.sign(lower + upper).detach()  # evaluate in the tail where the sigmoid is accurate
-        p = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
-        p = p.clamp_min(self.likelihood_bound)
+        with torch.autocast(y.device.type, enabled=False):  # the density in float32 under any autocast
+            v = y.float().permute(1, 0, 2, 3).reshape(m, -1)
+            lower, upper = self.logits_cdf(v - 0.5), self.logits_cdf(v + 0.5)
+            sign = -torch.sign(lower + upper).detach()  # evaluate in the tail where the sigmoid is accurate
+            p = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
+            p = p.clamp_min(self.likelihood_bound)
         return p.view(m, b, h, w).permute(1, 0, 2, 3)
 
     @torch.no_grad()

@@ -1,0 +1,87 @@
+"""The report's derived figures on small hand-made inputs: verdicts, headline rows and the codec study, each
+against the value worked out here."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from aelab.experiments.results import codec_study, headline_rows, verdict
+
+
+def test_verdict_of_each_operator():
+    """(Mutation: a flipped comparison, or ">" read as ">=", fails here.)"""
+    assert verdict(1.0, "<=", 1.0) is True and verdict(1.0, "<", 1.0) is False
+    assert verdict(2.0, ">=", 2.0) is True and verdict(2.0, ">", 2.0) is False
+    assert verdict(0.5, "<=", 1.0) is True and verdict(1.5, "<=", 1.0) is False
+    assert verdict(0.5, ">=", 1.0) is False and verdict(None, "<=", 1.0) is None
+    with pytest.raises(ValueError, match="operator"):
+        verdict(1.0, "=<", 1.0)
+
+
+def test_headline_rows_fill_anchors_ratios_and_verdicts():
+    parts = {
+        "mnist/ae": {"metrics": {"test/mse": 0.004, "test/compression/pca_mse": 0.016, "test/baseline/mean_image_mse": 0.07}},
+        "mnist/conv_ae": {"metrics": {"test/mse": 0.003}},
+        "mnist/vqvae": {"metrics": {"test/mse": 0.002}},
+    }  # fmt: skip
+    headlines = {
+        "mnist/ae": [
+            {"label": "MSE", "metric": "test/mse", "anchor": "PCA {pca:.3g}", "values": {"pca": "test/compression/pca_mse"},
+             "target": {"op": "<=", "value": 0.0038}},
+            {"label": "vs PCA", "metric": "test/compression/pca_mse", "over": "test/mse", "anchor": "PCA = 1×",
+             "target": {"op": ">=", "value": 3}},
+            {"label": "no target", "metric": "test/baseline/mean_image_mse", "anchor": "mean image"},
+        ],
+        "mnist/vqvae": [{"label": "VQ MSE", "metric": "test/mse", "anchor": "ConvAE", "target": {"op": "<", "value": "vs"},
+                         "vs": {"part": "mnist/conv_ae", "metric": "test/mse"}}],
+        "mnist/missing": [{"label": "x", "metric": "test/mse", "anchor": "-"}],
+    }  # fmt: skip
+    rows = {r["label"]: r for r in headline_rows(parts, headlines)}
+    assert set(rows) == {"MSE", "vs PCA", "no target", "VQ MSE"}  # a part not evaluated has no row
+    assert rows["MSE"]["anchor"] == "PCA 0.016" and rows["MSE"]["met"] is False  # 0.004 > 0.0038
+    assert (
+        rows["vs PCA"]["value"] == pytest.approx(4.0)
+        and rows["vs PCA"]["ratio"]
+        and rows["vs PCA"]["met"] is True
+    )
+    assert rows["no target"]["met"] is None and rows["no target"]["goal"] is None
+    assert rows["VQ MSE"]["goal"] == 0.003 and rows["VQ MSE"]["met"] is True  # 0.002 < ConvAE's 0.003
+    assert rows["VQ MSE"]["anchor"] == "ConvAE 0.003"
+
+
+def _points(name: str, curve, rate: str = "bytes_per_image") -> dict[str, float]:
+    return {k: v for q, (r, p) in enumerate(curve) for k, v in
+            ((f"test/compression/{name}_q{q}_{rate}", r), (f"test/compression/{name}_q{q}_psnr", p))}  # fmt: skip
+
+
+def test_codec_study_bd_rates_rate_at_25db_and_targets():
+    """A learned codec of 4 λ at exactly half WebP's bytes (BD-rate −50%) and 0.4× JPEG's (−60%): the study picks
+    WebP as the best classical codec (the smallest saving), its 25 dB rate interpolates log-linearly between the
+    two points around 25 dB, and the verdicts follow the targets. (Mutations: the best classical picked by the
+    largest saving, rate_at interpolated linearly in rate, a flipped target verdict — each fails here.)"""
+    psnrs = [20.0, 24.0, 28.0, 32.0]
+    webp = [(100.0 * math.exp(0.1 * (p - 20)), p) for p in psnrs]
+    jpeg = [(1.25 * r, p) for r, p in webp]  # the codec needs 0.4 × JPEG's bytes
+    codec = [(0.5 * r, p) for r, p in webp]
+    shared = {**_points("webp", webp), **_points("jpeg", jpeg)}
+    parts = {}
+    for lmbda, (r, p) in zip((0.001, 0.003, 0.01, 0.03), codec, strict=True):
+        m = {**shared, "test/codec/bytes_per_image": r, "test/codec/psnr": p,
+             "test/codec/encode_images_per_s": 100.0, "test/codec/decode_images_per_s": 200.0}  # fmt: skip
+        parts[f"mnist/codec_l{lmbda}"] = {"group": "codec", "metrics": m}
+    parts["mnist/ae"] = {"metrics": {"test/mse": 0.01}}  # not a codec: not in the study
+    study = codec_study(parts)["mnist"]
+    assert study["bd_rate"]["webp"] == pytest.approx(-50.0, abs=1e-6)
+    assert study["bd_rate"]["jpeg"] == pytest.approx(-60.0, abs=1e-6)
+    assert study["best_classical"] == "webp"
+    assert study["lambdas"] == {f"mnist/codec_l{x}": x for x in (0.001, 0.003, 0.01, 0.03)}
+    # 25 dB lies between the 24 and 28 dB points: log-linear, 1/4 of the way
+    r24, r28 = codec[1][0], codec[2][0]
+    assert study["bytes_at_25db"] == pytest.approx(float(np.exp(0.75 * np.log(r24) + 0.25 * np.log(r28))))
+    assert study["target"]["value"] == pytest.approx(-50.0, abs=1e-6)
+    assert study["target"]["goal"] == -50.0
+    assert study["target_25db"]["value"] == study["bytes_at_25db"]
+    assert verdict(study["target"]["value"] + 1e-9, study["target"]["op"], study["target"]["goal"]) is False
