@@ -385,3 +385,28 @@ def test_an_exact_image_keeps_the_codec_psnr_finite():
     q = _image_quality([exact, off], [exact, exact])
     ceiling = 10 * math.log10(255**2 * 28 * 28)
     assert q["psnr"] == pytest.approx(ceiling) and q["exact_fraction"] == 0.5
+
+
+def test_a_chosen_ood_set_that_cannot_be_used_stops_the_evaluation(
+    tmp_path, trained, fake_data_dir, monkeypatch, capsys
+):
+    """An out-of-distribution set chosen on the command line (data@ood=...) whose files cannot be read stops the
+    evaluation with one line naming it (the default one is skipped with a warning), and so does choosing the
+    model's own dataset."""
+    from aelab.eval import main as eval_main
+    from helpers import run_inprocess
+
+    only_anomaly = [f"ckpt_path={trained['ae']}", "trainer.accelerator=cpu", "suite.batch_size=64",
+                    *[f"suite.sections.{s}=null" for s in ("reconstruction", "compression", "classical_codecs", "codec",
+                      "features", "likelihood", "denoising", "fid", "generation")]]  # fmt: skip
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for name, extra, said in (
+        ("chosen", ["data@ood=fashion_mnist", f"ood.data_dir={empty}"], "chosen out-of-distribution set"),
+        ("same", ["data@ood=mnist"], "own dataset"),
+    ):
+        argv = [*only_anomaly, *extra, f"hydra.run.dir={tmp_path / name}"]
+        with pytest.raises(SystemExit) as stop:
+            run_inprocess(eval_main, argv, monkeypatch, fake_data_dir)
+        assert stop.value.code != 0 and said in capsys.readouterr().err
+        assert not (tmp_path / name / "metrics.json").exists()

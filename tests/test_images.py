@@ -14,6 +14,7 @@ from aelab.data import (
     ImageFolderDataModule,
     MNISTDataModule,
     PhotoPatchesDataModule,
+    folder,
 )
 from aelab.errors import ConfigError, DataError, MissingDataError
 from conftest import make_image_folder
@@ -125,8 +126,36 @@ def test_bad_images_are_named_before_training(tmp_path, damage, expected):
         bad = root / "stray.png"
         Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bad)
     with pytest.raises(DataError, match=expected) as err:
-        folder_dm(root).setup()
+        folder_dm(root, **({"upscale": False} if damage == "too_small" else {})).setup()
     assert str(bad) in str(err.value)
+
+
+def test_a_small_image_is_enlarged_by_default_and_counted(tmp_path, caplog):
+    """A 10×40 image among 40×40 ones: enlarged to cover 32×32 (torchvision's antialiased resize, then the center
+    crop: computed here) and counted in the log; ``upscale=False`` refuses it (test above)."""
+    import torchvision.transforms.functional as TF
+
+    root = make_image_folder(tmp_path / "imgs")
+    small = root / "class_1" / "img_001.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (10, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(small)
+    with caplog.at_level("INFO", logger="aelab"):
+        got, enlarged = folder.load_image(small, 3, (32, 32))
+        folder_dm(root).setup()
+    assert enlarged
+    with Image.open(small) as img:
+        want = TF.center_crop(TF.resize(img.convert("RGB"), [32, 128], antialias=True), [32, 32])
+    np.testing.assert_array_equal(got, np.asarray(want).transpose(2, 0, 1))
+    assert any("1 of" in r.getMessage() and "enlarged" in r.getMessage() for r in caplog.records)
+
+
+def test_a_split_that_rounds_to_no_image_says_so(tmp_path):
+    root = tmp_path / "three"
+    root.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / f"{i}.png")
+    with pytest.raises(ConfigError, match=r"data.test_size=0.1 of 3 images is 0 images"):
+        folder_dm(root, test_size=0.1, val_size=1).setup()
 
 
 def test_missing_and_empty_folders(tmp_path):
@@ -187,8 +216,8 @@ def test_rgb_folder_end_to_end_through_the_tools(tmp_path, fake_data_dir, monkey
     (raw bytes 3072; an image folder as the OOD set), compressed and decompressed, resumed, swept with -m."""
     from aelab.compress import compress, decompress
     from aelab.eval import evaluate
-    from aelab.resume import resume
     from aelab.train import main as train_main
+    from aelab.train import resume
     from conftest import compose_cfg
     from helpers import run_inprocess
 
@@ -205,7 +234,8 @@ def test_rgb_folder_end_to_end_through_the_tools(tmp_path, fake_data_dir, monkey
            "ood.test_size=0.5"]  # fmt: skip
     cfg = compose_cfg(
         "eval",
-        [f"ckpt_path={ckpt}", "trainer=cpu", "suite.sections.classical_codecs.num_images=8",
+        [f"ckpt_path={ckpt}", "trainer=cpu", "suite.sections.classical_codecs.enabled=true",  # a conv AE's: asked
+         "suite.codec_images=8",
          "suite.sections.fid.num_samples=8", "suite.sections.fid.classifier_epochs=1", "data@ood=image_folder", *ood],
         tmp_path / "eval",
         fake_data_dir,
@@ -242,7 +272,7 @@ def test_a_cache_of_other_files_is_never_used(tmp_path):
     fp = folder.folder_fingerprint(files, 3, (32, 32))
     stale.rename(stale.parent / f"image_folder-{fp[:20]}.npz")  # the old images under the new name
     pool, _ = folder_dm(root).load_pool()
-    fresh = torch.from_numpy(np.stack([folder.load_image(f, 3, (32, 32)) for f in files]))
+    fresh = torch.from_numpy(np.stack([folder.load_image(f, 3, (32, 32))[0] for f in files]))
     assert torch.equal(pool, fresh) and not torch.equal(folder_dm(root).split_tensors("train")[0], old)
     cached = folder.read_cache(stale.parent / f"image_folder-{fp[:20]}.npz", fp, len(files))
     assert cached is not None and np.array_equal(

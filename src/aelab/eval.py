@@ -80,12 +80,20 @@ def default_ood_for(cfg: DictConfig, data_cfg: DictConfig) -> DictConfig:
     ood = cfg.get("ood")
     if anomaly is None or ood is None or anomaly.get("ood_data") is None:
         return cfg
-    if _chosen_on_the_command_line(("data@ood", "ood.", "ood=", "suite.sections.anomaly.ood_data")):
-        return cfg
     ood_shape, data_shape = list(ood.get("image_shape") or []), list(data_cfg.get("image_shape") or [])
+    same = (ood.get("_target_"), ood.get("root")) == (data_cfg.get("_target_"), data_cfg.get("root"))
+    if _chosen_on_the_command_line(("data@ood", "ood.", "ood=", "suite.sections.anomaly.ood_data")):
+        if same:
+            raise ConfigError(
+                f"the chosen out-of-distribution set ({str(ood.get('_target_')).rsplit('.', 1)[-1]}) is the model's "
+                "own dataset: choose another with data@ood=<data config>"
+            )
+        with open_dict(cfg):  # a chosen set that cannot be read stops the run (the section raises)
+            cfg.suite.sections.anomaly.ood_required = True
+        return cfg
     if ood_shape != data_shape:
         why = f"its images are {ood_shape} (C, H, W), the model's {data_shape}"
-    elif (ood.get("_target_"), ood.get("root")) == (data_cfg.get("_target_"), data_cfg.get("root")):
+    elif same:
         why = "it is the model's own dataset"
     else:
         return cfg

@@ -12,7 +12,7 @@ model's decoder turns into images:
   at each code position, fitted to the training codes' indices (van den Oord et al. 2017 fit an
   autoregressive prior; this is its factorized baseline).
 
-``suite.sections.fid.samplers`` (conf/eval.yaml) chooses them by name; each gives a Fréchet distance
+``suite.sections.fid.samplers`` (conf/suite/*.yaml) chooses them by name; each gives a Fréchet distance
 ``test/generation/fid_<name>`` and a samples grid.
 """
 
@@ -95,18 +95,28 @@ class GaussianSampler(Sampler):
 class GMMSampler(Sampler):
     """A Gaussian mixture fitted to the training codes (scikit-learn ``GaussianMixture``, full covariances).
 
+    Codes wider than ``max_dims`` are first projected on their ``max_dims`` principal components (scikit-learn's
+    ``PCA``, fitted on the same codes): the mixture is fitted there with full covariances, and its draws are mapped
+    back (``mean + draw @ components``) — a fit cubic in ``max_dims`` instead of the code size. :attr:`fit_dims`
+    is the dimension the mixture lives in.
+
     Args:
         n_components: mixture components (Ghosh et al. 2020 use 10).
         max_codes: fit on at most this many training codes (a seeded subset; the fit is cubic in the code size).
+        max_dims: the widest codes fitted directly (``None``: any width).
         seed: seed of the mixture's initialization, the subset and the draws.
     """
 
     name = "gmm"
 
-    def __init__(self, n_components: int = 10, max_codes: int = 20000, seed: int = 0) -> None:
+    def __init__(
+        self, n_components: int = 10, max_codes: int = 20000, max_dims: int | None = None, seed: int = 0
+    ) -> None:
         super().__init__(seed)
         self.n_components = int(n_components)
         self.max_codes = int(max_codes)
+        self.max_dims = None if max_dims is None else int(max_dims)
+        self.projection: tuple[Tensor, Tensor] | None = None  # (mean (D,), components (d, D)) when projected
 
     def fit(self, model, train_codes: Tensor | None) -> GMMSampler:
         from sklearn.mixture import GaussianMixture
@@ -118,6 +128,12 @@ class GMMSampler(Sampler):
             idx = torch.randperm(len(z), generator=torch.Generator().manual_seed(self.seed))[: self.max_codes]
             z = z[idx]
         self.latent_dim = z.shape[1]
+        if self.max_dims is not None and z.shape[1] > self.max_dims:
+            from sklearn.decomposition import PCA
+
+            pca = PCA(self.max_dims, random_state=self.seed).fit(z.numpy())
+            self.projection = (torch.from_numpy(pca.mean_), torch.from_numpy(pca.components_))
+            z = torch.from_numpy(pca.transform(z.numpy()))
         self.gmm = GaussianMixture(
             self.n_components, covariance_type="full", reg_covar=1e-6, random_state=self.seed
         ).fit(z.numpy())
@@ -129,8 +145,17 @@ class GMMSampler(Sampler):
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         # component by the mixture weights, then a draw from that component's Gaussian (torch: seeded)
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.latent_dim, 1, generator=generator, dtype=torch.float64)
-        return (self.means[comp] + (self.chols[comp] @ eps).squeeze(-1)).float()
+        eps = torch.randn(n, self.fit_dims, 1, generator=generator, dtype=torch.float64)
+        draws = self.means[comp] + (self.chols[comp] @ eps).squeeze(-1)
+        if self.projection is not None:
+            mean, components = self.projection
+            draws = mean + draws @ components
+        return draws.float()
+
+    @property
+    def fit_dims(self) -> int:
+        """The dimension of the mixture: the code size, or ``max_dims`` when the codes were projected."""
+        return int(self.means.shape[1])
 
 
 class CategoricalSampler(Sampler):
@@ -164,15 +189,28 @@ SAMPLERS: dict[str, type[Sampler]] = {
 }
 
 
-def make_sampler(name: str, **params) -> Sampler:
-    """A sampler by name.
+def make_sampler(spec, **params) -> Sampler:
+    """A sampler by name (one of :data:`SAMPLERS`), or from a config with ``_target_`` (a sampler class of your
+    own package: ``suite.sections.fid.samplers=[gmm,{_target_: mypkg.MySampler, name: mine}]``; no edit inside
+    aelab), built with ``params`` (the seed) and the config's own fields.
 
     Raises:
-        ValueError: for an unknown name (lists the known ones).
+        ValueError: for an unknown name (lists the known ones), or a target that is not a :class:`Sampler`.
     """
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
-    return SAMPLERS[name](**params)
+    if isinstance(spec, str):
+        if spec not in SAMPLERS:
+            raise ValueError(f"unknown sampler {spec!r}; choose from {sorted(SAMPLERS)} or give a _target_")
+        return SAMPLERS[spec](**params)
+    from hydra.utils import instantiate
+
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    sampler = instantiate(spec, **params)
+    if not isinstance(sampler, Sampler):
+        raise ValueError(f"{spec.get('_target_')} is not an aelab.samplers.Sampler")
+    if name:
+        sampler.name = str(name)
+    return sampler
 
 
 @torch.no_grad()

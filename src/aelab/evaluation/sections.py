@@ -112,29 +112,44 @@ def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[st
     return out
 
 
-def features(ctx: EvalContext, knn_k: int = 5) -> dict[str, float]:
-    """Linear-probe and k-NN accuracy of the codes, and of the PCA codes of the same size (labelled data only)."""
+def features(
+    ctx: EvalContext, knn_k: int = 5, max_train: int | None = None, seed: int = 0
+) -> dict[str, float]:
+    """Linear-probe and k-NN accuracy of the codes, and of the PCA codes of the same size (labelled data only),
+    fitted on the training codes — at most ``max_train`` of them, a seeded subset shared by both
+    (``test/features/num_train`` says how many)."""
     if not ctx.labelled:
         return ctx.skip("features", f"{ctx.datamodule.name} has no labels to probe the codes with")
     pca_train, pca_test = ctx.pca_codes
+    codes_train, train_y = ctx.codes_train, ctx.train_y
+    if max_train is not None and len(train_y) > int(max_train):
+        pick = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(int(seed)))[
+            : int(max_train)
+        ]
+        codes_train, pca_train, train_y = codes_train[pick], pca_train[pick], train_y[pick]
     k = int(knn_k)
     return {
         "test/features/linear_probe_acc": linear_probe_accuracy(
-            ctx.codes_train, ctx.train_y, ctx.codes_test, ctx.test_y
+            codes_train, train_y, ctx.codes_test, ctx.test_y
         ),
-        "test/features/knn_acc": knn_accuracy(ctx.codes_train, ctx.train_y, ctx.codes_test, ctx.test_y, k),
-        "test/features/pca_linear_probe_acc": linear_probe_accuracy(
-            pca_train, ctx.train_y, pca_test, ctx.test_y
-        ),
-        "test/features/pca_knn_acc": knn_accuracy(pca_train, ctx.train_y, pca_test, ctx.test_y, k),
+        "test/features/knn_acc": knn_accuracy(codes_train, train_y, ctx.codes_test, ctx.test_y, k),
+        "test/features/pca_linear_probe_acc": linear_probe_accuracy(pca_train, train_y, pca_test, ctx.test_y),
+        "test/features/pca_knn_acc": knn_accuracy(pca_train, train_y, pca_test, ctx.test_y, k),
+        "test/features/num_train": float(len(train_y)),
     }
 
 
-def anomaly(ctx: EvalContext, ood_data=None) -> dict[str, float]:
+def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict[str, float]:
     """AUROC of the anomaly scores (reconstruction error; −ELBO for a VAE): one-class when the run kept only some
     classes (``data.train_classes``: ``test/anomaly/oneclass_auroc``), and the test split against the test split of
     ``ood_data`` (any datamodule of the same image shape: ``test/anomaly/ood_auroc``, ``ood_auroc_elbo``).
-    Per-image scores go to ``anomaly_scores.npz`` (ROC curves)."""
+    Per-image scores go to ``anomaly_scores.npz`` (ROC curves). A set that cannot be read is skipped with a
+    warning when it is the default one, and stops the evaluation when it was chosen (``ood_required``).
+
+    Raises:
+        MissingDataError: when a chosen set's files cannot be read.
+        ConfigError: when the set's images are not of the model's shape.
+    """
     out: dict[str, float] = {}
     model, bs, device = ctx.model, ctx.batch_size, ctx.device
     score_in = mse_per_image(ctx.recon, ctx.x_test)
@@ -152,6 +167,13 @@ def anomaly(ctx: EvalContext, ood_data=None) -> dict[str, float]:
     try:  # through the data contract; nothing is downloaded
         ood_u8, _ = ood_data.split_tensors("test")
     except (FileNotFoundError, RuntimeError) as err:
+        if ood_required:
+            from aelab.errors import MissingDataError
+
+            raise MissingDataError(
+                f"the chosen out-of-distribution set {getattr(ood_data, 'name', type(ood_data).__name__)} cannot be "
+                f"read: {str(err).splitlines()[0]}; fix its files, or choose another with data@ood=<data config>"
+            ) from None
         log.warning(
             "anomaly detection vs %s skipped: %s (`make data` unpacks Fashion-MNIST from ../shared/data)",
             getattr(ood_data, "name", type(ood_data).__name__),
@@ -264,12 +286,15 @@ def fid(
     samplers=("prior", "gaussian", "gmm", "categorical"),
     gmm_components: int = 10,
     grid_samples: int = 64,
+    gmm_max_dims: int | None = 64,
 ) -> dict[str, float]:
     """Fréchet distance of generated images to the test images on the features of a classifier trained on the data
-    (:mod:`aelab.evaluation.fid`), one per sampler that applies to the model (``test/generation/fid_<sampler>``;
-    ``test/generation/fid`` is the model's default sampler's), with the train-vs-test distance as the floor and the
-    classifier's accuracy. Each sampler's first ``grid_samples`` images go to ``samples_<sampler>.png`` and to
-    the loggers (``samples/<sampler>``). Labelled data only."""
+        (:mod:`aelab.evaluation.fid`), one per sampler that applies to the model (``test/generation/fid_<sampler>``;
+        ``test/generation/fid`` is the model's default sampler's), with the train-vs-test distance as the floor and the
+        classifier's accuracy. Each sampler's first ``grid_samples`` images go to ``samples_<sampler>.png`` and to
+        the loggers (``samples/<sampler>``). ``test/generation/num_samples`` is the number of images compared, and
+    ``test/generation/gmm_dims`` the dimensions the mixture was fitted in (a PCA of wider codes to ``gmm_max_dims``,
+    full covariances there). Labelled data only."""
     from aelab.evaluation import fid as FID
 
     if not ctx.labelled:
@@ -291,15 +316,19 @@ def fid(
             net, real, ctx.train_u8[floor_idx], ctx.batch_size, ctx.device
         ),
         "test/generation/fid_classifier_test_acc": acc,
+        "test/generation/num_samples": float(n),
     }
     media = Media(ctx.loggers)
     default = default_sampler(ctx.model)
-    for name in samplers:
-        params = {"n_components": int(gmm_components)} if name == "gmm" else {}
-        sampler = make_sampler(name, seed=int(seed), **params)
+    for spec in samplers:
+        params = {"n_components": int(gmm_components), "max_dims": gmm_max_dims} if spec == "gmm" else {}
+        sampler = make_sampler(spec, seed=int(seed), **params)
+        name = sampler.name
         if not sampler.applies(ctx.model):
             continue
         sampler.fit(ctx.model, ctx.codes_train)
+        if name == "gmm":
+            out["test/generation/gmm_dims"] = float(sampler.fit_dims)
         fake = generate(ctx.model, sampler, n, seed=int(seed), batch_size=ctx.batch_size, device=ctx.device)
         value = FID.frechet_distance(net, real, fake, ctx.batch_size, ctx.device)
         out[f"test/generation/fid_{name}"] = value
@@ -426,12 +455,14 @@ def classical_codecs(
     return out
 
 
-def codec(ctx: EvalContext, batch_size: int = 500) -> dict[str, float]:
+def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None) -> dict[str, float]:
     """A learned codec's real files (:mod:`aelab.bitstream`): the test split coded into one file (and, for
     photograph data, the held-out photographs whole into another), its bytes per image and bits per pixel
     (headers included), PSNR / SSIM (MS-SSIM for large images) of the decoded images, encode and decode
     throughput (images/s), and a check that decoding reproduces the encoder's reconstruction exactly
-    (``test/codec/roundtrip_exact`` = 1). Learned codecs only."""
+    (``test/codec/roundtrip_exact`` = 1), on the first ``num_images`` test images (null: all; the suite gives it
+    the classical codecs' count, so every codec is measured on the same images: ``test/codec/num_images``).
+    Learned codecs only."""
     import time
 
     from aelab import bitstream
@@ -443,7 +474,10 @@ def codec(ctx: EvalContext, batch_size: int = 500) -> dict[str, float]:
         return {}
     fingerprint = state_fingerprint(model.state_dict())
     out: dict[str, float] = {}
-    for prefix, images in _test_sets(ctx, None).items():
+    out["test/codec/num_images"] = float(
+        len(ctx.test_u8) if num_images is None else min(len(ctx.test_u8), int(num_images))
+    )
+    for prefix, images in _test_sets(ctx, num_images).items():
         t0 = time.perf_counter()
         data, recon = bitstream.encode(model, images, fingerprint, batch_size, ctx.device)
         t_enc = time.perf_counter() - t0

@@ -21,6 +21,22 @@ from aelab.evaluation.context import EvalContext
 log = logging.getLogger("aelab")
 
 
+def applies(name: str, section, model) -> bool:
+    """Whether section ``name`` runs for ``model``: ``enabled: true`` always, ``false`` never, ``auto`` (the default)
+    when the model declares it in ``eval_sections`` (a model class attribute: the sections that measure something
+    about it)."""
+    if section is None:
+        return False
+    enabled = section.get("enabled", True)
+    if enabled == "auto":
+        return name in tuple(getattr(model, "eval_sections", ()) or ())
+    if not isinstance(enabled, bool):
+        from aelab.errors import ConfigError
+
+        raise ConfigError(f"suite.sections.{name}.enabled={enabled!r} must be auto, true or false")
+    return enabled
+
+
 def run_suite(
     model,
     datamodule,
@@ -31,19 +47,37 @@ def run_suite(
     step: int = 0,
     precision: str = "32-true",
 ) -> dict[str, float]:
-    """Run the sections of ``cfg.sections`` (``conf/eval.yaml: suite``) in order on one shared
-    :class:`~aelab.evaluation.context.EvalContext`; returns ``{key: value}``.
+    """Run the sections of ``cfg.sections`` (``conf/suite/<preset>.yaml``) that apply to ``model`` (:func:`applies`)
+    in order on one shared :class:`~aelab.evaluation.context.EvalContext`; returns ``{key: value}``.
 
-    Each entry is a partial function (``_target_``, ``_partial_: true``, its parameters); ``null`` or
-    ``enabled: false`` skips it. Sections send their images to ``loggers`` (TensorBoard, MLflow, W&B) too.
-    Each section's wall time is ``test/timing/<section>_s`` (seconds; the likelihood's is the IWAE bound's cost).
+    Each entry is a partial function (``_target_``, ``_partial_: true``, its parameters). Sections send their
+    images to ``loggers`` (TensorBoard, MLflow, W&B) too. A progress bar shows the section, its position, the
+    elapsed time and an estimate of the rest; each section's wall time is ``test/timing/<section>_s`` (seconds),
+    the whole suite's ``test/timing/suite_s``, and ``test/suite/full`` says whether the full preset ran (1) or the
+    quick one (0).
     """
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    sections = cfg.get("sections") or {}
+    chosen = [name for name, section in sections.items() if applies(name, section, model)]
+    left_out = [name for name, section in sections.items() if section is not None and name not in chosen]
+    if left_out:
+        log.info(
+            "evaluation sections not run for %s: %s (switch one on with suite.sections.<name>.enabled=true)",
+            type(model).__name__, ", ".join(left_out),
+        )  # fmt: skip
     ctx = EvalContext(model, datamodule, output_dir, device, int(cfg.batch_size), loggers, step, precision)
-    out: dict[str, float] = {"test/timing/encode_images_per_s": ctx.encode_images_per_s}
-    for name, section in (cfg.get("sections") or {}).items():
-        if section is None or not section.get("enabled", True):
-            continue
-        params = OmegaConf.to_container(section, resolve=True)  # resolved where ${paths...} can be reached
+    out: dict[str, float] = {
+        "test/timing/encode_images_per_s": ctx.encode_images_per_s,
+        "test/suite/full": float(cfg.get("name") == "full"),
+    }
+    bar = tqdm(chosen, desc="evaluation", unit="section", leave=True, dynamic_ncols=True)
+    for name in bar:
+        bar.set_postfix_str(name)
+        params = OmegaConf.to_container(
+            sections[name], resolve=True
+        )  # resolved where ${paths...} can be reached
         params.pop("enabled", None)
         log.info("evaluation section %s", name)
         t0 = time.perf_counter()
@@ -51,4 +85,10 @@ def run_suite(
         if got:  # a section that does not apply (returns nothing) has no time either
             out |= got
             out[f"test/timing/{name}_s"] = time.perf_counter() - t0
+    bar.close()
+    out["test/timing/suite_s"] = time.perf_counter() - t_start
+    log.info(
+        "evaluation suite (%s) finished in %.1f s: %s", cfg.get("name", "custom"), out["test/timing/suite_s"],
+        ", ".join(f"{n} {out[f'test/timing/{n}_s']:.1f} s" for n in chosen if f"test/timing/{n}_s" in out),
+    )  # fmt: skip
     return out

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from aelab.experiments.eval_timing import eval_study, render_eval_study
 from aelab.utils.config import CONF_DIR
 from aelab.utils.device import device_name
 
@@ -381,6 +382,8 @@ def render(docs: list[dict]) -> str:
                       f"| with | {d['median_on']:.3f} | {', '.join(f'{t:.3f}' for t in d['on'])} |", "",
                       f"Without / with: {d['off_over_on']['median']:.3f}× (median of the per-round ratios "
                       f"{', '.join(f'{p:.3f}' for p in d['off_over_on']['per_round'])}).", ""]  # fmt: skip
+        elif kind == "eval":
+            lines += render_eval_study(d)
         elif kind == "likelihood":
             r = d["rows"]
             lines += [f"## The likelihood section's precision: {d['device']}", "",
@@ -408,12 +411,14 @@ def load_docs(path: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--study", choices=["speed", "precision", "channels_last", "compile", "likelihood"], default="speed"
+        "--study",
+        choices=["speed", "precision", "channels_last", "compile", "likelihood", "eval"],
+        default="speed",
     )
     p.add_argument("--models", nargs="+", default=["ae", "conv_ae", "vae"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (round 1 is warm-up)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per run of the precision study")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run of the precision and eval studies")
     p.add_argument("--limit-batches", type=int, default=None, help="batches per timed epoch (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers of aelab-dataloader")
@@ -445,7 +450,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import aelab
 
-    study = {"speed": speed, "precision": precision_study, "likelihood": likelihood_study}.get(args.study)
+    study = {
+        "speed": speed,
+        "precision": precision_study,
+        "likelihood": likelihood_study,
+        "eval": eval_study,
+    }.get(args.study)
     result = study(args, device) if study else layout_study(args, device, args.study)
     raw = " ".join(argv if argv is not None else sys.argv[1:]).replace(args.data_dir, "<data dir>")
     result |= {

@@ -56,6 +56,16 @@ class Autoencoder(pl.LightningModule):
     #: names of the extra per-batch terms a subclass's :meth:`loss_terms` returns (averaged as metrics; a name a
     #: subclass's :meth:`make_metrics` gives its own torchmetrics ``Metric`` is fed the term's value raw instead)
     extra_terms: tuple[str, ...] = ()
+    #: the evaluation sections (conf/suite/*.yaml) that measure something about this model: those with
+    #: ``enabled: auto`` run for it by default (aelab.evaluation.suite.applies); a subclass narrows or widens them
+    eval_sections: tuple[str, ...] = (
+        "reconstruction",
+        "compression",
+        "features",
+        "anomaly",
+        "denoising",
+        "fid",
+    )
     #: constructor arguments kept out of ``hparams`` (modules and factories; checkpoints stay plain data)
     hparams_ignore: tuple[str, ...] = ("encoder", "decoder", "optimizer", "scheduler")
 

@@ -36,6 +36,9 @@ class LearnedCodec(Autoencoder):
     """
 
     extra_terms = ("bpp", "distortion")
+    #: what measures a codec: its reconstructions, its real files (rate, round trip, speed) and the classical
+    #: codecs on the same images — no probe, anomaly, denoising or generation
+    eval_sections = ("reconstruction", "codec", "classical_codecs")
     hparams_ignore = (*Autoencoder.hparams_ignore, "entropy_model")
 
     def __init__(

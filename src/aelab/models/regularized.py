@@ -109,6 +109,7 @@ class WAE(Autoencoder):
     """
 
     extra_terms = ("mmd",)
+    eval_sections = (*Autoencoder.eval_sections, "generation")
 
     def __init__(
         self,

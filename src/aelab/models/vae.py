@@ -43,6 +43,7 @@ class VAE(Autoencoder):
     """
 
     extra_terms = ("elbo", "recon", "kl")
+    eval_sections = (*Autoencoder.eval_sections, "likelihood", "generation")
 
     def __init__(
         self,

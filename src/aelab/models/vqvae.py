@@ -42,6 +42,8 @@ class VQVAE(Autoencoder):
     """
 
     extra_terms = ("commitment", "codebook")
+    #: no denoising strip unless asked (suite.sections.denoising.enabled=true): its codes are not trained for it
+    eval_sections = tuple(s for s in Autoencoder.eval_sections if s != "denoising")
     hparams_ignore = (*Autoencoder.hparams_ignore, "quantizer")
 
     def __init__(

@@ -1,0 +1,92 @@
+"""How long the default ``aelab-eval`` takes, per model and section (``scripts/benchmark.py --study eval``).
+
+Each model trains a short run (its best experiment for ``--epochs`` epochs of ``--limit-batches`` batches), then
+its checkpoint is evaluated with ``aelab-eval``'s defaults (the quick suite; ``--extra suite=full`` for the full
+one), as a user would run it: one process each, one after the other. The JSON holds every command, the wall time
+of each ``aelab-eval`` (start-up and test loop included) and the suite's own ``test/timing/<section>_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aelab.rundir import RunDir
+
+#: the experiment a model's short run trains
+EXPERIMENTS = {"codec": "codec_mnist", "codec_hyperprior": "codec_mnist"}
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}; see {log}")
+    return time.perf_counter() - t0
+
+
+def eval_study(args, device) -> dict:
+    """``{models: {name: {train_cmd, eval_cmd, eval_wall_s, suite_s, sections: {name: s}, suite}}}``."""
+    out: dict = {"models": {}, "epochs": args.epochs, "limit_batches": args.limit_batches or 60}
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    with tempfile.TemporaryDirectory(prefix="aelab-eval-timing-") as tmp:
+        for name in args.models:
+            run_dir, eval_dir = Path(tmp) / name, Path(tmp) / f"{name}_eval"
+            exp = EXPERIMENTS.get(name, f"{name}_best")
+            train = [sys.executable, "-m", "aelab.train", f"experiment={exp}", f"trainer.max_epochs={args.epochs}",
+                     f"+trainer.limit_train_batches={out['limit_batches']}", f"trainer.accelerator={accelerator}",
+                     "trainer.enable_progress_bar=false", f"paths.data_dir={args.data_dir}", f"hydra.run.dir={run_dir}"]  # fmt: skip
+            _run(train, Path(tmp) / f"{name}_train.log")
+            ckpt = RunDir(run_dir).best_ckpt
+            evaluate = [sys.executable, "-m", "aelab.eval", f"ckpt_path={ckpt}", f"trainer.accelerator={accelerator}",
+                        "trainer.enable_progress_bar=false", f"paths.data_dir={args.data_dir}",
+                        f"hydra.run.dir={eval_dir}", *args.extra]  # fmt: skip
+            wall = _run(evaluate, Path(tmp) / f"{name}_eval.log")
+            metrics = RunDir(eval_dir).metrics()
+            sections = {
+                k[len("test/timing/") : -2]: v
+                for k, v in metrics.items()
+                if k.startswith("test/timing/")
+                and k.endswith("_s")
+                and not k.endswith("_per_s")
+                and k != "test/timing/suite_s"
+            }
+            out["models"][name] = {
+                "train_cmd": shlex.join(train[1:]).replace(tmp, "<tmp>").replace(args.data_dir, "<data dir>"),
+                "eval_cmd": shlex.join(evaluate[1:])
+                .replace(tmp, "<tmp>")
+                .replace(args.data_dir, "<data dir>"),
+                "eval_wall_s": wall,
+                "suite_s": metrics.get("test/timing/suite_s"),
+                "suite": "full" if metrics.get("test/suite/full") else "quick",
+                "sections": sections,
+            }
+            print(name, json.dumps(out["models"][name]["sections"]), f"wall {wall:.1f} s", flush=True)
+    return out
+
+
+def render_eval_study(d: dict) -> list[str]:
+    """The Markdown section of an ``eval`` study: model × section × seconds, the suite's total and the command's."""
+    names = sorted({s for m in d["models"].values() for s in m["sections"]})
+    lines = [f"## The default evaluation's cost: {d['device']}", "",
+             f"{d['date']} · `{d['command']}` · JSON: [{d['file']}]({d['file']}). Each model trained "
+             f"{d['epochs']} epoch(s) of {d['limit_batches']} batches, then `aelab-eval` with its defaults "
+             "(one process after another on a quiet machine); seconds per section (`test/timing/<section>_s`), the "
+             "suite's total, and the whole command's wall time (start-up and test loop included). A blank cell: the "
+             "section does not apply to the model.", "",
+             "| model | suite | " + " | ".join(names) + " | suite total (s) | aelab-eval wall (s) |",
+             "| --- | --- | " + " | ".join("---" for _ in names) + " | --- | --- |"]  # fmt: skip
+    for model, m in d["models"].items():
+        cells = [f"{m['sections'][s]:.1f}" if s in m["sections"] else "" for s in names]
+        lines.append(
+            f"| {model} | {m['suite']} | "
+            + " | ".join(cells)
+            + f" | {m['suite_s']:.1f} | {m['eval_wall_s']:.1f} |"
+        )
+    return lines + [""]
