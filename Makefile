@@ -68,9 +68,10 @@ results: install data ## train every model's best experiment, run the eval suite
 tensorboard: install ## serve the TensorBoard dashboards of every run under logs/
 	$(BIN)/tensorboard --logdir logs --port $(PORT)
 
-lint: install ## ruff lint + format check
+lint: install ## ruff lint + format check + the import-layering contract (pyproject.toml, lint-imports)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 
 format: install ## ruff autofix + format
 	$(BIN)/ruff check --fix src tests scripts

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
+import torch
 
 from aelab import CONF_DIR
 from aelab.eval import main as eval_main
+from aelab.rundir import RunDir
 from aelab.train import main as train_main
 from helpers import cli_args, console_script, read_metrics, run_inprocess, run_subprocess
 
@@ -65,8 +68,9 @@ def test_run_directory_layout_and_eval_reproduces(tmp_path, monkeypatch, fake_da
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     trained = read_metrics(run_dir)
     assert {"test/loss", "test/mse", "test/psnr"} <= trained.keys()
-
-    best = next(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("epoch_"))
+    best = run_dir / trained.pop("best_ckpt")  # recorded from Lightning's best_model_path
+    assert best.parent.name == "checkpoints" and best.name.startswith("epoch_") and best.is_file()
+    assert RunDir(run_dir).best_ckpt == best
     eval_dir = tmp_path / "eval"
     argv = [
         f"ckpt_path={best}",
@@ -184,3 +188,17 @@ def test_both_data_paths_train(tmp_path, monkeypatch, fake_data_dir, resident):
     argv = cli_args(tmp_path, f"data.resident={resident}", "data.num_workers=0", *LEARN)
     run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
     assert read_metrics(tmp_path)["test/mse"] < 0.5 * mean_image_mse(fake_data_dir)
+
+
+def test_the_recorded_best_checkpoint_is_lightnings_with_several_kept(tmp_path, monkeypatch, fake_data_dir):
+    """With save_top_k=3 over 3 epochs there are three epoch_*.ckpt files: metrics.json's best_ckpt is the one
+    Lightning's ModelCheckpoint chose (its best_model_path, read back from last.ckpt), and RunDir reads it."""
+    run_dir = tmp_path / "train"
+    argv = cli_args(run_dir, "trainer.max_epochs=3", "callbacks.model_checkpoint.save_top_k=3")
+    run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
+    run = RunDir(run_dir)
+    assert len(list(run.checkpoints.glob("epoch_*.ckpt"))) == 3
+    state = torch.load(run.last_ckpt, map_location="cpu", weights_only=False)["callbacks"]
+    chosen = next(v["best_model_path"] for k, v in state.items() if k.startswith("ModelCheckpoint"))
+    assert run.best_ckpt == Path(chosen) and run.metrics()["best_ckpt"] == f"checkpoints/{Path(chosen).name}"
+    assert run.finished and run.status is None

@@ -121,3 +121,41 @@ def test_kl_closed_form_matches_monte_carlo():
     mc = (log_q - log_p).mean(0)
     torch.testing.assert_close(gaussian_kl(mu, logvar), mc, atol=0.02, rtol=0.01)
     assert gaussian_kl(torch.zeros(1, 5), torch.zeros(1, 5)).item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "shape, grid, stages",
+    [((1, 8, 8), (4, 4), 1), ((1, 28, 28), (7, 7), 2), ((3, 32, 32), (8, 8), 2), ((1, 6, 40), (3, 20), 1)],
+)
+def test_conv_parts_take_the_stages_the_image_size_allows(shape, grid, stages):
+    """min_grid=4: stages are dropped while the latent map would be under 4 px a side (at least one stays); the
+    decoder drops the same number from its low-resolution end and still returns the image size."""
+    enc = ConvEncoder(out_dim=8, channels=[16, 32], in_shape=shape, min_grid=4)
+    dec = ConvDecoder(latent_dim=8, channels=[32, 16], out_shape=shape, min_grid=4)
+    convs = [m for m in enc.features if isinstance(m, torch.nn.Conv2d)]
+    deconvs = [m for m in dec.features if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert enc.grid == grid and len(convs) == len(deconvs) == stages
+    assert convs[-1].out_channels == deconvs[0].in_channels  # mirrors
+    x = torch.rand(2, *shape)
+    assert dec(enc(x)).shape == x.shape
+    assert (
+        len(
+            [
+                m
+                for m in ConvEncoder(in_shape=(1, 8, 8), channels=[16, 32]).features
+                if isinstance(m, torch.nn.Conv2d)
+            ]
+        )
+        == 2
+    )
+
+
+def test_the_loss_follows_the_data(make_cfg):
+    """BCE / a Bernoulli likelihood for binary data (MNIST), MSE / a Gaussian one otherwise, unless asked."""
+    for data, loss, likelihood in (("mnist", "bce", "bernoulli"), ("digits", "mse", "gaussian"),
+                                   ("photo_patches", "mse", "gaussian"), ("fashion_mnist", "mse", "gaussian")):  # fmt: skip
+        assert make_cfg([f"data={data}", "model=conv_ae"], small=False).model.loss == loss
+        assert make_cfg([f"data={data}", "model=vae"], small=False).model.likelihood == likelihood
+    assert make_cfg(["data=digits", "model=ae", "model.loss=bce"], small=False).model.loss == "bce"
+    cfg = make_cfg(["data=digits", "model=conv_ae"], small=False)
+    assert cfg.model.encoder.min_grid == cfg.model.decoder.min_grid == 4

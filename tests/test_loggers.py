@@ -55,7 +55,11 @@ def test_wandb_offline_run_has_metrics_and_images(make_cfg, tmp_path, monkeypatc
     # the run's record (what `wandb sync` uploads) holds the final test metrics with the values metrics.json has
     (record,) = run_dir.glob("run-*.wandb")
     data = record.read_bytes()
-    for key, value in read_metrics(tmp_path / "run").items():
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics.pop("best_ckpt").startswith(
+        "checkpoints/epoch_"
+    )  # a path beside the metrics, not one of them
+    for key, value in metrics.items():
         assert key.encode() in data and json.dumps(value).encode() in data, key
     assert list((run_dir / "files" / "media" / "images").glob("reconstructions_*.png"))
 
@@ -90,3 +94,30 @@ def test_an_unreachable_tracking_server_stops_before_training(make_cfg, tmp_path
         with pytest.raises(ConfigError, match=f"tracking_uri=http://127.0.0.1:{port} does not answer"):
             train(make_cfg(["logger=mlflow", f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}"]))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_logger_of_your_own_shows_media_through_its_hook():
+    """A logger that defines ``log_aelab_<item>`` gets every item, with no edit inside aelab."""
+    import torch
+    from pytorch_lightning.loggers import CSVLogger
+
+    from aelab.media import Media
+
+    class Mine(CSVLogger):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.got = []
+
+        def log_aelab_image(self, tag, image, step):
+            self.got.append(("image", tag, tuple(image.shape), step))
+
+        def log_aelab_text(self, tag, text, step):
+            self.got.append(("text", tag, text, step))
+
+    import tempfile
+
+    mine = Mine(tempfile.mkdtemp())
+    media = Media([mine])
+    media.image("recon", torch.rand(3, 8, 8), 5)
+    media.text("config", "a: 1", 0)
+    assert mine.got == [("image", "recon", (3, 8, 8), 5), ("text", "config", "a: 1", 0)]

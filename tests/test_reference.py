@@ -310,3 +310,66 @@ def test_bd_rate_of_curved_partly_overlapping_curves_is_the_hand_integral():
     assert bd_rate(anchor[:4], test[:4]) is not None
     assert bd_rate(anchor[:3], test) is None and bd_rate(anchor, test[:3]) is None
     assert bd_rate(_cubic_curve(fa, [20, 22, 24, 25]), test) is None  # no shared PSNR range
+
+
+# ------------------------------------------------------------------------------------------------ sparse AE
+def _sparse(**kw):
+    from aelab.models import SparseAutoencoder
+
+    torch.manual_seed(0)
+    return SparseAutoencoder(MLPEncoder(out_dim=16, hidden_dims=[]), MLPDecoder(latent_dim=16, hidden_dims=[]),
+                             latent_dim=16, k=3, loss="mse", **kw)  # fmt: skip
+
+
+def test_sparse_ae_tied_init_and_unit_norm_decoder_columns():
+    """Gao et al. 2024, App. A: the encoder starts as W_decᵀ; the decoder's column per latent stays at unit norm
+    through a step (the gradient along each column is removed, then the columns renormalized).
+    (Mutations: no renormalization after the step, no gradient projection — each fails here.)"""
+    model = _sparse(tied_init=True, unit_norm_decoder=True)
+    w = model.decoder_weight()
+    assert torch.equal(model.encoder_weight(), w.T)
+    torch.testing.assert_close(w.norm(dim=0), torch.ones(16))
+    x, y = batch(8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss = model.training_step((x, y), 0)
+    loss.backward()
+    model.on_after_backward()
+    g = w.grad.clone()
+    torch.testing.assert_close((g * w).sum(0), torch.zeros(16), atol=1e-6, rtol=0)  # no radial component left
+    opt.step()
+    model.on_train_batch_end(None, (x, y), 0)
+    torch.testing.assert_close(w.norm(dim=0), torch.ones(16), atol=1e-6, rtol=0)
+
+
+def test_sparse_ae_auxk_loss_is_the_hand_value_over_dead_latents():
+    """L_aux = MSE(sigmoid(s + W_dec z_aux), x), z_aux the aux_k largest pre-activations among the dead latents
+    (ReLU), found here image by image with sorted(); a latent is dead after dead_steps silent steps, and the
+    training loss adds aux_coeff · L_aux. (Mutations: z_aux over all latents, the loss without α — each fails.)"""
+    model = _sparse(aux_k=2, aux_coeff=0.5, dead_steps=0)
+    x, _ = batch(4)
+    with torch.no_grad():
+        h = model.encoder(x)
+        z = model.sparsify(h)
+        logits = model.decoder(z)
+        live = (z != 0).any(0)
+        dead = ~live
+        w = model.decoder_weight()
+        rows = []
+        for i in range(len(x)):
+            order = sorted((j for j in range(16) if dead[j]), key=lambda j: -float(h[i, j]))[:2]
+            za = torch.zeros(16)
+            for j in order:
+                za[j] = max(float(h[i, j]), 0.0)
+            rows.append(za)
+        e_hat = (torch.stack(rows) @ w.T).view_as(logits)
+        hand = (torch.sigmoid(logits + e_hat) - x).pow(2).mean().item()
+        assert model.aux_loss(h, logits, x, dead).item() == pytest.approx(hand, rel=1e-5)
+        assert dead.any() and hand != pytest.approx(
+            (torch.sigmoid(logits) - x).pow(2).mean().item(), rel=1e-4
+        )
+    model.train()
+    loss, _, terms = model.loss_terms(x, x, "train")
+    main = (torch.sigmoid(logits) - x).pow(2).mean().item()
+    assert terms["sparsity/aux"].item() == pytest.approx(hand, rel=1e-5)  # dead_steps=0: silent once = dead
+    assert loss.item() == pytest.approx(main + 0.5 * hand, rel=1e-5)
+    assert torch.equal(model.steps_since_fired == 0, live)

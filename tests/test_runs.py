@@ -249,8 +249,8 @@ def test_resume_errors_are_clear(tmp_path, fake_data_dir, monkeypatch):
     """Each refusal of resume= says what is wrong (in-process: that a refusal prints one line is
     test_cli.test_a_refusal_is_one_line's)."""
     from aelab.errors import AelabError
-    from aelab.resume import resume
     from aelab.train import main as train_main
+    from aelab.train import resume
     from helpers import run_inprocess
 
     monkeypatch.setenv("DATA_DIR", str(fake_data_dir))

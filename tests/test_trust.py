@@ -93,7 +93,7 @@ def test_the_example_is_refused_without_trust(example_site, tmp_path, fake_data_
 def test_eval_resume_and_compress_the_example(example_run, on_path, tmp_path, monkeypatch, fake_data_dir):
     from aelab.compress import compress, decompress
     from aelab.eval import evaluate
-    from aelab.resume import resume
+    from aelab.train import resume
 
     monkeypatch.setenv("AELAB_TRUST", "aelab_example")
     ckpt = example_run / "checkpoints" / "last.ckpt"
@@ -143,7 +143,9 @@ def test_a_trusted_function_is_refused_and_writes_nothing(make_cfg, tmp_path, ta
 
     marker = tmp_path / "marker"
     cfg = make_cfg([f"model._target_={target}", f"+model.path={marker}"])  # helpers is trusted in the tests
-    with pytest.raises(UntrustedFileError, match=f"refused model._target_='{target}': a function"):
+    with pytest.raises(
+        UntrustedFileError, match=f"refused model._target_='{target}': the file names a function"
+    ):
         train(cfg)
     assert not marker.exists() and not (tmp_path / "run" / "checkpoints").exists()
 

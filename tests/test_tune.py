@@ -181,9 +181,9 @@ def test_a_search_with_ddp_trials_finishes_every_trial(tmp_path, fake_data_dir, 
          "+trainer.limit_train_batches=3", *extra],
         fake_data_dir, timeout=600,
     )  # fmt: skip
-    from aelab.tune import _storage
+    from aelab.callbacks.optuna import open_storage
 
-    study = optuna.load_study(study_name="d", storage=_storage(f"journal:{journal}"))
+    study = optuna.load_study(study_name="d", storage=open_storage(f"journal:{journal}"))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     for t in study.trials:
         assert t.value == min(t.intermediate_values.values())  # the objective: the best validation value

@@ -267,3 +267,12 @@ def test_prior_sampler_matches_the_vae_own_samples():
     own = torch.cat([model.sample(k, generator=gen) for k in (4, 4, 2)])
     assert torch.equal(images, own)
     assert math.isclose(images.min().item(), max(0.0, images.min().item()))
+
+
+def test_a_sampler_from_a_users_package_by_target():
+    """``suite.sections.fid.samplers`` takes a ``_target_`` config: the class is built with the seed and named."""
+    sampler = S.make_sampler({"_target_": "aelab.samplers.GaussianSampler", "name": "mine"}, seed=3)
+    assert isinstance(sampler, S.GaussianSampler) and sampler.name == "mine" and sampler.seed == 3
+    assert S.GaussianSampler.name == "gaussian"  # the class keeps its own
+    with pytest.raises(ValueError, match="not an aelab.samplers.Sampler"):
+        S.make_sampler({"_target_": "collections.OrderedDict"})

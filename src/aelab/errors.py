@@ -31,6 +31,10 @@ class DataError(AelabError, RuntimeError):
     """Data that exists but cannot be used (truncated, corrupt, not an image, too small); names the file."""
 
 
+class SearchSpaceError(ValueError):
+    """A search space, metric or storage of an Optuna sweep that cannot work; the message names it and the fix."""
+
+
 def exit_with_one_line(prog: str, err: AelabError) -> None:
     """Print ``prog: error: <message>`` to stderr and exit 2 — unless ``HYDRA_FULL_ERROR=1`` asks for the
     traceback or the job is one of a ``-m`` sweep (then the error propagates: Hydra's sweepers and launchers record
@@ -54,6 +58,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "MissingDataError",
+    "SearchSpaceError",
     "UntrustedFileError",
     "exit_with_one_line",
 ]

@@ -57,6 +57,17 @@ class Media:
         # Lightning's stand-in while fast_dev_run is on shows nothing and says nothing
         self.loggers = [lg for lg in loggers if not isinstance(lg, DummyLogger)]
 
+    @staticmethod
+    def _own(logger: Logger, item: str, *args) -> bool:
+        """A logger of a user's package shows an item its own way by defining ``log_aelab_<item>`` (``image``,
+        ``figure``, ``histogram``, ``embedding``, ``text``) with the arguments of the method here: no edit inside
+        aelab. Returns whether it did."""
+        hook = getattr(logger, f"log_aelab_{item}", None)
+        if hook is None:
+            return False
+        hook(*args)
+        return True
+
     def _cannot(self, logger: Logger, item: str) -> None:
         key = (_kind(logger), item)
         if key not in _SAID:
@@ -73,6 +84,8 @@ class Media:
     def image(self, tag: str, image: Tensor, step: int) -> None:
         """An image ``(C, H, W)`` in [0, 1] (a grid from :mod:`aelab.visuals`)."""
         for lg in self.loggers:
+            if self._own(lg, "image", tag, image, step):
+                continue
             kind = _kind(lg)
             if kind == "tensorboard":
                 lg.experiment.add_image(tag, image.float().clamp(0, 1).cpu(), step)
@@ -89,6 +102,8 @@ class Media:
         import matplotlib.pyplot as plt
 
         for lg in self.loggers:
+            if self._own(lg, "figure", tag, fig, step):
+                continue
             kind = _kind(lg)
             if kind == "tensorboard":
                 lg.experiment.add_figure(tag, fig, step, close=False)
@@ -111,6 +126,8 @@ class Media:
     def histogram(self, tag: str, values: Tensor, step: int) -> None:
         """A histogram of ``values`` (any shape)."""
         for lg in self.loggers:
+            if self._own(lg, "histogram", tag, values, step):
+                continue
             kind = _kind(lg)
             if kind == "tensorboard":
                 lg.experiment.add_histogram(tag, values.detach().float().cpu(), step)
@@ -128,6 +145,8 @@ class Media:
         """Codes ``(N, D)`` with their labels (and thumbnails ``(N, C, H, W)`` for TensorBoard's projector)."""
         codes = codes.detach().float().cpu()
         for lg in self.loggers:
+            if self._own(lg, "embedding", tag, codes, labels, thumbnails, step):
+                continue
             kind = _kind(lg)
             if kind == "tensorboard":
                 lg.experiment.add_embedding(
@@ -154,6 +173,8 @@ class Media:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         """A text (the resolved config)."""
         for lg in self.loggers:
+            if self._own(lg, "text", tag, text, step):
+                continue
             kind = _kind(lg)
             if kind == "tensorboard":
                 lg.experiment.add_text(tag, "    " + text.replace("\n", "\n    "), step)

@@ -115,15 +115,21 @@ def collect_metrics(trainer: pl.Trainer, prefix: str = "test/") -> dict[str, flo
 
 
 @rank_zero_only
-def write_metrics(output_dir: str | Path, metrics: Mapping[str, float], name: str = "metrics.json") -> Path:
+def write_metrics(
+    output_dir: str | Path,
+    metrics: Mapping[str, float],
+    name: str = "metrics.json",
+    record: Mapping[str, str] | None = None,
+) -> Path:
     """Write the finite ``metrics`` as JSON to ``output_dir/name``; non-finite ones are left out (with a
-    warning naming them), never written as if they were results."""
+    warning naming them), never written as if they were results. ``record`` adds text entries (the run's
+    ``best_ckpt``)."""
     path = Path(output_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
     if bad:
         log.warning("left out of %s (not finite): %s", path, ", ".join(bad))
-    clean = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    clean = {**{k: v for k, v in metrics.items() if math.isfinite(v)}, **dict(record or {})}
     path.write_text(json.dumps(clean, indent=2) + "\n")
     log.info("metrics written to %s", path)
     return path
@@ -148,11 +154,16 @@ def finish_loggers(loggers: list[Logger]) -> None:
 
 
 def report_final_metrics(
-    loggers: list[Logger], cfg: DictConfig, metrics: Mapping[str, float], output_dir: str | Path, source: str
+    loggers: list[Logger],
+    cfg: DictConfig,
+    metrics: Mapping[str, float],
+    output_dir: str | Path,
+    source: str,
+    record: Mapping[str, str] | None = None,
 ) -> None:
-    """The end of every run: the hparams entry with ``metrics``, ``metrics.json``, a table on stdout, and the
-    loggers' runs finished."""
+    """The end of every run: the hparams entry with ``metrics``, ``metrics.json`` (with the text entries of
+    ``record``), a table on stdout, and the loggers' runs finished."""
     log_hparams_with_metrics(loggers, cfg, metrics)
-    write_metrics(output_dir, metrics)
+    write_metrics(output_dir, metrics, record=record)
     print_table(metrics, f"test metrics ({source})")
     finish_loggers(loggers)

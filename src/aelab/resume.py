@@ -15,7 +15,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from aelab.errors import AelabError, ConfigError, MissingDataError, exit_with_one_line
+from aelab.errors import ConfigError, MissingDataError
+from aelab.rundir import RunDir
 from aelab.trust import RUN_RESOLVERS, RUN_TARGETS, allowlist, check_config_tree, trusted_prefixes
 from aelab.utils import runs
 
@@ -48,14 +49,14 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    run_dir = Path(run_dir).expanduser().resolve()
-    cfg_file = run_dir / ".hydra" / "config.yaml"
-    if not cfg_file.is_file():
+    run = RunDir(Path(run_dir).expanduser().resolve())
+    run_dir, cfg_file = run.path, run.config_file
+    if not run.is_run:
         raise MissingDataError(
             f"resume={run_dir}: not an aelab run folder ({cfg_file} is missing); pass the folder of a run, "
             "e.g. resume=logs/train/runs/<id>"
         )
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = run.last_ckpt
     if not ckpt.is_file():
         raise MissingDataError(
             f"resume={run_dir}: the run has no checkpoint yet ({ckpt} is missing: it stopped before its first "
@@ -87,30 +88,17 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def resume(run_dir: str, overrides: list[str]) -> float | None:
-    """Continue the run in ``run_dir`` with ``overrides``; returns the sweep metric (see :func:`aelab.train.run_job`)."""
-    from aelab.train import run_job
-
-    cfg = resume_config(run_dir, overrides)
+def record_resume(cfg: DictConfig, overrides: list[str]) -> None:
+    """Log the resume into the run folder (rank 0): its log file continues, and the resume's overrides are appended
+    to ``.hydra/resume_overrides.yaml`` (``.hydra/overrides.yaml`` stays as it was)."""
+    if runs.global_rank() != 0:
+        return
     out = Path(cfg.paths.output_dir)
-    if runs.global_rank() == 0:
-        task = cfg.get("task_name", "train")
-        handler = logging.FileHandler(out / f"{task}.log", mode="a")
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
-        with open(out / ".hydra" / "resume_overrides.yaml", "a") as f:  # the original overrides.yaml stays
-            f.write(f"# {dt.datetime.now().isoformat(timespec='seconds')}\n- {overrides!r}\n")
-        log.info("resuming %s from %s with overrides %s", out, cfg.ckpt_path, overrides)
-    return run_job(cfg, resumed=True)
-
-
-def resume_main(run_dir: str, overrides: list[str], argv: list[str]) -> float | None:
-    """The command line's ``resume=``: one line and exit 2 for a refusal (``HYDRA_FULL_ERROR=1``: the traceback)."""
-    if "-m" in argv or "--multirun" in argv:
-        raise SystemExit("aelab-train: resume= continues one run; it does not combine with -m")
-    try:
-        return resume(run_dir, overrides)
-    except AelabError as err:
-        exit_with_one_line("aelab-train", err)
-        raise
+    task = cfg.get("task_name", "train")
+    handler = logging.FileHandler(out / f"{task}.log", mode="a")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    with open(out / ".hydra" / "resume_overrides.yaml", "a") as f:
+        f.write(f"# {dt.datetime.now().isoformat(timespec='seconds')}\n- {overrides!r}\n")
+    log.info("resuming %s from %s with overrides %s", out, cfg.ckpt_path, overrides)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -29,6 +28,8 @@ from aelab import CONF_DIR, launch, reporting
 from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, read_checkpoint
 from aelab.errors import AelabError, exit_with_one_line
+from aelab.resume import record_resume, resume_config
+from aelab.rundir import RunDir
 from aelab.trust import check_run_config, trusted_prefixes
 from aelab.utils import runs
 from aelab.utils.config import apply_matmul_precision, instantiate_group
@@ -87,15 +88,19 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
             raise
 
         metrics: dict[str, float] = {}
+        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        run_dir = RunDir(cfg.paths.output_dir)
+        best = {"best_ckpt": run_dir.relative(ckpt)} if ckpt else {}
         if cfg.get("test"):
-            ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             if not ckpt:
                 log.warning("no best checkpoint (e.g. fast_dev_run): testing the current weights")
             trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt or None, weights_only=True)
             metrics = reporting.collect_metrics(trainer, "test/")
             reporting.report_final_metrics(
-                loggers, cfg, metrics, cfg.paths.output_dir, ckpt or "current weights"
+                loggers, cfg, metrics, cfg.paths.output_dir, ckpt or "current weights", record=best
             )
+        elif best and trainer.is_global_zero:
+            run_dir.record(**best)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
 
@@ -131,6 +136,12 @@ def sweep_value(cfg: DictConfig, metrics: dict[str, float], objects: dict[str, A
     return metrics[name]
 
 
+def _is_pruned(err: BaseException) -> bool:
+    """Whether ``err`` is Optuna's pruning signal (optuna is imported only where a trial could raise it)."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(err, optuna.TrialPruned)
+
+
 def run_job(cfg: DictConfig, resumed: bool = False) -> float | None:
     """One job in its run folder: train, mark the folder when it does not finish, return the sweep metric.
 
@@ -139,11 +150,10 @@ def run_job(cfg: DictConfig, resumed: bool = False) -> float | None:
     a job, however late it starts, sees the same mark and makes the same choice. The job leaves the process as
     it found it (:func:`aelab.launch.isolated_job`), so the next job of a sweep starts afresh.
     """
-    output_dir = Path(cfg.paths.output_dir)
-    last = output_dir / "checkpoints" / "last.ckpt"
-    if not cfg.get("ckpt_path") and (output_dir / "INTERRUPTED").exists() and last.is_file():
-        log.info("continuing the interrupted run in %s from %s", output_dir, last)
-        OmegaConf.update(cfg, "ckpt_path", str(last))
+    run_dir = RunDir(cfg.paths.output_dir)
+    if not cfg.get("ckpt_path") and run_dir.interrupted_with_checkpoint:
+        log.info("continuing the interrupted run in %s from %s", run_dir.path, run_dir.last_ckpt)
+        OmegaConf.update(cfg, "ckpt_path", str(run_dir.last_ckpt))
         resumed = True
     with launch.isolated_job():
         try:
@@ -151,20 +161,32 @@ def run_job(cfg: DictConfig, resumed: bool = False) -> float | None:
         except RunInterrupted:
             raise  # the Preemption callback marked the folder INTERRUPTED
         except BaseException as err:
-            status = "PRUNED" if type(err).__name__ == "TrialPruned" else "FAILED"
-            runs.mark_run(output_dir, status, f"{type(err).__name__}: {err}")
+            run_dir.mark("PRUNED" if _is_pruned(err) else "FAILED", f"{type(err).__name__}: {err}")
             raise
-        runs.clear_run_status(output_dir)
+        run_dir.clear_status()
         return sweep_value(cfg, metrics, objects)
+
+
+def resume(run_dir: str, overrides: list[str]) -> float | None:
+    """Continue the run in ``run_dir`` with ``overrides`` (:func:`aelab.resume.resume_config`); returns the sweep
+    metric (see :func:`run_job`)."""
+    cfg = resume_config(run_dir, overrides)
+    record_resume(cfg, overrides)
+    return run_job(cfg, resumed=True)
+
+
+def _one_line(fn, *args) -> Any:
+    """``fn(*args)``, a refusal printed as one line with exit 2 (``HYDRA_FULL_ERROR=1``: the traceback)."""
+    try:
+        return fn(*args)
+    except AelabError as err:
+        exit_with_one_line("aelab-train", err)
+        raise
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
-    try:
-        return run_job(cfg)
-    except AelabError as err:
-        exit_with_one_line("aelab-train", err)
-        raise
+    return _one_line(run_job, cfg)
 
 
 def main() -> Any:
@@ -177,10 +199,10 @@ def main() -> Any:
     args = sys.argv[1:]
     resume_args = [a for a in args if a.startswith("resume=")]
     if resume_args:
-        from aelab.resume import resume_main
-
-        return resume_main(
-            resume_args[-1].split("=", 1)[1], [a for a in args if not a.startswith("resume=")], args
+        if "-m" in args or "--multirun" in args:
+            raise SystemExit("aelab-train: resume= continues one run; it does not combine with -m")
+        return _one_line(
+            resume, resume_args[-1].split("=", 1)[1], [a for a in args if not a.startswith("resume=")]
         )
     return hydra_main()
 

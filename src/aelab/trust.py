@@ -80,6 +80,7 @@ RUN_RESOLVERS = frozenset(
         "aelab.mul",
         "aelab.precision",
         "aelab.image_shape",
+        "aelab.if",
         "aelab.reversed",
         "aelab.run_id",
         "aelab.rank0",
@@ -142,6 +143,22 @@ def _kind_at(where: str) -> str | None:
     return KIND_AT.get(f"{parts[0]}.*") if "." not in parts[1] and "[" not in parts[1] else None
 
 
+def _already_imported(target: str) -> Any:
+    """The object ``target`` names when its module is imported already (nothing is imported here), else ``None``."""
+    import sys
+
+    module, _, attr = target.rpartition(".")
+    return getattr(sys.modules[module], attr, None) if module in sys.modules else None
+
+
+def _what(obj: Any) -> str:
+    """Plain words for a non-class object: ``function (os.system)``."""
+    kind = "function" if callable(obj) else type(obj).__name__
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    module = getattr(obj, "__module__", None)
+    return f"{kind} ({module}.{name})" if name and module else kind
+
+
 def _refusal(source: str, where: str, target: str, allowed: Mapping[str, tuple[str, ...]], why: str) -> str:
     top = target.split(".")[0]
     return (
@@ -163,6 +180,15 @@ def check_target(target: Any, where: str, source: str, allowed: Mapping[str, tup
     target = RENAMED.get(target, target)
     prefix = next((p for p in allowed if target == p or target.startswith(p)), None)
     if prefix is None:
+        named = _already_imported(
+            target
+        )  # never imported for the check: only a module loaded already is looked at
+        if named is not None and not inspect.isclass(named):
+            raise UntrustedFileError(
+                f"{source}: refused {where}._target_={target!r}: the file names a {_what(named)}, not a class, and "
+                "aelab never calls one from a file. Nothing was built or written; use a checkpoint or config that "
+                "aelab or your own package wrote"
+            )
         raise UntrustedFileError(_refusal(source, where, target, allowed, "not an allowed module"))
     module, _, attr = target.rpartition(".")
     try:
@@ -171,11 +197,16 @@ def check_target(target: Any, where: str, source: str, allowed: Mapping[str, tup
         raise UntrustedFileError(
             f"{source}: refused {where}._target_={target!r}: no such class ({err})"
         ) from None
-    if not (inspect.isclass(obj) and issubclass(obj, _bases(allowed[prefix]))):
-        what = "a class" if inspect.isclass(obj) else f"a {type(obj).__name__}, not a class"
+    if not inspect.isclass(obj):
         raise UntrustedFileError(
-            f"{source}: refused {where}._target_={target!r}: {what} that is not a "
-            f"{' / '.join(k.rpartition('.')[2] for k in allowed[prefix])}. Nothing was built or written"
+            f"{source}: refused {where}._target_={target!r}: the file names a {_what(obj)}, not a class, and aelab "
+            "never calls one from a file. Nothing was built or written"
+        )
+    if not issubclass(obj, _bases(allowed[prefix])):
+        kinds = " or ".join(k.rpartition(".")[2] for k in allowed[prefix])
+        raise UntrustedFileError(
+            f"{source}: refused {where}._target_={target!r}: {obj.__name__} is a class, but not a {kinds}. "
+            "Nothing was built or written"
         )
     kind = _kind_at(where)
     if kind is not None and not issubclass(obj, _bases([kind])):

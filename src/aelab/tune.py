@@ -27,13 +27,12 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from aelab.callbacks.optuna import open_storage
+from aelab.errors import SearchSpaceError
+
 log = logging.getLogger("aelab")
 
 DISTRIBUTIONS = ("float", "int", "categorical")
-
-
-class SearchSpaceError(ValueError):
-    """A search space, metric or storage that cannot work; the message names it and the fix."""
 
 
 # ---------------------------------------------------------------------------- search space
@@ -135,7 +134,7 @@ def open_study(storage: str, study_name: str, direction: str, sampler=None, prun
             with _sqlite_lock(storage):
                 return optuna.create_study(
                     study_name=study_name,
-                    storage=_storage(storage),
+                    storage=open_storage(storage),
                     direction=direction,
                     sampler=sampler,
                     pruner=pruner,
@@ -166,45 +165,6 @@ def _sqlite_lock(url: str):
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):
         yield
-
-
-def _storage(url: str):
-    """An Optuna storage for an RDB URL or ``journal:<file>``."""
-    import optuna
-
-    if url.startswith("journal:"):
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        return JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        # workers sharing the file wait for each other's writes (sqlite3's default is 5 s)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
-
-
-def load_trial(storage: str, study_name: str, trial_id: int, pruner: str | None = None):
-    """The running trial ``trial_id`` of a study, for a trial process that reports to it.
-
-    ``pruner`` is the sweeper's pruner config as JSON (a study keeps no pruner in its storage; each process
-    that asks ``should_prune`` needs the configured one).
-    """
-    import optuna
-    from hydra.utils import instantiate
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(
-            study_name=study_name,
-            storage=_storage(storage),
-            pruner=instantiate(json.loads(pruner)) if pruner else optuna.pruners.NopPruner(),
-        )
-    except Exception as err:  # noqa: BLE001
-        raise SearchSpaceError(
-            f"trial {trial_id}: cannot reach study {study_name!r} in {storage!r}: {err}"
-        ) from None
-    return optuna.trial.Trial(study, trial_id)
 
 
 def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequence[str]) -> Path:

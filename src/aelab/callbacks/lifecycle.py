@@ -33,7 +33,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from aelab.checkpoint import CHOICES_KEY, CONFIG_KEY
-from aelab.utils import runs
+from aelab.rundir import RunDir
 
 log = logging.getLogger("aelab")
 
@@ -77,10 +77,9 @@ class Preemption(pl.Callback):
     """
 
     def __init__(self, run_dir: str, checkpoint_dir: str | None = None) -> None:
-        self.run_dir = Path(run_dir)
-        self.ckpt_path = (
-            Path(checkpoint_dir) if checkpoint_dir else self.run_dir / "checkpoints"
-        ) / "last.ckpt"
+        self.run = RunDir(run_dir)
+        self.run_dir = self.run.path
+        self.ckpt_path = Path(checkpoint_dir) / "last.ckpt" if checkpoint_dir else self.run.last_ckpt
         self.stopped_by: str | None = None
         self._signal: str = "SIGTERM"
         self._originals: dict[int, Any] = {}  # the handlers before this run's (restored at teardown)
@@ -106,7 +105,7 @@ class Preemption(pl.Callback):
             self.stopped_by = self._signal
             trainer.save_checkpoint(self.ckpt_path)
             line = f"stopped by {self.stopped_by}; continue with: {resume_command(self.run_dir)}"
-            runs.mark_run(self.run_dir, "INTERRUPTED", line)
+            self.run.mark("INTERRUPTED", line)
             rank_zero_info(
                 f"\nStopped by {self.stopped_by} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
                 f"saved {self.ckpt_path}.\nContinue this run with: {resume_command(self.run_dir)}"
@@ -116,7 +115,7 @@ class Preemption(pl.Callback):
         elif isinstance(exception, KeyboardInterrupt):
             self.stopped_by = "SIGINT"
             line = f"stopped by SIGINT; continue with: {resume_command(self.run_dir)}"
-            runs.mark_run(self.run_dir, "INTERRUPTED", line)
+            self.run.mark("INTERRUPTED", line)
             rank_zero_info(
                 f"\nInterrupted at epoch {trainer.current_epoch}, step {trainer.global_step}; the last finished "
                 f"epoch is in {self.ckpt_path}.\nContinue this run with: {resume_command(self.run_dir)}"

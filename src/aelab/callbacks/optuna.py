@@ -6,9 +6,13 @@ Optuna, and Optuna is imported only when a trial runs.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytorch_lightning as pl
+
+from aelab.errors import SearchSpaceError
 
 
 class OptunaTrialCallback(pl.Callback):
@@ -42,16 +46,12 @@ class OptunaTrialCallback(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            from aelab.tune import load_trial
-
             self._trial = load_trial(self.storage, self.study_name, self.trial_id, self.pruner)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         if self.metric not in trainer.callback_metrics:
-            from aelab.tune import SearchSpaceError
-
             raise SearchSpaceError(
                 f"hydra.sweeper.metric={self.metric!r} is not logged by this run; logged: "
                 f"{sorted(k for k in trainer.callback_metrics if k.startswith('val/'))}"
@@ -76,3 +76,42 @@ class OptunaTrialCallback(pl.Callback):
             import optuna
 
             raise optuna.TrialPruned(f"pruned after epoch {self.pruned_at} ({self.metric}={self.best})")
+
+
+def open_storage(url: str):
+    """An Optuna storage for an RDB URL or ``journal:<file>``."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        return JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        # workers sharing the file wait for each other's writes (sqlite3's default is 5 s)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)
+
+
+def load_trial(storage: str, study_name: str, trial_id: int, pruner: str | None = None):
+    """The running trial ``trial_id`` of a study, for a trial process that reports to it.
+
+    ``pruner`` is the sweeper's pruner config as JSON (a study keeps no pruner in its storage; each process
+    that asks ``should_prune`` needs the configured one).
+    """
+    import optuna
+    from hydra.utils import instantiate
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=open_storage(storage),
+            pruner=instantiate(json.loads(pruner)) if pruner else optuna.pruners.NopPruner(),
+        )
+    except Exception as err:  # noqa: BLE001
+        raise SearchSpaceError(
+            f"trial {trial_id}: cannot reach study {study_name!r} in {storage!r}: {err}"
+        ) from None
+    return optuna.trial.Trial(study, trial_id)

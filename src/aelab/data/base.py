@@ -30,6 +30,10 @@ def split_count(size: int | float, n: int, key: str) -> int:
         ConfigError: when the split would be empty or take every image (names ``key`` and a fix).
     """
     count = round(size * n) if isinstance(size, float) and 0 < size < 1 else size
+    if isinstance(size, float) and 0 < size < 1 and count in (0, n):
+        raise ConfigError(
+            f"{key}={size} of {n} images is {count} images: give a count instead, e.g. {key}=1, or add images"
+        )
     if not isinstance(count, int) or isinstance(count, bool) or not 0 < count < n:
         raise ConfigError(
             f"{key}={size!r} must be a count in (0, {n}) or a fraction in (0, 1) of the {n} images: set e.g. "
@@ -65,6 +69,8 @@ class ImageDataModule(pl.LightningDataModule):
         batch_size: the *global* batch size; each of ``W`` DDP ranks gets ``batch_size / W``.
         val_size: images held out of the training images for validation (a count, or a fraction in (0, 1)).
         test_size: images held out for testing when the set has no official test split (count or fraction).
+        binary: whether the pixels are (nearly) black or white, like MNIST's strokes: the models' configs
+            then default to a Bernoulli loss (BCE), else to MSE / a Gaussian likelihood (``data.binary``).
         split_seed: seed of the train/val (and test) split.
         shuffle_seed: seed of the per-epoch shuffle (epoch ``e`` uses ``shuffle_seed + e``).
         resident: ``True`` keeps the uint8 images on the training device and batches there
@@ -102,8 +108,10 @@ class ImageDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         train_classes: Sequence[int] | None = None,
         image_shape: Sequence[int] | None = None,
+        binary: bool = False,
     ) -> None:
         super().__init__()
+        self.binary = bool(binary)
         if resident not in (True, False, "auto"):
             raise ConfigError(f"data.resident={resident!r} must be true, false or auto")
         self.data_dir = Path(data_dir)

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from aelab.data.base import ImageDataModule
 from aelab.errors import ConfigError, DataError, MissingDataError
+from aelab.utils.shapes import shape_of
 
 log = logging.getLogger("aelab")
 
@@ -39,37 +40,16 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".
 CACHE_VERSION = 1
 
 
-def image_size_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """``(H, W)`` of an ``image_size`` given as one int (square) or ``[H, W]``.
+def load_image(
+    path: Path, channels: int, size: tuple[int, int], upscale: bool = True
+) -> tuple[np.ndarray, bool]:
+    """One image file as uint8 ``(C, H, W)``: converted to grey or RGB, scaled (down, or up when it is smaller and
+    ``upscale``; bilinear, antialiased: torchvision's ``resize``) to cover ``size``, center-cropped. Returns the
+    image and whether it was enlarged.
 
     Raises:
-        ConfigError: for anything else, or sizes < 1.
-    """
-    if isinstance(image_size, int) and not isinstance(image_size, bool):
-        hw = (image_size, image_size)
-    elif isinstance(image_size, Sequence) and not isinstance(image_size, str) and len(image_size) == 2:
-        hw = (int(image_size[0]), int(image_size[1]))
-    else:
-        raise ConfigError(
-            f"data.image_size={image_size!r} must be an int or [H, W]: set e.g. data.image_size=32"
-        )
-    if min(hw) < 1:
-        raise ConfigError(f"data.image_size={image_size!r} must be positive: set e.g. data.image_size=32")
-    return hw
-
-
-def shape_of(channels: int, image_size: int | Sequence[int]) -> list[int]:
-    """``[C, H, W]`` from ``data.channels`` and ``data.image_size`` (the ``aelab.image_shape`` resolver)."""
-    if channels not in (1, 3):
-        raise ConfigError(f"data.channels={channels!r} must be 1 (grey) or 3 (RGB)")
-    return [int(channels), *image_size_hw(image_size)]
-
-
-def load_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """One image file as uint8 ``(C, H, W)``: converted to grey or RGB, scaled down to cover ``size``, center-cropped.
-
-    Raises:
-        DataError: the file is not a readable image, or is smaller than ``size`` (names the file and the fix).
+        DataError: the file is not a readable image, or is smaller than ``size`` with ``upscale=False`` (names the
+            file and the fix).
     """
     import PIL.Image
     import torchvision.transforms.functional as TF
@@ -85,11 +65,12 @@ def load_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
         ) from None
     w, h = img.size
     H, W = size
-    if h < H or w < W:
+    enlarged = h < H or w < W
+    if enlarged and not upscale:
         raise DataError(
-            f"{path} is {h}×{w} pixels, smaller than data.image_size={H if H == W else [H, W]}: aelab never "
-            f"enlarges images; set data.image_size={min(h, H) if H == W else [min(h, H), min(w, W)]} or smaller, "
-            "or remove the image"
+            f"{path} is {h}×{w} pixels, smaller than data.image_size={H if H == W else [H, W]} and "
+            f"data.upscale=false; set data.upscale=true (enlarge it), data.image_size="
+            f"{min(h, H) if H == W else [min(h, H), min(w, W)]} or smaller, or remove the image"
         )
     scale = max(H / h, W / w)
     if (h, w) != (H, W):
@@ -98,7 +79,7 @@ def load_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
             TF.resize(img, new, interpolation=TF.InterpolationMode.BILINEAR, antialias=True), [H, W]
         )
     arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return (arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))), enlarged
 
 
 def scan_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
@@ -154,9 +135,12 @@ def scan_folder(root: Path) -> tuple[list[Path], list[int] | None, list[str] | N
     return files, labels, [d.name for d in dirs]
 
 
-def folder_fingerprint(files: Sequence[Path], channels: int, size: tuple[int, int]) -> str:
-    """SHA-256 over the file list (paths, sizes, modification times), the image size and the channels."""
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, channels, list(size)]).encode())
+def folder_fingerprint(
+    files: Sequence[Path], channels: int, size: tuple[int, int], upscale: bool = True
+) -> str:
+    """SHA-256 over the file list (paths, sizes, modification times), the image size, the channels and whether
+    small images are enlarged."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, channels, list(size), bool(upscale)]).encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -203,8 +187,9 @@ class ImageFolderDataModule(ImageDataModule):
         root: the folder: ``root/<class>/<image>`` (labelled) or ``root/<image>`` (no labels).
         test_root: a folder of test images in the same layout (and the same classes); ``None``: the test split is
             a seeded ``test_size`` subset of ``root``.
-        image_size: ``H`` (square) or ``[H, W]``; images are scaled down to cover it and center-cropped.
+        image_size: ``H`` (square) or ``[H, W]``; images are scaled to cover it and center-cropped.
         channels: 1 (grey) or 3 (RGB); every image is converted.
+        upscale: enlarge an image smaller than ``image_size`` (the count is logged); ``False`` refuses it.
         data_dir, batch_size, val_size, test_size, split_seed, shuffle_seed, resident, num_workers, pin_memory,
             train_classes, image_shape: as for :class:`~aelab.data.ImageDataModule`.
 
@@ -231,6 +216,8 @@ class ImageFolderDataModule(ImageDataModule):
         pin_memory: bool = False,
         train_classes: Sequence[int] | None = None,
         image_shape: Sequence[int] | None = None,
+        binary: bool = False,
+        upscale: bool = True,
     ) -> None:
         if root in (None, "", "???"):
             raise ConfigError("data=image_folder needs data.root=/path/to/images")
@@ -247,10 +234,12 @@ class ImageFolderDataModule(ImageDataModule):
             pin_memory=pin_memory,
             train_classes=train_classes,
             image_shape=image_shape,
+            binary=binary,
         )
         self.root = Path(root).expanduser()
         self.test_root = None if test_root in (None, "") else Path(test_root).expanduser()
         self.channels = int(channels)
+        self.upscale = bool(upscale)
         self.size = tuple(shape[1:])
         self.default_image_shape = shape
         self.name = self.root.name or "images"
@@ -273,12 +262,19 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.test_root={root} holds unlabelled images but data.root has class folders: use class "
                 "folders in both, or images alone in both"
             )
-        fp = folder_fingerprint(files, self.channels, self.size)
+        fp = folder_fingerprint(files, self.channels, self.size, self.upscale)
         cache = self.cache_dir / f"image_folder-{fp[:20]}.npz"
         arrays = read_cache(cache, fp, len(files))
         if arrays is None:
             log.info("decoding %d images from %s (cached afterwards in %s)", len(files), root, cache)
-            images = np.stack([load_image(f, self.channels, self.size) for f in files])
+            decoded = [load_image(f, self.channels, self.size, self.upscale) for f in files]
+            images = np.stack([img for img, _ in decoded])
+            enlarged = sum(e for _, e in decoded)
+            if enlarged:
+                log.info(
+                    "%d of %d images in %s were smaller than %s and enlarged (data.upscale=false refuses them)",
+                    enlarged, len(files), root, list(self.size),
+                )  # fmt: skip
             arrays = {"images": images, "fingerprint": np.array(fp)}
             if labels is not None:
                 arrays["labels"] = np.asarray(labels, dtype=np.int64)

@@ -103,6 +103,7 @@ class MNISTDataModule(ImageDataModule):
         train_classes: Sequence[int] | None = None,
         download: bool = True,
         image_shape: Sequence[int] | None = None,
+        binary: bool = False,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -115,6 +116,7 @@ class MNISTDataModule(ImageDataModule):
             pin_memory=pin_memory,
             train_classes=train_classes,
             image_shape=image_shape,
+            binary=binary,
         )
         self.download = download
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
+from aelab.rundir import RunDir
 from aelab.utils.config import repo_root
 
 REPO = Path(repo_root())  # the checkout (editable install) or the working directory
@@ -39,7 +40,8 @@ def score_run(job_dir: Path, device: torch.device, trust: tuple[str, ...] = ()) 
     from aelab.evaluation.metrics import auroc
     from aelab.evaluation.scores import anomaly_scores
 
-    ckpt = next((job_dir / "checkpoints").glob("epoch_*.ckpt"), job_dir / "checkpoints" / "last.ckpt")
+    run = RunDir(job_dir)
+    ckpt = run.best_ckpt or run.last_ckpt
     model, run_cfg, _ = load_model(ckpt, device, trust)
     dm = instantiate(run_cfg.data)
     images, labels = dm.split_tensors("test")
@@ -106,9 +108,7 @@ def main() -> int:
     subprocess.run(cmd, check=True, cwd=REPO)
 
     rows = {}
-    from aelab.utils.runs import run_finished
-
-    for job in sorted(p for p in sweep_dir.iterdir() if run_finished(p)):
+    for job in sorted(p for p in sweep_dir.iterdir() if RunDir(p).finished):
         cfg_text = (job / ".hydra" / "overrides.yaml").read_text()
         c = next(c for c in classes if f"data.train_classes=[{c}]" in cfg_text)
         rows[c] = score_run(job, torch.device(args.device), trust)

@@ -34,9 +34,9 @@ import yaml
 
 from aelab import CONF_DIR
 from aelab.evaluation.ratedistortion import bd_rate, common_range, rate_at
+from aelab.rundir import RunDir
 from aelab.utils.config import repo_root
 from aelab.utils.device import device_name
-from aelab.utils.runs import run_finished
 
 REPO = Path(repo_root())  # the checkout (editable install) or the working directory
 PARTS_FILE = CONF_DIR / "results" / "parts.yaml"
@@ -116,12 +116,10 @@ class Runner:
         train_dir = self.root / name / "train"
         cmd = [sys.executable, "-m", "aelab.train", *overrides, f"hydra.run.dir={train_dir}"]
         self.timings = self._read()
-        if name in self.timings and run_finished(train_dir):
+        if name in self.timings and RunDir(train_dir).finished:
             print(f"{name} train: done earlier ({self.timings[name]:.0f} s)", flush=True)
         else:
-            if (train_dir / "checkpoints" / "last.ckpt").is_file() and (
-                train_dir / ".hydra" / "config.yaml"
-            ).is_file():
+            if RunDir(train_dir).last_ckpt.is_file() and RunDir(train_dir).is_run:
                 print(f"{name} train: continuing the interrupted run", flush=True)
                 t = self.run(
                     [sys.executable, "-m", "aelab.train", f"resume={train_dir}"],
@@ -143,9 +141,9 @@ class Runner:
         }
 
     def best_checkpoint(self, name: str) -> Path:
-        """A part's best checkpoint (``epoch_*.ckpt``, else ``last.ckpt``)."""
-        ckpts = self.root / name / "train" / "checkpoints"
-        return next(ckpts.glob("epoch_*.ckpt"), ckpts / "last.ckpt")
+        """A part's best checkpoint: the one its run recorded (:attr:`aelab.rundir.RunDir.best_ckpt`)."""
+        run = RunDir(self.root / name / "train")
+        return run.best_ckpt or run.last_ckpt
 
     def _evaluated(self, name: str, ckpt: Path) -> bool:
         done = self.root / name / "eval" / "metrics.json"
@@ -156,7 +154,7 @@ class Runner:
     def finished(self, name: str, evaluated: bool = True) -> bool:
         """Whether an earlier invocation finished the part: trained (and, with ``evaluated``, evaluated since)."""
         self.timings = self._read()
-        if not (name in self.timings and run_finished(self.root / name / "train")):
+        if not (name in self.timings and RunDir(self.root / name / "train").finished):
             return False
         return not evaluated or self._evaluated(name, self.best_checkpoint(name))
 

@@ -38,7 +38,7 @@ def repo_root() -> str:
 
 def _image_shape(channels, image_size) -> list[int]:
     """``[C, H, W]`` from ``data.channels`` and ``data.image_size`` (an int or ``[H, W]``)."""
-    from aelab.data.folder import shape_of
+    from aelab.utils.shapes import shape_of
 
     size = OmegaConf.to_object(image_size) if OmegaConf.is_config(image_size) else image_size
     return shape_of(int(channels), size)
@@ -46,7 +46,7 @@ def _image_shape(channels, image_size) -> list[int]:
 
 def register_resolvers() -> None:
     """Register ``${aelab.root:}``, ``${aelab.mul:a,b}``, ``${aelab.precision:accelerator}``,
-    ``${aelab.image_shape:channels,image_size}``, ``${aelab.reversed:list}``, ``${aelab.run_id:explicit}`` (the
+    ``${aelab.image_shape:channels,image_size}``, ``${aelab.if:cond,yes,no}``, ``${aelab.reversed:list}``, ``${aelab.run_id:explicit}`` (the
     run folder's name, see :mod:`aelab.utils.runs`) and ``${aelab.rank0:value,other}`` (idempotent)."""
     from aelab.utils import runs
 
@@ -60,6 +60,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("aelab.precision", auto_precision)
     if not OmegaConf.has_resolver("aelab.image_shape"):
         OmegaConf.register_new_resolver("aelab.image_shape", _image_shape)
+    if not OmegaConf.has_resolver("aelab.if"):
+        OmegaConf.register_new_resolver("aelab.if", lambda cond, yes, no: yes if bool(cond) else no)
     if not OmegaConf.has_resolver("aelab.reversed"):
         OmegaConf.register_new_resolver("aelab.reversed", lambda xs: list(reversed(list(xs))))
     if not OmegaConf.has_resolver("aelab.run_id"):

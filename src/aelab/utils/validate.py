@@ -9,7 +9,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import ConfigError
-from aelab.models.components.corruption import valid_probability, valid_sigma
+
+
+def valid_sigma(sigma: float) -> bool:
+    """A Gaussian noise std is valid when ``σ >= 0`` (pixel units)."""
+    return sigma >= 0
+
+
+def valid_probability(p: float) -> bool:
+    """A corruption probability is valid in [0, 1]."""
+    return 0.0 <= p <= 1.0
 
 
 def _int(v: Any) -> bool:

@@ -17,6 +17,17 @@ from torch import Tensor, nn
 from aelab.models.components.mlp import activation_module as make_activation
 
 
+def stages_for(h: int, w: int, stages: int, min_grid: int = 1) -> int:
+    """How many of ``stages`` stride-2 stages an ``h × w`` image takes so that the smallest side of the latent map,
+    ``ceil(min(h, w) / 2**s)``, stays at least ``min_grid`` (at least one stage; ``min_grid=1``: all of them).
+
+    Example: an 8×8 image with two stages and ``min_grid=4`` takes one (8 → 4), not two (8 → 4 → 2)."""
+    s = int(stages)
+    while s > 1 and math.ceil(min(h, w) / 2**s) < int(min_grid):
+        s -= 1
+    return s
+
+
 def grid_padding(h: int, w: int, factor: int) -> tuple[int, int, int, int]:
     """``(left, right, top, bottom)`` zero padding that makes ``h × w`` a multiple of ``factor`` in both sides."""
     ph, pw = -h % factor, -w % factor
@@ -39,6 +50,8 @@ class ConvEncoder(nn.Module):
         batch_norm: use BatchNorm after each convolution.
         spatial: keep the feature map: a 1×1 convolution to ``out_dim`` channels instead of the linear head
             (for vector-quantized and entropy-coded latents).
+        min_grid: use only the first stages of ``channels`` that keep the latent map at least this many pixels
+            a side (:func:`stages_for`; 1: every stage).
 
     Shapes: ``(B, C, H, W)`` → ``(B, out_dim)``, or ``(B, out_dim, H', W')`` with ``spatial``
     (``H' = ceil(H / 2**len(channels))``).
@@ -52,9 +65,11 @@ class ConvEncoder(nn.Module):
         activation: str = "relu",
         batch_norm: bool = True,
         spatial: bool = False,
+        min_grid: int = 1,
     ) -> None:
         super().__init__()
         c, h, w = (int(s) for s in in_shape)
+        channels = list(channels)[: stages_for(h, w, len(channels), min_grid)]
         f = 2 ** len(channels)
         self.out_dim = int(out_dim)
         self.in_shape = (c, h, w)
@@ -91,6 +106,8 @@ class ConvDecoder(nn.Module):
         activation: activation name.
         batch_norm: use BatchNorm after each hidden transposed convolution.
         spatial: take a code map ``(B, latent_dim, H/f, W/f)`` (a 1×1 convolution instead of the linear layer).
+        min_grid: as for :class:`ConvEncoder`: the stages dropped are the low-resolution ones (the first entries
+            of ``channels``), so the parts stay mirrors.
 
     Shapes: ``(B, latent_dim)`` (or ``(B, latent_dim, H/f, W/f)``) → logits ``(B, C, H, W)``.
     """
@@ -103,9 +120,11 @@ class ConvDecoder(nn.Module):
         activation: str = "relu",
         batch_norm: bool = True,
         spatial: bool = False,
+        min_grid: int = 1,
     ) -> None:
         super().__init__()
         c_img, h, w = (int(s) for s in out_shape)
+        channels = list(channels)[len(channels) - stages_for(h, w, len(channels), min_grid) :]
         f = 2 ** len(channels)
         self.latent_dim = int(latent_dim)
         self.out_shape = (c_img, h, w)

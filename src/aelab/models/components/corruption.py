@@ -10,15 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def valid_sigma(sigma: float) -> bool:
-    """A Gaussian noise std is valid when ``σ >= 0`` (pixel units)."""
-    return sigma >= 0
-
-
-def valid_probability(p: float) -> bool:
-    """A corruption probability is valid in [0, 1]."""
-    return 0.0 <= p <= 1.0
+from aelab.utils.validate import valid_probability, valid_sigma
 
 
 class Corruption(nn.Module):
