@@ -50,10 +50,10 @@ eval: install ## test a checkpoint: make eval CKPT=logs/train/runs/.../checkpoin
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=path/to/checkpoint.ckpt [ARGS=...]"; exit 2; }
 	$(BIN)/aelab-eval ckpt_path=$(CKPT) $(ARGS)
 
-test: install data ## the fast test suite
+test: install data ## the fast test suite (the slow end-to-end tests are in test-all)
 	$(BIN)/python -m pytest -m "not slow" -q -n 2 --dist loadfile
 
-test-all: install data ## every test, slow ones included
+test-all: install data ## every test, slow ones included (what .ci/run runs)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install data ## time aelab against a plain PyTorch loop (interleaved rounds): docs/bench_cpu.json, docs/BENCHMARKS.md

@@ -179,6 +179,7 @@ def test_a_crash_keeps_checkpoints_and_logs(tmp_path, monkeypatch, fake_data_dir
     assert len(ea.Scalars("val/loss")) == 2  # the two finished epochs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resident", ["true", "false"])
 def test_both_data_paths_train(tmp_path, monkeypatch, fake_data_dir, resident):
     """Either data path learns: the test MSE falls below half the test images' MSE to the training mean image

@@ -286,6 +286,7 @@ EVAL_SMALL = ["trainer=cpu", "suite.batch_size=64", "suite.sections.classical_co
               "suite.sections.fid.num_samples=64", "suite.sections.fid.classifier_epochs=1"]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "data", [["data=digits"], ["data=photo_patches", "data.stride=64"]], ids=["digits", "photos"]
 )

@@ -88,6 +88,7 @@ def single(tmp_path_factory, fake_data_dir):
     return read_metrics(run_dir), _steps(run_dir)
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_two_folders(tmp_path, fake_data_dir):
     procs = [
         subprocess.Popen(
@@ -115,6 +116,7 @@ def test_two_runs_started_together_get_two_folders(tmp_path, fake_data_dir):
         assert not list((r / "checkpoints").glob("last-v*.ckpt"))
 
 
+@pytest.mark.slow
 def test_two_torchrun_nodes_make_one_run_equal_to_one_process(tmp_path, fake_data_dir, single):
     port = _free_port()
     args = [*BASE, f"paths.log_dir={tmp_path}", "trainer.strategy=ddp", "trainer.num_nodes=2"]
@@ -144,6 +146,7 @@ def test_two_torchrun_nodes_make_one_run_equal_to_one_process(tmp_path, fake_dat
     assert read_metrics(runs[0]) == pytest.approx(metrics, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_simulated_slurm_job_makes_one_run_equal_to_one_process(tmp_path, fake_data_dir, single):
     port = str(_free_port())
     args = [*BASE, f"paths.log_dir={tmp_path}", "trainer.strategy=ddp", "trainer.devices=2"]
@@ -180,6 +183,7 @@ def test_simulated_slurm_job_makes_one_run_equal_to_one_process(tmp_path, fake_d
     assert read_metrics(runs[0]) == pytest.approx(metrics, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_multirun_with_ddp_jobs_runs_each_job_once(tmp_path, fake_data_dir):
     proc = run_subprocess(
         [*TRAIN, "-m", *BASE, f"paths.log_dir={tmp_path}", "trainer=cpu,ddp_sim", "seed=1",
@@ -201,6 +205,7 @@ def test_multirun_with_ddp_jobs_runs_each_job_once(tmp_path, fake_data_dir):
     assert list((jobs[1] / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
 def test_a_sweep_of_ddp_jobs_runs_every_job(tmp_path, fake_data_dir, launcher):
     """A seed sweep where every job is DDP (2 CPU ranks): each job starts its own ranks and writes a complete run
@@ -324,6 +329,7 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_continues(tmp_p
     assert not list(run_dir.rglob("hpc_ckpt_*.ckpt"))
 
 
+@pytest.mark.slow
 def test_ddp_evaluation_counts_every_image_once(tmp_path, fake_data_dir):
     # 200 test and 100 validation images do not divide by 3 ranks
     run_subprocess(

@@ -30,6 +30,7 @@ def test_aggregate_mean_and_std(tmp_path, capsys):
     assert "5 runs" in out and "marked PRUNED" in out
 
 
+@pytest.mark.slow
 def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, capsys):
     monkeypatch.setenv("DATA_DIR", str(fake_data_dir))
     from aelab.experiments import one_class
@@ -61,6 +62,7 @@ def test_committed_reports_render_from_their_json_byte_for_byte(tmp_path, report
     assert out.read_text() == committed.read_text()
 
 
+@pytest.mark.slow
 def test_results_run_continue_and_render(tmp_path, fake_data_dir):
     """make results on a parts file of two tiny parts: trained, evaluated, kept when run again, and the report
     rendered from the JSON equals the one written by the run."""
@@ -125,6 +127,7 @@ def test_headlines_and_parts_are_consistent():
                 assert e["target"]["value"] != "vs" or e["vs"]["part"] in parts
 
 
+@pytest.mark.slow
 def test_gpu_check_rehearses_on_the_cpu(tmp_path, fake_data_dir):
     """make gpu-check ARGS="--device cpu --smoke": the GPU command end to end, tiny, on this CPU."""
     run_subprocess([sys.executable, "scripts/gpu_check.py", "--device", "cpu", "--smoke", "--out-dir", str(tmp_path)],

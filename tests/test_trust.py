@@ -90,6 +90,7 @@ def test_the_example_is_refused_without_trust(example_site, tmp_path, fake_data_
     assert not (run_dir / "checkpoints").exists() and not (run_dir / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_eval_resume_and_compress_the_example(example_run, on_path, tmp_path, monkeypatch, fake_data_dir):
     from aelab.compress import compress, decompress
     from aelab.eval import evaluate

@@ -37,6 +37,7 @@ def _sweeps(logs: Path) -> list[Path]:
     return sorted((logs / "train" / "multiruns").iterdir())
 
 
+@pytest.mark.slow
 def test_study_runs_continues_and_records_every_epoch(tmp_path, fake_data_dir):
     db = tmp_path / "s.db"
     common = [
@@ -101,6 +102,7 @@ def test_a_pruned_trial_stops_training_also_under_ddp(tmp_path, fake_data_dir):
     assert not (folder / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_without_duplicates(tmp_path, fake_data_dir):
     db = tmp_path / "shared.db"
     env = {**__import__("os").environ, "DATA_DIR": str(fake_data_dir)}
@@ -169,6 +171,7 @@ def test_bad_search_input_fails_before_the_first_trial(
     assert not [p for p in sweeps if p.is_dir()]  # no trial folder: nothing trained
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
 def test_a_search_with_ddp_trials_finishes_every_trial(tmp_path, fake_data_dir, launcher):
     """Every trial a DDP job (2 CPU ranks): each starts its own ranks and completes, in one process (basic) or one
