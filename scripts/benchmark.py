@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""make bench: seconds per epoch, plain PyTorch loop vs aelab — a thin driver of :mod:`aelab.experiments.benchmark` (``--help`` for the options)."""
+"""make bench: seconds per epoch, plain PyTorch loop vs aelab — a thin driver of :mod:`aelab.tools.benchmark` (``--help`` for the options)."""
 
 import sys
 
-from aelab.experiments.benchmark import main
+from aelab.tools.benchmark import main
 
 if __name__ == "__main__":
     sys.exit(main())

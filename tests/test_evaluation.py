@@ -377,7 +377,7 @@ def test_an_exact_image_keeps_the_codec_psnr_finite():
     rate–distortion point keeps a finite mean PSNR (AVIF's points vanished from the report as infinite)."""
     import math
 
-    from aelab.evaluation.sections import _image_quality
+    from aelab.evaluation.sections.compression import _image_quality
 
     exact = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     off = exact.clone()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aelab.experiments import figures as FIG
+from aelab.tools import figures as plots
 
 
 @pytest.fixture(autouse=True)
@@ -47,28 +47,28 @@ def test_rate_distortion_and_roc(tmp_path):
     m |= {"test/compression/jpeg_q10_bytes_per_image": 300.0, "test/compression/jpeg_q10_psnr": 18.0}
     m |= {"test/compression/jpeg_q90_bytes_per_image": 700.0, "test/compression/jpeg_q90_psnr": 30.0}
     m |= {"test/compression/gzip_bytes_per_image": 160.0}
-    _png(FIG.rate_distortion({"ConvAE": m}, tmp_path / "rd.png", caption="CPU, 3 epochs, command ..."))
+    _png(plots.rate_distortion({"ConvAE": m}, tmp_path / "rd.png", caption="CPU, 3 epochs, command ..."))
     rng = np.random.default_rng(0)
     _png(
-        FIG.roc_curves(
+        plots.roc_curves(
             {"AE recon. error": (rng.normal(0, 1, 500), rng.normal(2, 1, 500))}, tmp_path / "roc.png"
         )
     )
 
 
 def test_bars_images_latent_and_stability(tmp_path):
-    _png(FIG.one_class_bars({d: 0.9 + d / 100 for d in range(10)}, tmp_path / "oc.png"))
+    _png(plots.one_class_bars({d: 0.9 + d / 100 for d in range(10)}, tmp_path / "oc.png"))
     rows = [("clean", torch.rand(10, 1, 28, 28)), ("noisy", torch.rand(10, 1, 28, 28))]
-    _png(FIG.image_rows(rows, tmp_path / "rows.png", "denoising"))
-    _png(FIG.latent_map(torch.randn(300, 2), torch.randint(0, 10, (300,)), tmp_path / "z.png"))
+    _png(plots.image_rows(rows, tmp_path / "rows.png", "denoising"))
+    _png(plots.latent_map(torch.randn(300, 2), torch.randint(0, 10, (300,)), tmp_path / "z.png"))
     with pytest.raises(ValueError, match="2-D codes"):
-        FIG.latent_map(torch.randn(3, 4), torch.zeros(3), tmp_path / "bad.png")
+        plots.latent_map(torch.randn(3, 4), torch.zeros(3), tmp_path / "bad.png")
     summary = {
         "test/mse": {"mean": 0.015, "std": 0.0003, "n": 3},
         "test/psnr": {"mean": 19.0, "std": 0.1, "n": 3},
     }
     _png(
-        FIG.seed_stability(
+        plots.seed_stability(
             summary, ["test/mse", "test/psnr"], tmp_path / "seeds.png", "c", {"test/mse": [0.01, 0.011]}
         )
     )
@@ -82,4 +82,4 @@ def test_validation_curves_read_tensorboard(tmp_path):
         for step, v in enumerate([0.3, 0.2, 0.15]):
             w.add_scalar("val/loss", v, step)
         w.close()
-    _png(FIG.validation_curves({"MLP AE": tmp_path / "ae", "VAE": tmp_path / "vae"}, tmp_path / "val.png"))
+    _png(plots.validation_curves({"MLP AE": tmp_path / "ae", "VAE": tmp_path / "vae"}, tmp_path / "val.png"))

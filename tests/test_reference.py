@@ -17,7 +17,7 @@ from aelab.evaluation.ratedistortion import bd_rate
 from aelab.models import IWAE, VQVAE, WAE
 from aelab.models.components import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, VectorQuantizer
 from aelab.models.components.gdn import GDN
-from aelab.models.regularized import imq_mmd
+from aelab.models.wae import imq_mmd
 from helpers import batch
 
 

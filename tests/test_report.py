@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from aelab.experiments.results import codec_study, headline_rows, verdict
+from aelab.tools.results import codec_study, headline_rows, verdict
 
 
 def test_verdict_of_each_operator():

@@ -14,7 +14,7 @@ from aelab.models import IWAE, RAE, VAE, VQVAE, WAE, SparseAutoencoder
 from aelab.models.components import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, VectorQuantizer
 from aelab.models.components.quantizer import perplexity
 from aelab.models.distributions import gaussian_kl, log_normal, log_standard_normal
-from aelab.models.regularized import imq_mmd
+from aelab.models.wae import imq_mmd
 from helpers import batch
 
 ZOO = ["vqvae", "sparse_ae", "iwae", "rae", "wae"]

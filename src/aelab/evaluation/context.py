@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from aelab.evaluation import compression as C
+from aelab.evaluation import compression as coding
 from aelab.evaluation.metrics import map_batches, to_float
 
 log = logging.getLogger("aelab")
@@ -66,7 +66,7 @@ class EvalContext:
     @property
     def raw_bytes(self) -> int:
         """Bytes of one raw uint8 image: ``C·H·W``."""
-        return C.raw_bytes_per_image(self.image_shape)
+        return coding.raw_bytes_per_image(self.image_shape)
 
     @property
     def labelled(self) -> bool:
@@ -101,7 +101,7 @@ class EvalContext:
     def pca(self):
         """scikit-learn PCA with as many components as the code has dimensions (:attr:`pca_size`), fitted on the
         training images."""
-        return C.fit_pca(to_float(self.train_u8), self.pca_size)
+        return coding.fit_pca(to_float(self.train_u8), self.pca_size)
 
     @cached_property
     def pca_codes(self) -> tuple[Tensor, Tensor]:
@@ -112,4 +112,4 @@ class EvalContext:
 
     def pca_decode(self, codes: Tensor) -> Tensor:
         """PCA codes back to images ``(N, C, H, W)`` in [0, 1]."""
-        return C.pca_decode(self.pca, codes, self.image_shape)
+        return coding.pca_decode(self.pca, codes, self.image_shape)

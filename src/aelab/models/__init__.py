@@ -16,10 +16,11 @@ from aelab.models.autoencoder import Autoencoder
 from aelab.models.codec import LearnedCodec
 from aelab.models.dae import DenoisingAutoencoder
 from aelab.models.iwae import IWAE
-from aelab.models.regularized import RAE, WAE
+from aelab.models.rae import RAE
 from aelab.models.sparse import SparseAutoencoder
 from aelab.models.vae import VAE
 from aelab.models.vqvae import VQVAE
+from aelab.models.wae import WAE
 
 __all__ = [
     "IWAE",

@@ -20,9 +20,6 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 WIDTH = 7.0  # inches: a page width at 100 dpi is about 700 px
-DEEP_SVDD_ONE_CLASS = [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5]
-"""Deep SVDD (one-class) MNIST AUROC per digit 0–9, % (Ruff et al., "Deep One-Class Classification",
-ICML 2018, Table 1); mean 94.8."""
 
 
 def _save(fig, path: str | Path, caption: str = "") -> Path:
@@ -202,19 +199,24 @@ def roc_curves(
     return _save(fig, path, caption)
 
 
-def one_class_bars(aurocs: Mapping[int, float], path: str | Path, caption: str = "") -> Path:
-    """One-class AUROC (%) per MNIST digit beside Deep SVDD's published numbers (:data:`DEEP_SVDD_ONE_CLASS`).
+def one_class_bars(
+    aurocs: Mapping[int, float], path: str | Path, caption: str = "", reference: Sequence[float] | None = None
+) -> Path:
+    """One-class AUROC (%) per MNIST digit beside Deep SVDD's published numbers.
 
     Args:
         aurocs: ``{digit: AUROC in [0, 1]}``.
+        reference: Deep SVDD's AUROC (%) per digit 0–9 (``conf/results/references.yaml: one_class.deep_svdd``,
+            Ruff et al. 2018, Table 1); ``None``: no reference bars.
     """
     digits = sorted(aurocs)
     x = np.arange(len(digits))
     fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     ours = [100 * aurocs[d] for d in digits]
     ax.bar(x - 0.2, ours, 0.4, label=f"aelab (mean {np.mean(ours):.1f})")
-    ref = [DEEP_SVDD_ONE_CLASS[d] for d in digits]
-    ax.bar(x + 0.2, ref, 0.4, color="0.7", label=f"Deep SVDD, Ruff et al. 2018 (mean {np.mean(ref):.1f})")
+    ref = [] if reference is None else [reference[d] for d in digits]
+    if ref:
+        ax.bar(x + 0.2, ref, 0.4, color="0.7", label=f"Deep SVDD, Ruff et al. 2018 (mean {np.mean(ref):.1f})")
     ax.set_xticks(x, [str(d) for d in digits])
     ax.set_xlabel("normal digit (trained on this digit only)")
     ax.set_ylabel("AUROC (%)")

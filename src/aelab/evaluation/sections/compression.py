@@ -1,0 +1,213 @@
+"""Compression: the codes in real files beside PCA and the classical codecs; the learned codec's files."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aelab.evaluation import compression as coding
+from aelab.evaluation.context import EvalContext
+from aelab.evaluation.metrics import (
+    mse_per_image,
+    psnr_per_image,
+    ssim_window,
+    to_float,
+)
+from aelab.models.capabilities import Quantized
+
+log = logging.getLogger("aelab")
+
+
+def _code_methods(ctx: EvalContext) -> dict:
+    """``{name: (training codes, test codes, decode)}``: the model's codes and PCA's of the same size."""
+    pca_train, pca_test = ctx.pca_codes
+    return {
+        "ae": (ctx.codes_train, ctx.codes_test, lambda z: ctx.map(ctx.model.decode, z)),
+        "pca": (pca_train, pca_test, ctx.pca_decode),
+    }
+
+
+def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[str, float]:
+    """Codes written to real files — at float32 / float16 / 8 bits, or as codebook indices for a vector-quantized
+    model — beside PCA of the same size, JPEG (with and without its header), PNG and gzip; bytes per image and
+    ratios against the raw ``C·H·W``-byte image (``test/compression/raw_bytes_per_image``)."""
+    out: dict[str, float] = {"test/compression/raw_bytes_per_image": float(ctx.raw_bytes)}
+    n = len(ctx.codes_test)
+    gz = coding.gzip_bytes_per_image(ctx.test_u8)
+    out["test/compression/gzip_bytes_per_image"] = gz
+    out["test/compression/gzip_ratio_vs_raw"] = ctx.raw_bytes / gz
+    _, png_sizes, _ = coding.codec_roundtrip(ctx.test_u8, "png")
+    out["test/compression/png_bytes_per_image"] = sum(png_sizes) / n
+
+    def record(name: str, per_image: float, rec: torch.Tensor) -> None:
+        out[f"test/compression/{name}_bytes_per_image"] = per_image
+        out[f"test/compression/{name}_ratio_vs_raw"] = ctx.raw_bytes / per_image
+        out[f"test/compression/{name}_ratio_vs_gzip"] = gz / per_image
+        out[f"test/compression/{name}_psnr"] = psnr_per_image(rec, ctx.x_test).mean().item()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(ctx.model, Quantized):  # codebook indices, packed at ceil(log2 K) bits each
+            indices = ctx.model.code_indices(ctx.codes_test)
+            size = coding.save_indices(Path(tmp) / "vq.npz", indices, ctx.model.codebook_size)
+            rec = ctx.map(
+                ctx.model.decode, ctx.model.codes_from_indices(coding.load_indices(Path(tmp) / "vq.npz"))
+            )
+            record("vq_indices", size / n, rec)
+            out["test/compression/vq_indices_bits_per_image"] = 8 * size / n
+        for name, (train_codes, codes, decode) in _code_methods(ctx).items():
+            if name == "ae" and isinstance(ctx.model, Quantized):
+                continue  # its codes are the indices above
+            quantizer = coding.AffineQuantizer.fit(train_codes)  # fitted on the training codes
+            for fmt in coding.FORMATS:
+                stored = coding.encode_codes(codes, fmt, quantizer)
+                size = coding.save_codes(
+                    Path(tmp) / f"{name}_{fmt}.npz", stored, quantizer if fmt == "uint8" else None
+                )
+                rec = decode(coding.decode_codes(stored, quantizer))
+                record(f"{name}_{fmt}", size / n, rec)
+                if fmt == "float32":
+                    out[f"test/compression/{name}_mse"] = mse_per_image(rec, ctx.x_test).mean().item()
+    for q in jpeg_qualities:
+        dec, sizes, payloads = coding.codec_roundtrip(ctx.test_u8, "jpeg", int(q))
+        out[f"test/compression/jpeg_q{q}_bytes_per_image"] = sum(sizes) / n
+        out[f"test/compression/jpeg_q{q}_payload_bytes_per_image"] = sum(payloads) / n
+        out[f"test/compression/jpeg_q{q}_ratio_vs_raw"] = ctx.raw_bytes / (sum(sizes) / n)
+        out[f"test/compression/jpeg_q{q}_psnr"] = psnr_per_image(to_float(dec), ctx.x_test).mean().item()
+    return out
+
+
+def _image_quality(decoded: list[torch.Tensor], originals: list[torch.Tensor]) -> dict[str, float]:
+    """Mean per-image PSNR (dB) and SSIM of uint8 images (any sizes), and MS-SSIM where every image is large
+    enough for its five scales (at least 161 px a side).
+
+    An image decoded exactly has an infinite PSNR, which would make the mean infinite (and the point vanish from
+    the report): it counts as the highest PSNR a uint8 image that is not exact can have, one pixel one level
+    off, ``10 log10(255² · C·H·W)`` (77.1 dB for 28×28), and ``exact_fraction`` says how many were exact."""
+    from torchmetrics.functional.image import (
+        multiscale_structural_similarity_index_measure as ms_ssim,
+    )
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    psnr, ss, ms, exact = [], [], [], 0
+    for d, o in zip(decoded, originals, strict=True):
+        a, b = to_float(d)[None], to_float(o)[None]
+        value = psnr_per_image(a, b).item()
+        exact += not np.isfinite(value)
+        psnr.append(value if np.isfinite(value) else 10 * np.log10(255.0**2 * o.numel()))
+        ss.append(ssim(a, b, data_range=1.0, kernel_size=ssim_window(b)).item())
+        if min(o.shape[-2:]) >= 161:
+            ms.append(ms_ssim(a, b, data_range=1.0).item())
+    out = {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ss)), "exact_fraction": exact / len(decoded)}
+    if len(ms) == len(decoded):
+        out["ms_ssim"] = float(np.mean(ms))
+    return out
+
+
+def _test_sets(ctx: EvalContext, num_images: int | None) -> dict[str, list[torch.Tensor]]:
+    """The image sets a codec is measured on: the test split (its first ``num_images``) and, when the data has
+    them (``data=photo_patches``), the held-out photographs whole (``photos``)."""
+    images = ctx.test_u8 if num_images is None else ctx.test_u8[: int(num_images)]
+    sets = {"": list(images)}
+    photos = getattr(ctx.datamodule, "test_photos", None)
+    if callable(photos):
+        sets["photos/"] = photos()
+    return sets
+
+
+def classical_codecs(
+    ctx: EvalContext,
+    codecs=("jpeg", "webp", "avif", "jxl"),
+    qualities=(5, 10, 20, 30, 50, 70, 90),
+    lossless=("png", "webp_lossless"),
+    num_images: int | None = 2000,
+) -> dict[str, float]:
+    """The classical codecs' rate–distortion curves on the test images (each image coded alone, headers counted;
+    JPEG also without its header) and, for photograph data, on the held-out photographs whole:
+    ``test/compression/[photos/]<codec>_q<q>_{bytes_per_image,bits_per_pixel,psnr,ssim}``, and the lossless
+    codecs' ``..._bytes_per_image``. They depend on the data alone: cached in the data's cache folder (keyed by
+    the test images), so each data set pays for them once. A codec Pillow cannot write here is said and skipped."""
+    import hashlib
+    import json
+
+    sets = _test_sets(ctx, num_images)
+    key = hashlib.sha256(
+        json.dumps(
+            [2, list(codecs), list(qualities), list(lossless)]
+        ).encode()  # 2: exact images' PSNR capped
+        + b"".join(img.numpy().tobytes() for imgs in sets.values() for img in imgs)
+    ).hexdigest()[:20]
+    cache = ctx.datamodule.cache_dir / f"codecs_{key}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    out: dict[str, float] = {}
+    for name in [*codecs, *lossless]:
+        why = coding.codec_available(name)
+        if why:
+            log.warning("classical codec %s skipped: %s", name, why)
+            continue
+        for prefix, images in sets.items():
+            pixels = sum(img.shape[-1] * img.shape[-2] for img in images) / len(images)
+            points = [None] if coding.CODECS[name].lossless else list(qualities)
+            for q in points:
+                decoded, sizes, payloads = zip(
+                    *(coding.codec_roundtrip(img[None], name, q) for img in images), strict=True
+                )
+                base = f"test/compression/{prefix}{name}" + ("" if q is None else f"_q{q}")
+                per_image = sum(s[0] for s in sizes) / len(images)
+                out[f"{base}_bytes_per_image"] = per_image
+                out[f"{base}_bits_per_pixel"] = 8 * per_image / pixels
+                if name == "jpeg":
+                    out[f"{base}_payload_bytes_per_image"] = sum(p[0] for p in payloads) / len(images)
+                if q is not None:
+                    quality = _image_quality([d[0] for d in decoded], images)
+                    out |= {f"{base}_{k}": v for k, v in quality.items()}
+    out["test/compression/codecs_num_images"] = float(len(sets[""]))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None) -> dict[str, float]:
+    """A learned codec's real files (:mod:`aelab.bitstream`): the test split coded into one file (and, for
+    photograph data, the held-out photographs whole into another), its bytes per image and bits per pixel
+    (headers included), PSNR / SSIM (MS-SSIM for large images) of the decoded images, encode and decode
+    throughput (images/s), and a check that decoding reproduces the encoder's reconstruction exactly
+    (``test/codec/roundtrip_exact`` = 1), on the first ``num_images`` test images (null: all; the suite gives it
+    the classical codecs' count, so every codec is measured on the same images: ``test/codec/num_images``).
+    Learned codecs only."""
+    import time
+
+    from aelab import bitstream
+    from aelab.checkpoint import state_fingerprint
+    from aelab.models.codec import LearnedCodec
+
+    model = ctx.model
+    if not isinstance(model, LearnedCodec):
+        return {}
+    fingerprint = state_fingerprint(model.state_dict())
+    out: dict[str, float] = {}
+    out["test/codec/num_images"] = float(
+        len(ctx.test_u8) if num_images is None else min(len(ctx.test_u8), int(num_images))
+    )
+    for prefix, images in _test_sets(ctx, num_images).items():
+        t0 = time.perf_counter()
+        data, recon = bitstream.encode(model, images, fingerprint, batch_size, ctx.device)
+        t_enc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        decoded = bitstream.decode(model, data, "the evaluation's file", fingerprint, batch_size, ctx.device)
+        t_dec = time.perf_counter() - t0
+        pixels = sum(img.shape[-1] * img.shape[-2] for img in images) / len(images)
+        key = f"test/codec/{prefix}"
+        out[f"{key}bytes_per_image"] = len(data) / len(images)
+        out[f"{key}bits_per_pixel"] = 8 * len(data) / len(images) / pixels
+        out |= {f"{key}{k}": v for k, v in _image_quality(decoded, images).items()}
+        out[f"{key}encode_images_per_s"] = len(images) / t_enc
+        out[f"{key}decode_images_per_s"] = len(images) / t_dec
+        out[f"{key}roundtrip_exact"] = float(
+            all(torch.equal(a, b) for a, b in zip(recon, decoded, strict=True))
+        )
+    return out

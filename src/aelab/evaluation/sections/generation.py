@@ -1,0 +1,110 @@
+"""Generation: Fréchet distances per sampler, samples and interpolations."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torchvision.utils import save_image
+
+from aelab import visuals
+from aelab.evaluation.context import EvalContext
+from aelab.media import Media
+from aelab.models.capabilities import Generative, Quantized
+from aelab.samplers import generate, make_sampler
+
+log = logging.getLogger("aelab")
+
+
+def default_sampler(model) -> str:
+    """The sampler a model's ``test/generation/fid`` uses: its prior when it has one, the codebook's categorical
+    for a vector-quantized model, else a Gaussian fitted to the training codes."""
+    if isinstance(model, Generative):
+        return "prior"
+    return "categorical" if isinstance(model, Quantized) else "gaussian"
+
+
+def fid(
+    ctx: EvalContext,
+    num_samples: int = 10000,
+    classifier_epochs: int = 2,
+    seed: int = 0,
+    samplers=("prior", "gaussian", "gmm", "categorical"),
+    gmm_components: int = 10,
+    grid_samples: int = 64,
+    gmm_max_dims: int | None = 64,
+) -> dict[str, float]:
+    """Fréchet distance of generated images to the test images on the features of a classifier trained on the data
+        (:mod:`aelab.evaluation.fid`), one per sampler that applies to the model (``test/generation/fid_<sampler>``;
+        ``test/generation/fid`` is the model's default sampler's), with the train-vs-test distance as the floor and the
+        classifier's accuracy. Each sampler's first ``grid_samples`` images go to ``samples_<sampler>.png`` and to
+        the loggers (``samples/<sampler>``). ``test/generation/num_samples`` is the number of images compared, and
+    ``test/generation/gmm_dims`` the dimensions the mixture was fitted in (a PCA of wider codes to ``gmm_max_dims``,
+    full covariances there). Labelled data only."""
+    from aelab.evaluation import fid as frechet
+
+    if not ctx.labelled:
+        return ctx.skip("fid", f"{ctx.datamodule.name} has no labels to train the feature classifier on")
+    net, acc = frechet.classifier(
+        (ctx.train_u8, ctx.train_y),
+        (ctx.test_u8, ctx.test_y),
+        ctx.datamodule.cache_dir,
+        ctx.device,
+        epochs=int(classifier_epochs),
+        seed=int(seed),
+        num_classes=ctx.datamodule.num_classes,
+    )
+    n = min(int(num_samples), len(ctx.test_u8))
+    real = ctx.test_u8[:n]
+    floor_idx = torch.randperm(len(ctx.train_u8), generator=torch.Generator().manual_seed(int(seed)))[:n]
+    out = {
+        "test/generation/fid_train_vs_test": frechet.frechet_distance(
+            net, real, ctx.train_u8[floor_idx], ctx.batch_size, ctx.device
+        ),
+        "test/generation/fid_classifier_test_acc": acc,
+        "test/generation/num_samples": float(n),
+    }
+    media = Media(ctx.loggers)
+    default = default_sampler(ctx.model)
+    for spec in samplers:
+        params = {"n_components": int(gmm_components), "max_dims": gmm_max_dims} if spec == "gmm" else {}
+        sampler = make_sampler(spec, seed=int(seed), **params)
+        name = sampler.name
+        if not sampler.applies(ctx.model):
+            continue
+        sampler.fit(ctx.model, ctx.codes_train)
+        if name == "gmm":
+            out["test/generation/gmm_dims"] = float(sampler.fit_dims)
+        fake = generate(ctx.model, sampler, n, seed=int(seed), batch_size=ctx.batch_size, device=ctx.device)
+        value = frechet.frechet_distance(net, real, fake, ctx.batch_size, ctx.device)
+        out[f"test/generation/fid_{name}"] = value
+        if name == default:
+            out["test/generation/fid"] = value
+        picture = visuals.grid(fake[: int(grid_samples)])
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        save_image(picture, ctx.output_dir / f"samples_{name}.png")
+        media.image(f"samples/{name}", picture, ctx.step)
+    return out
+
+
+def generation(
+    ctx: EvalContext, num_samples: int = 64, interpolation_steps: int = 10, seed: int = 0
+) -> dict[str, float]:
+    """``samples.png`` (prior samples) and ``interpolation.png`` (two test images and the path between their
+    codes) beside ``metrics.json`` and in the loggers; generative models only. No figures."""
+    model, x_test = ctx.model, ctx.x_test
+    if not isinstance(model, Generative):
+        return {}
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    media = Media(ctx.loggers)
+    samples = visuals.grid(visuals.prior_samples(model, int(num_samples), int(seed)))
+    path = visuals.rows(
+        visuals.interpolation(
+            model, x_test[0].to(ctx.device), x_test[1].to(ctx.device), int(interpolation_steps)
+        )
+    )
+    for name, picture in (("samples", samples), ("interpolation", path)):
+        save_image(picture, ctx.output_dir / f"{name}.png")
+        media.image(name, picture, ctx.step)
+    log.info("samples.png and interpolation.png written to %s", ctx.output_dir)
+    return {}

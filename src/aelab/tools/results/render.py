@@ -1,0 +1,195 @@
+"""``docs/RESULTS.md`` rendered from ``results.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aelab.tools.results.analysis import CLASSICAL_NAMES, verdict
+from aelab.tools.results.runner import references
+
+
+# ---------------------------------------------------------------------------------------------- the report
+def _num(v: float | None, fmt: str = ".4g") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown report of a results JSON (nothing else is read; figures are linked at ``figures_link``)."""
+    figures_link = results.get("figures_link", "figures")
+    parts = results["parts"]
+    lines = [
+        "# Results",
+        "",
+        f"Rendered by `python scripts/results.py --render docs/results.json --out docs/RESULTS.md` from the JSON that "
+        f"`make results` (`scripts/results.py`) wrote on {results['date']}; device: {results['device']}; "
+        f"torch {results['versions']['torch']}, pytorch-lightning {results['versions']['lightning']}, Python "
+        f"{results['versions']['python']}. Every number below is read from that JSON: the `metrics.json` of the runs "
+        "listed under *Runs*, with their commands and wall times.",
+        "",
+    ]
+    for note in results.get("notes", []):
+        lines += [f"> {note}", ""]
+    rows = results["headline"]
+    met = [r for r in rows if r["met"] is True]
+    missed = [r for r in rows if r["met"] is False]
+    lines += ["## What was met and what was not", ""]
+    for r in missed:
+        lines.append(
+            f"- **Missed:** {r['label']}: {_num(r['value'])} against the target {r['op']} {_num(r['goal'])}."
+        )
+    for key in ("codec",):
+        for data, c in results.get(key, {}).items():
+            for t in (c.get("target"), c.get("target_25db")):
+                if t is None:
+                    continue
+                ok = verdict(t["value"], t["op"], t["goal"])
+                word = "Met" if ok else ("**Missed**" if ok is False else "Not measured")
+                unit = "%" if "BD" in t["what"] else ""
+                if t["value"] is None and "BD" in t["what"] and c.get("codec"):
+                    lines.append(
+                        f"- **Missed** ({data}): {t['what']}: none — the learned codec's curve and the anchor's share "
+                        f"no PSNR range (or have under 4 points), target {t['op']} {t['goal']}{unit}."
+                    )
+                    continue
+                lines.append(
+                    f"- {word} ({data}): {t['what']} = {_num(t['value'], '.3g')}{unit}, target {t['op']} {t['goal']}{unit}."
+                )
+    g = results.get("generation", {})
+    if g.get("best"):
+        b = g["best"]
+        ok = b["value"] <= 10
+        lines.append(f"- {'Met' if ok else '**Missed**'}: the best Fréchet distance of any model and sampler is "
+                     f"{b['value']:.3g} ({b['model']}, {b['sampler']}), target ≤ 10; the floor (training vs test images) is {_num(g['floor'], '.3g')}.")  # fmt: skip
+    lines.append(f"- Met: {len(met)} of the {len(met) + len(missed)} headline targets below.")
+    lines += [
+        "",
+        "## Headline",
+        "",
+        "| part | figure | value | anchor | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        value = "n/a" if r["value"] is None else (f"{r['value']:.4g}×" if r["ratio"] else f"{r['value']:.4g}")
+        target = "" if r["op"] is None else f"{r['op']} {_num(r['goal'])}"
+        ok = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        lines.append(f"| {r['part']} | {r['label']} | {value} | {r['anchor']} | {target} | {ok} |")
+    oc, one_class = results.get("one_class"), references()["one_class"]
+    if oc:
+        mean = oc["mean"]["auroc"]
+        lines.append(f"| mnist/one_class | one-class mean AUROC ({len(oc['classes'])} digits) | {100 * mean:.1f} | {one_class['anchor']} | "
+                     f">= {100 * one_class['target']:.0f} | {'yes' if mean >= one_class['target'] else '**no**'} |")  # fmt: skip
+    lines += [
+        "",
+        "## Runs: epochs, wall times, commands",
+        "",
+        "| part | epochs (best) | train | eval |",
+        "| --- | --- | --- | --- |",
+    ]
+    for n, p in parts.items():
+        if "t_train" not in p:
+            continue
+        best = "" if p.get("best_epoch") is None else f" ({p['best_epoch']})"
+        resumed = " (finishing attempt of a resumed run)" if p.get("resumed") else ""
+        ev = f"{p['t_eval']:.0f} s" if "t_eval" in p else "—"
+        lines.append(f"| {n} | {p['epochs']}{best} | {p['t_train']:.0f} s{resumed} | {ev} |")
+    lines.append("")
+    for n, p in parts.items():
+        if "train_cmd" in p:
+            lines.append(f"- {n}: `{p['train_cmd']}`" + (f"; `{p['eval_cmd']}`" if "eval_cmd" in p else ""))
+    if oc:
+        lines.append(f"- mnist/one_class ({oc['t']:.0f} s): `{oc['cmd']}`")
+    if g.get("rows"):
+        samplers = ["prior", "gaussian", "gmm", "categorical"]
+        lines += ["", "## Generation: Fréchet distance by model and sampler (MNIST test set)", "",
+                  f"On the 128-d features of aelab's MNIST classifier (Heusel et al. 2017, eq. 6); 10,000 generated images "
+                  f"against the test images. Floor (training vs test images): {_num(g['floor'], '.3g')}. Lower is better.",
+                  "", "| model | " + " | ".join(samplers) + " |", "| --- |" + " --- |" * len(samplers)]  # fmt: skip
+        for model, f in g["rows"].items():
+            lines.append(
+                f"| {model} | "
+                + " | ".join(_num(f.get(s), ".1f") if s in f else "—" for s in samplers)
+                + " |"
+            )
+    nll = {n.split("/")[1]: p["metrics"]["test/likelihood/nll_iwae"] for n, p in parts.items()
+           if n.startswith("mnist/") and "test/likelihood/nll_iwae" in p.get("metrics", {})}  # fmt: skip
+    if nll:
+        lines += [
+            "",
+            "## Test NLL (nats, binarized MNIST, IWAE bound)",
+            "",
+            "| model | NLL | −ELBO | k | images | time (s) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for model, v in nll.items():
+            m = parts[f"mnist/{model}"]["metrics"]
+            took = _num(m.get("test/timing/likelihood_s"), ".0f")
+            lines.append(
+                f"| aelab {model} | {v:.2f} | {m['test/likelihood/nelbo']:.2f} | {m['test/likelihood/k']:.0f} | {m['test/likelihood/num_images']:.0f} | {took} |"
+            )
+        lines += [f"| {label} | {value} | | | | |" for label, value in references()["nll_anchors"]]
+    for data, c in results.get("codec", {}).items():
+        unit = "bits/pixel" if c["rate"] == "bits_per_pixel" else "bytes/image"
+        where = (
+            "the three held-out photographs, whole"
+            if data == "photo_patches"
+            else "the first 2,000 test images for the classical codecs, all 10,000 for the learned codec"
+        )
+        lines += ["", f"## The learned codec on {data}", "",
+                  f"Real files ({unit}, headers counted) against PSNR; {where}. BD-rate (Bjøntegaard 2001) of the learned codec "
+                  "against each classical codec over their common PSNR range: negative = fewer bits at equal PSNR.", "",
+                  f"| λ | {unit} | PSNR (dB) | encode images/s | decode images/s |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for n, lam in sorted(c["lambdas"].items(), key=lambda kv: kv[1]):
+            m = parts[n]["metrics"]
+            pre = "photos/" if data == "photo_patches" else ""
+            rate_key, psnr_key = f"test/codec/{pre}{c['rate']}", f"test/codec/{pre}psnr"
+            lines.append(f"| {lam:g} | {m[rate_key]:.4g} | {m[psnr_key]:.2f} | "
+                         f"{c['speed'][n]['encode']:.0f} | {c['speed'][n]['decode']:.0f} |")  # fmt: skip
+        lines += ["", "| against | BD-rate |", "| --- | --- |"]
+        lines += [f"| {CLASSICAL_NAMES.get(k, k)} | {_num(v, '.1f')}% |" for k, v in c["bd_rate"].items()]
+        if c.get("bytes_at_25db") is not None:
+            lines += [
+                "",
+                f"At 25 dB the learned codec needs {c['bytes_at_25db']:.2f} bytes per image (interpolated between its λ points).",
+            ]
+    others = [
+        n
+        for n, p in parts.items()
+        if "metrics" in p and not n.startswith("mnist/") and p.get("group") != "codec"
+    ]
+    if others:
+        lines += ["", "## Other data: 8×8 digits and photo patches", "",
+                  "| part | test MSE | PSNR (dB) | mean image MSE | PCA (same size) MSE | JPEG q50 B/image, PSNR | WebP q50 B/image, PSNR | 8-bit code B/image, PSNR |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        for n in others:
+            m = parts[n]["metrics"]
+
+            def pair(prefix, m=m):
+                b, p = (
+                    m.get(f"test/compression/{prefix}_bytes_per_image"),
+                    m.get(f"test/compression/{prefix}_psnr"),
+                )
+                return "—" if b is None else f"{b:.1f}, {p:.2f}"
+
+            lines.append(f"| {n} | {m['test/mse']:.5f} | {m['test/psnr']:.2f} | {_num(m.get('test/baseline/mean_image_mse'), '.5f')} | "
+                         f"{_num(m.get('test/compression/pca_mse'), '.5f')} | {pair('jpeg_q50')} | {pair('webp_q50')} | {pair('ae_uint8')} |")  # fmt: skip
+    figures = results.get("figures", {})
+    if figures:
+        lines += ["", "## Figures", ""]
+        for name, text in figures.items():
+            lines += [f"![{name}]({figures_link}/{name})", "", f"*{text}*", ""]
+    if oc:
+        lines += ["## One-class AUROC per digit", "", "| digit | AUROC (%) |", "| --- | --- |"]
+        lines += [f"| {c} | {100 * r['auroc']:.1f} |" for c, r in oc["classes"].items()]
+        lines.append("")
+    lines += ["## Every figure", ""]
+    for n, p in parts.items():
+        m = p.get("metrics") or p.get("train_metrics") or {}
+        lines += [
+            f"<details><summary>{n} ({len(m)} figures)</summary>",
+            "",
+            "| key | value |",
+            "| --- | --- |",
+        ]
+        lines += [f"| `{k}` | {v:.6g} |" for k, v in sorted(m.items()) if isinstance(v, int | float)]
+        lines += ["", "</details>", ""]
+    return "\n".join(lines).rstrip() + "\n"
