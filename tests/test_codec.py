@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from aelab import bitstream
 from aelab.checkpoint import load_model, state_fingerprint
+from aelab.codecs import bitstream
 from aelab.evaluation.ratedistortion import bd_rate, rate_at
 from aelab.models.components import FactorizedPrior
 

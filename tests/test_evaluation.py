@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aelab.evaluation import compression as C
+from aelab import codecs as C
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
 from aelab.evaluation.likelihood import iwae_log_likelihood
 from aelab.evaluation.metrics import auroc, psnr_per_image, reconstruction_metrics

@@ -15,7 +15,7 @@ uncompressed ``.npz``; it prints the file's bytes per image and the compression 
 PNGs (grey or RGB, the data's size). Each codes file carries a fingerprint of the weights, latent size, format
 and quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
 A learned codec's checkpoint (``model=codec``) writes one file of range-coded latents instead
-(:mod:`aelab.bitstream`: header, fingerprint, one stream; its size is the rate), and decompress reproduces the
+(:mod:`aelab.codecs.bitstream`: header, fingerprint, one stream; its size is the rate), and decompress reproduces the
 encoder's reconstructions exactly; a truncated, corrupted or foreign file is refused naming it, before anything is
 written. Checkpoints of packages outside aelab load with ``--trust mypkg`` (or ``AELAB_TRUST=mypkg``).
 """
@@ -32,11 +32,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
+from aelab import codecs
 from aelab.checkpoint import load_model, state_fingerprint
+from aelab.codecs import Codec
 from aelab.errors import AelabError, UntrustedFileError
-from aelab.evaluation import compression as C
 from aelab.evaluation.metrics import map_batches
-from aelab.models.codec import LearnedCodec
 from aelab.trust import trusted_prefixes
 
 
@@ -61,7 +61,7 @@ def compress(argv: list[str] | None = None) -> int:
     )
     p.add_argument("ckpt", help="checkpoint written by aelab-train")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--format", choices=C.FORMATS, default="uint8", help="how each code number is stored")
+    p.add_argument("--format", choices=codecs.FORMATS, default="uint8", help="how each code number is stored")
     p.add_argument("--out", required=True, help="output file (.npz of codes; a codec's .aelc bitstream)")
     p.add_argument(
         "--photos", action="store_true", help="a codec on data=photo_patches: code the held-out photos whole"
@@ -80,20 +80,20 @@ def compress(argv: list[str] | None = None) -> int:
     dm = instantiate(data_cfg)
     if hasattr(dm, "prepare_data"):
         dm.prepare_data()
-    if isinstance(model, LearnedCodec):
+    if isinstance(model, Codec):  # the model writes its own files
         return _compress_bitstream(model, dm, args, device)
     images, labels = dm.split_tensors(args.split)
-    raw = C.raw_bytes_per_image(images.shape[1:])
+    raw = codecs.raw_bytes_per_image(images.shape[1:])
     codes = map_batches(model.encode, images, args.batch_size, device)
     quantizer = None
     if args.format == "uint8":
-        quantizer = C.AffineQuantizer.fit(
+        quantizer = codecs.AffineQuantizer.fit(
             map_batches(model.encode, dm.split_tensors("train")[0], args.batch_size, device)
         )
-    stored = C.encode_codes(codes, args.format, quantizer)
-    size = C.save_codes(args.out, stored, quantizer, labels, state_fingerprint(ckpt["state_dict"]))
+    stored = codecs.encode_codes(codes, args.format, quantizer)
+    size = codecs.save_codes(args.out, stored, quantizer, labels, state_fingerprint(ckpt["state_dict"]))
     per_image = size / len(images)
-    gz = C.gzip_bytes_per_image(images)
+    gz = codecs.gzip_bytes_per_image(images)
     print(
         f"{len(images)} images → {args.out}: {size} bytes, {per_image:.1f} bytes/image; "
         f"ratio {raw / per_image:.1f}x vs raw ({raw} B), {gz / per_image:.1f}x vs gzip ({gz:.1f} B/image)"
@@ -117,11 +117,11 @@ def decompress(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     model, _, ckpt = load_model(args.ckpt, device, trusted_prefixes(args.trust))
-    if isinstance(model, LearnedCodec):
+    if isinstance(model, Codec):
         return _decompress_bitstream(model, args, device)
-    stored, quantizer, fingerprint = C.load_codes(args.codes)
-    expected = C.codes_fingerprint(
-        state_fingerprint(ckpt["state_dict"]), model.latent_dim, C.code_format(stored), quantizer
+    stored, quantizer, fingerprint = codecs.load_codes(args.codes)
+    expected = codecs.codes_fingerprint(
+        state_fingerprint(ckpt["state_dict"]), model.latent_dim, codecs.code_format(stored), quantizer
     )
     if fingerprint != expected:
         raise UntrustedFileError(
@@ -132,7 +132,7 @@ def decompress(argv: list[str] | None = None) -> int:
         )
     if args.limit is not None:
         stored = stored[: args.limit]
-    codes = C.decode_codes(stored, quantizer)
+    codes = codecs.decode_codes(stored, quantizer)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -146,9 +146,7 @@ def decompress(argv: list[str] | None = None) -> int:
 
 
 def _compress_bitstream(model, dm, args, device) -> int:
-    """A learned codec: every image of the split (or the held-out photos) into one range-coded file."""
-    from aelab import bitstream
-
+    """A learned codec: every image of the split (or the held-out photos) into one file of its own format."""
     if args.photos:
         if not callable(getattr(dm, "test_photos", None)):
             raise ValueError(
@@ -157,8 +155,9 @@ def _compress_bitstream(model, dm, args, device) -> int:
         images = dm.test_photos()
     else:
         images = list(dm.split_tensors(args.split)[0])
-    data, _ = bitstream.encode(model, images, state_fingerprint(model.state_dict()), args.batch_size, device)
-    size = bitstream.write(args.out, data)
+    data, _ = model.compress(images, state_fingerprint(model.state_dict()), args.batch_size, device)
+    Path(args.out).write_bytes(data)
+    size = len(data)
     pixels = sum(img.shape[-1] * img.shape[-2] for img in images)
     print(
         f"{len(images)} images → {args.out}: {size} bytes, {size / len(images):.2f} bytes/image, "
@@ -171,13 +170,11 @@ def _decompress_bitstream(model, args, device) -> int:
     """A learned codec's file back to PNGs; everything is checked before the output folder is created."""
     from PIL import Image
 
-    from aelab import bitstream
-
     path = Path(args.codes)
     if not path.is_file():
         raise FileNotFoundError(f"codec file {path.resolve()} does not exist")
-    images = bitstream.decode(
-        model, path.read_bytes(), str(path), state_fingerprint(model.state_dict()), args.batch_size, device
+    images = model.decompress(
+        path.read_bytes(), str(path), state_fingerprint(model.state_dict()), args.batch_size, device
     )
     if args.limit is not None:
         images = images[: args.limit]

@@ -152,11 +152,8 @@ def _already_imported(target: str) -> Any:
 
 
 def _what(obj: Any) -> str:
-    """Plain words for a non-class object: ``function (os.system)``."""
-    kind = "function" if callable(obj) else type(obj).__name__
-    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    module = getattr(obj, "__module__", None)
-    return f"{kind} ({module}.{name})" if name and module else kind
+    """Plain words for a non-class object (the target itself is named beside them): ``function``."""
+    return "function" if callable(obj) else type(obj).__name__
 
 
 def _refusal(source: str, where: str, target: str, allowed: Mapping[str, tuple[str, ...]], why: str) -> str:

@@ -4,7 +4,7 @@
 small module usable on its own:
 
 - :mod:`~aelab.evaluation.metrics`: per-image reconstruction metrics (MSE, BCE, PSNR, SSIM) and AUROC;
-- :mod:`~aelab.evaluation.compression`: code quantization, code files, gzip / JPEG / PCA baselines;
+- :mod:`aelab.codecs` (a package of its own): code files, the classical codecs, PCA, the learned bitstream;
 - :mod:`~aelab.evaluation.features`: linear-probe and k-NN accuracy of codes;
 - :mod:`~aelab.evaluation.likelihood`: importance-sampled log-likelihood (IWAE bound);
 - :mod:`~aelab.evaluation.suite`: runs whatever applies to a model and collects the figures.

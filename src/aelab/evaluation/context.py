@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from aelab.evaluation import compression as coding
+from aelab import codecs as coding
 from aelab.evaluation.metrics import map_batches, to_float
 
 log = logging.getLogger("aelab")

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aelab.codecs import bitstream
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.components.entropy import FactorizedPrior
 
@@ -18,7 +19,7 @@ class LearnedCodec(Autoencoder):
     ``R = −Σ log2 p(ŷ)`` under the learned factorized density (:class:`~aelab.models.components.FactorizedPrior`),
     in bits per pixel (pixels = H·W of the image); the loss is ``R + λ · 255² · D`` with D the MSE of pixels in
     [0, 1] (so λ is on CompressAI's scale, 0.0018 … 0.0483 for photographs), or ``R + λ · (1 − MS-SSIM)``.
-    :mod:`aelab.bitstream` writes ``ŷ`` with a range coder (``constriction``) driven by the same density: the
+    `aelab.codecs.bitstream` writes ``ŷ`` with a range coder (``constriction``) driven by the same density: the
     reported rate is the file's.
 
     Args:
@@ -69,6 +70,31 @@ class LearnedCodec(Autoencoder):
     def latent_dim(self) -> int:
         """Numbers in the latent map of a training-size image: ``M · h · w``."""
         return self.encoder.out_dim * self.encoder.grid[0] * self.encoder.grid[1]
+
+    # ------------------------------------------------------------------ the Codec protocol (aelab.codecs)
+    def coding_tables(self):
+        """The entropy coder's model: per latent channel, the lowest coded value and the pmf over the support."""
+        return self.entropy_model.coding_tables()
+
+    @property
+    def image_channels(self) -> int:
+        """C of the images this codec codes."""
+        return int(self.encoder.in_shape[0])
+
+    @property
+    def grid_factor(self) -> int:
+        """Pixels per latent position along a side (``2 ** stages``)."""
+        return int(self.encoder.factor)
+
+    def compress(self, images, fingerprint: str, batch_size: int = 500, device="cpu"):
+        """uint8 images ``(C, H, W)`` (any sizes) → ``(file bytes, the uint8 reconstructions its decoder gives)``
+        (:mod:`aelab.codecs.bitstream`)."""
+        return bitstream.encode(self, images, fingerprint, batch_size, device)
+
+    def decompress(self, data: bytes, source: str, fingerprint: str, batch_size: int = 500, device="cpu"):
+        """A file's bytes → its uint8 images; refuses (naming ``source``) another format, checkpoint or a damaged
+        file."""
+        return bitstream.decode(self, data, source, fingerprint, batch_size, device)
 
     def latents(self, x: Tensor) -> Tensor:
         """The rounded latent map ``ŷ`` ``(B, M, h, w)`` of images ``(B, C, H, W)`` (what the bitstream holds)."""

@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from aelab.codecs import display_name  # noqa: E402
+
 WIDTH = 7.0  # inches: a page width at 100 dpi is about 700 px
 
 
@@ -48,7 +50,11 @@ def _curve(
     return sorted(pts)
 
 
-CLASSICAL = {"jpeg": ("JPEG", "^:"), "webp": ("WebP", "v:"), "avif": ("AVIF", "<:"), "jxl": ("JPEG XL", ">:")}
+#: the classical codecs drawn, with their names from aelab.codecs' table and a marker each
+CLASSICAL = {
+    name: (display_name(name), marker)
+    for name, marker in (("jpeg", "^:"), ("webp", "v:"), ("avif", "<:"), ("jxl", ">:"))
+}
 
 
 def rate_distortion(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab.evaluation import compression as coding
+from aelab import codecs as coding
 from aelab.evaluation.context import EvalContext
 from aelab.evaluation.metrics import (
     mse_per_image,
@@ -172,7 +172,7 @@ def classical_codecs(
 
 
 def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None) -> dict[str, float]:
-    """A learned codec's real files (:mod:`aelab.bitstream`): the test split coded into one file (and, for
+    """A learned codec's real files (:mod:`aelab.codecs.bitstream`, through the :class:`~aelab.codecs.Codec` protocol): the test split coded into one file (and, for
     photograph data, the held-out photographs whole into another), its bytes per image and bits per pixel
     (headers included), PSNR / SSIM (MS-SSIM for large images) of the decoded images, encode and decode
     throughput (images/s), and a check that decoding reproduces the encoder's reconstruction exactly
@@ -181,12 +181,10 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
     Learned codecs only."""
     import time
 
-    from aelab import bitstream
     from aelab.checkpoint import state_fingerprint
-    from aelab.models.codec import LearnedCodec
 
     model = ctx.model
-    if not isinstance(model, LearnedCodec):
+    if not isinstance(model, coding.Codec):
         return {}
     fingerprint = state_fingerprint(model.state_dict())
     out: dict[str, float] = {}
@@ -195,10 +193,10 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
     )
     for prefix, images in _test_sets(ctx, num_images).items():
         t0 = time.perf_counter()
-        data, recon = bitstream.encode(model, images, fingerprint, batch_size, ctx.device)
+        data, recon = model.compress(images, fingerprint, batch_size, ctx.device)
         t_enc = time.perf_counter() - t0
         t0 = time.perf_counter()
-        decoded = bitstream.decode(model, data, "the evaluation's file", fingerprint, batch_size, ctx.device)
+        decoded = model.decompress(data, "the evaluation's file", fingerprint, batch_size, ctx.device)
         t_dec = time.perf_counter() - t0
         pixels = sum(img.shape[-1] * img.shape[-2] for img in images) / len(images)
         key = f"test/codec/{prefix}"

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from aelab.evaluation import compression as coding
+from aelab import codecs as coding
 from aelab.evaluation.context import EvalContext
 from aelab.evaluation.metrics import (
     mse_per_image,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+from aelab.codecs import display_name
 from aelab.evaluation.ratedistortion import bd_rate, common_range, rate_at
 from aelab.tools.results.runner import references
 
@@ -84,13 +85,8 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
-CLASSICAL_NAMES = {
-    "jpeg": "JPEG",
-    "webp": "WebP",
-    "avif": "AVIF",
-    "jxl": "JPEG XL",
-    "jpeg_payload": "JPEG without header",
-}
+#: the classical codecs' names in the report (from aelab.codecs' one table)
+CLASSICAL_NAMES = {name: display_name(name) for name in ("jpeg", "webp", "avif", "jxl", "jpeg_payload")}
 
 
 def generation_table(parts: dict[str, dict]) -> dict[str, Any]:

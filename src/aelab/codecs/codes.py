@@ -1,28 +1,24 @@
-"""Codes as a compressed file format, and the classical codecs they are judged against.
+"""Codes as a compressed file format (``.npz``): an autoencoder's codes at float32 / float16 / 8 bits, or a VQ-VAE's
+codebook indices packed at ``ceil(log2 K)`` bits.
 
-An autoencoder compresses an image to its code. Stored at float32 a ``d``-dim code takes ``4d`` bytes, at
-float16 ``2d``, and at 8 bits ``d`` bytes with a per-dimension affine quantizer fitted on the training
-codes (``q = round((z - lo) / scale)``, ``scale = (hi - lo) / 255``). The raw image takes ``C·H·W`` bytes
-(784 for MNIST). The classical codecs (:data:`CODECS`: JPEG, PNG, WebP, AVIF, JPEG XL through Pillow, gzip)
-code each image in the data's own mode (grey ``L`` or ``RGB``), headers included.
+Stored at float32 a ``d``-dim code takes ``4d`` bytes, at float16 ``2d``, and at 8 bits ``d`` bytes with a
+per-dimension affine quantizer fitted on the training codes (``q = round((z - lo) / scale)``,
+``scale = (hi - lo) / 255``). A code file names the checkpoint it belongs to (its fingerprint) and is refused by
+another one.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
 FORMATS = ("float32", "float16", "uint8")
-RAW_BYTES = 28 * 28  # one uint8 MNIST image
 
 
 @dataclass
@@ -188,128 +184,3 @@ def load_indices(path: str | Path) -> Tensor:
         bits = np.unpackbits(data["bits"])[: int(np.prod(shape)) * b].reshape(*shape, b)
     weights = (1 << np.arange(b - 1, -1, -1)).astype(np.int64)
     return torch.from_numpy((bits.astype(np.int64) * weights).sum(-1))
-
-
-def raw_bytes_per_image(image_shape) -> int:
-    """Bytes of one raw uint8 image of shape ``(C, H, W)``: ``C·H·W``."""
-    return int(np.prod(image_shape))
-
-
-def gzip_bytes_per_image(images: Tensor, level: int = 9) -> float:
-    """Bytes per image of the raw uint8 images ``(N, C, H, W)`` compressed together with gzip."""
-    return len(gzip.compress(images.to(torch.uint8).cpu().numpy().tobytes(), compresslevel=level)) / len(
-        images
-    )
-
-
-@dataclass(frozen=True)
-class Codec:
-    """A classical image codec through Pillow: its format name, whether it is lossless, and its options
-    (``quality`` is filled in per rate–distortion point for the lossy ones)."""
-
-    format: str
-    lossless: bool = False
-    options: tuple[tuple[str, object], ...] = ()
-    plugin: str | None = None  # the module that registers the format with Pillow, when it is a plugin
-
-
-#: the classical codecs aelab compares with (``suite.sections.compression.codecs`` names them)
-CODECS: dict[str, Codec] = {
-    "jpeg": Codec("JPEG", options=(("optimize", True),)),
-    "png": Codec("PNG", lossless=True, options=(("optimize", True), ("compress_level", 9))),
-    "webp": Codec("WEBP", options=(("method", 6),)),
-    "webp_lossless": Codec(
-        "WEBP", lossless=True, options=(("lossless", True), ("quality", 100), ("method", 6))
-    ),
-    "avif": Codec("AVIF", options=(("speed", 6),)),
-    "jxl": Codec("JXL", options=(("effort", 7),), plugin="pillow_jxl"),
-}
-
-
-def codec_available(name: str) -> str | None:
-    """``None`` when Pillow can write ``name`` here, else the reason (and the install command)."""
-    codec = CODECS[name]
-    if codec.plugin is not None:
-        try:
-            __import__(codec.plugin)
-        except ImportError:
-            return f"{name} needs the {codec.plugin.replace('_', '-')}-plugin package: pip install -e '.[codecs]'"
-    from PIL import features
-
-    if codec.format in ("WEBP", "AVIF") and not features.check(codec.format.lower()):
-        return f"this Pillow was built without {codec.format}"
-    return None
-
-
-def jpeg_payload_bytes(data: bytes) -> int:
-    """The entropy-coded bytes of a baseline JPEG: what follows the start-of-scan header up to the end marker
-    (the file minus its markers, quantization and Huffman tables: "JPEG without its header")."""
-    i = 2  # after SOI
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise ValueError("not a JPEG stream")
-        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xDA:  # SOS: the scan follows its header
-            end = len(data) - 2 if data[-2:] == b"\xff\xd9" else len(data)
-            return end - (i + 2 + length)
-        i += 2 + length
-    raise ValueError("no start-of-scan marker in the JPEG stream")
-
-
-def codec_roundtrip(
-    images: Tensor, name: str, quality: int | None = None
-) -> tuple[Tensor, list[int], list[int]]:
-    """Code each uint8 image ``(N, C, H, W)`` (C = 1 or 3) alone with a classical codec and decode it again.
-
-    Returns:
-        ``(decoded uint8 images (N, C, H, W), file bytes per image, payload bytes per image)``; the payload is
-        the file without its header for JPEG (:func:`jpeg_payload_bytes`), the whole file for the others.
-    """
-
-    codec = CODECS[name]
-    if codec.plugin is not None:
-        __import__(codec.plugin)
-    options = dict(codec.options)
-    if quality is not None and not codec.lossless:
-        options["quality"] = int(quality)
-    mode = "L" if images.shape[1] == 1 else "RGB"
-    out, sizes, payloads = [], [], []
-    for img in images.cpu().numpy():
-        pil = Image.fromarray(img[0] if mode == "L" else img.transpose(1, 2, 0), mode=mode)
-        buf = io.BytesIO()
-        pil.save(buf, format=codec.format, **options)
-        data = buf.getvalue()
-        sizes.append(len(data))
-        payloads.append(jpeg_payload_bytes(data) if codec.format == "JPEG" else len(data))
-        with Image.open(io.BytesIO(data)) as back:
-            arr = np.asarray(back.convert(mode), dtype=np.uint8)
-        out.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(out)), sizes, payloads
-
-
-def jpeg_roundtrip(images: Tensor, quality: int) -> tuple[Tensor, float]:
-    """JPEG each uint8 image ``(N, C, H, W)`` in its own mode: ``(decoded uint8 images, mean bytes/image)``."""
-    dec, sizes, _ = codec_roundtrip(images, "jpeg", quality)
-    return dec, sum(sizes) / len(sizes)
-
-
-def fit_pca(train_images: Tensor, n_components: int, seed: int = 0):
-    """scikit-learn PCA fitted on flattened float training images ``(N, C·H·W)`` in [0, 1]; at most as many
-    components as the images have pixels (or images)."""
-    from sklearn.decomposition import PCA
-
-    x = train_images.float().flatten(1).numpy()
-    k = min(int(n_components), x.shape[1], x.shape[0])
-    return PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(x)
-
-
-def pca_decode(pca, codes: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """PCA codes ``(N, k)`` back to images ``(N, *shape)`` (``shape`` = ``(C, H, W)``), clamped to [0, 1]."""
-    rec = pca.inverse_transform(codes.float().cpu().numpy())
-    return torch.from_numpy(rec).float().clamp(0, 1).view(-1, *shape)
-
-
-def pca_roundtrip(pca, images: Tensor) -> Tensor:
-    """Project float images ``(N, C, H, W)`` onto the PCA subspace and back, clamped to [0, 1]."""
-    codes = torch.from_numpy(pca.transform(images.float().flatten(1).numpy()))
-    return pca_decode(pca, codes, tuple(images.shape[1:]))

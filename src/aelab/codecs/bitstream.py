@@ -2,7 +2,7 @@
 
 A file is a header and one range-coded stream (``constriction``'s ``RangeEncoder``, 32-bit words) of the
 rounded latents ``ŷ`` of every image, channel by channel, each channel coded with the categorical
-distribution the checkpoint's learned density gives its integer values (:meth:`FactorizedPrior.coding_tables`;
+distribution the checkpoint's learned density gives its integer values (the model's ``coding_tables()``;
 values outside the support are clamped — the encoder's reconstruction is of the clamped latents too). The
 file's size is the rate: header included.
 
@@ -27,6 +27,10 @@ from torch import Tensor
 
 from aelab.errors import UntrustedFileError
 
+# What a model coded here provides (``aelab.models.LearnedCodec``): ``latents(x) → ŷ (B, M, h, w)``,
+# ``synthesize(ŷ, (H, W)) → images``, ``coding_tables() → (lo (M,), [pmf per channel])``, ``image_channels`` and
+# ``grid_factor`` (pixels per latent position along a side); the format knows nothing else of the model.
+
 MAGIC = b"AELC"
 VERSION = 1
 _HEAD = struct.Struct("<4sBB32sBI")  # magic, version, flags, fingerprint, channels, count
@@ -36,7 +40,7 @@ _TAIL = struct.Struct("<II")  # stream words, crc32
 def _coding_models(model):
     import constriction
 
-    lo, pmfs = model.entropy_model.coding_tables()
+    lo, pmfs = model.coding_tables()
     family = [constriction.stream.model.Categorical(p.astype(np.float64), perfect=False) for p in pmfs]
     return lo, [len(p) for p in pmfs], family
 
@@ -162,12 +166,12 @@ def decode(
     import constriction
 
     channels, shapes, stream = read_header(data, source, fingerprint)
-    if channels != model.encoder.in_shape[0]:
+    if channels != model.image_channels:
         raise UntrustedFileError(
-            f"{source}: refused: {channels}-channel images, the codec codes {model.encoder.in_shape[0]}"
+            f"{source}: refused: {channels}-channel images, the codec codes {model.image_channels}"
         )
     lo, sizes, family = _coding_models(model)
-    f = model.encoder.factor
+    f = model.grid_factor
     grids = [(-(-h // f), -(-w // f)) for h, w in shapes]
     counts = [gh * gw for gh, gw in grids]
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(stream, dtype="<u4").astype(np.uint32))
