@@ -12,12 +12,12 @@ import torch
 from aelab.checkpoint import load_model, state_fingerprint
 from aelab.codecs import bitstream
 from aelab.evaluation.ratedistortion import bd_rate, rate_at
-from aelab.models.components import FactorizedPrior
+from aelab.models.components import EntropyBottleneck
 
 
 def test_factorized_prior_is_a_distribution_over_the_integers():
     torch.manual_seed(0)
-    prior = FactorizedPrior(3)
+    prior = EntropyBottleneck(3)
     with torch.no_grad():
         for layer in prior.layers:  # a trained-looking, off-centre density
             layer.bias.add_(torch.randn_like(layer.bias))

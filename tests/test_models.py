@@ -135,7 +135,34 @@ def test_dae_corrupts_input_only_and_seeds_eval(make_cfg):
 
 
 def test_nan_loss_raises_a_clear_error():
+    """The divergence guard (a callback aelab-train always adds) stops at the first NaN loss with nan_check_every=1;
+    a finite loss passes."""
+    from types import SimpleNamespace
+
+    from aelab.callbacks import DivergenceGuard
+
     model = Autoencoder(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4), loss="mse", nan_check_every=1)
+    trainer = SimpleNamespace(global_step=3, current_epoch=0, world_size=1, sanity_checking=False)
+    guard = DivergenceGuard()
+    guard.on_before_backward(
+        trainer, model, model.training_step((torch.rand(2, 1, 28, 28), torch.zeros(2)), 0)
+    )
     x = torch.full((2, 1, 28, 28), float("nan"))
-    with pytest.raises(FloatingPointError, match="learning rate"):
-        model.training_step((x, torch.zeros(2)), 0)
+    with pytest.raises(FloatingPointError, match="learning rate.*|by step 3"):
+        guard.on_before_backward(trainer, model, model.training_step((x, torch.zeros(2)), 0))
+
+
+def test_the_rng_state_travels_in_checkpoints():
+    """RNGState (a callback aelab-train always adds) saves the global RNG into a checkpoint and restores it, so
+    a resumed run draws the uninterrupted run's noise; a checkpoint without it leaves the RNG alone."""
+    from types import SimpleNamespace
+
+    from aelab.callbacks import RNGState
+
+    module, ckpt = SimpleNamespace(device=torch.device("cpu")), {}
+    RNGState().on_save_checkpoint(None, module, ckpt)
+    first = torch.rand(5)
+    RNGState().on_load_checkpoint(None, module, ckpt)
+    assert torch.equal(torch.rand(5), first)
+    RNGState().on_load_checkpoint(None, module, {})
+    assert not torch.equal(torch.rand(5), first)

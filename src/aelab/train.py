@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aelab import CONF_DIR, launch, reporting
+from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, read_checkpoint
 from aelab.errors import AelabError, exit_with_one_line
@@ -71,7 +72,8 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
         )
         check_state_matches(model, read_checkpoint(ckpt_path, trust), ckpt_path, fix)
     preemption = Preemption(cfg.paths.output_dir)
-    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
+    # the guard first: a diverged run stops before any other callback sees its weights
+    callbacks = [DivergenceGuard(), RNGState(), *instantiate_group(cfg.get("callbacks"), "callbacks")]
     callbacks += [ConfigInCheckpoint(cfg), preemption]
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: pl.Trainer = instantiate(

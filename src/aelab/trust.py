@@ -88,7 +88,10 @@ RUN_RESOLVERS = frozenset(
 )
 
 #: targets that moved, as stored by older aelab versions → where they live now
-RENAMED = {"aelab.utils.checkpoint_io.AtomicCheckpointIO": "aelab.checkpoint.AtomicCheckpointIO"}
+RENAMED = {
+    "aelab.utils.checkpoint_io.AtomicCheckpointIO": "aelab.checkpoint.AtomicCheckpointIO",
+    "aelab.models.components.FactorizedPrior": "aelab.models.components.EntropyBottleneck",  # CompressAI's name
+}
 
 _INTERPOLATION = re.compile(r"\$\{")
 _RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")

@@ -12,6 +12,7 @@ from aelab.callbacks.dashboards import (
     LatentScatterLogger,
     ReconstructionLogger,
 )
+from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption
 from aelab.callbacks.optuna import OptunaTrialCallback
 from aelab.callbacks.throughput import ThroughputMonitor
@@ -19,12 +20,14 @@ from aelab.callbacks.throughput import ThroughputMonitor
 __all__ = [
     "ConfigInCheckpoint",
     "DenoisingLogger",
+    "DivergenceGuard",
     "GenerationLogger",
     "LatentHistogramLogger",
     "LatentProjectorLogger",
     "LatentScatterLogger",
     "OptunaTrialCallback",
     "Preemption",
+    "RNGState",
     "ReconstructionLogger",
     "ThroughputMonitor",
 ]

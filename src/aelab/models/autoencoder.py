@@ -12,7 +12,19 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError, Metric
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from aelab.models.outputs import LossOutput
+
 EVAL_STAGES = ("val", "test")
+
+
+def divergence_message(what: str, step: int | None = None, epoch: int | None = None) -> str:
+    """The line a diverged run stops with: what happened, where, and the fixes."""
+    where = f"by step {step} (epoch {epoch})" if step is not None else ""
+    return (
+        f"training diverged: {what} {where}. Lower the learning rate (model.optimizer.lr=...), clip "
+        "gradients (trainer.gradient_clip_val=1.0) or check the input range; the checkpoints of the last "
+        "finite epoch are kept and no non-finite checkpoint or metric was written"
+    )
 
 
 def psnr_metric() -> PeakSignalNoiseRatio:
@@ -42,8 +54,8 @@ class Autoencoder(pl.LightningModule):
             samples), so those numbers repeat across epochs, runs and ``aelab-eval``; see :meth:`eval_generator`.
         channels_last: keep conv weights in the channels-last (NHWC) memory format, which oneDNN and cuDNN
             run faster (measured: docs/BENCHMARKS.md); no effect on MLP parts.
-        nan_check_every: check the training loss for NaN/inf every this many steps (a host sync);
-            ``0`` disables the check.
+        nan_check_every: check the training loss for NaN/inf every this many steps (a host sync; done by
+            :class:`aelab.callbacks.DivergenceGuard`, which aelab-train always adds); ``0``: only at epoch ends.
 
     Metrics (torchmetrics, DDP-correct; pixels in [0, 1]): ``train/loss``; ``val/loss``, ``val/mse``,
     ``val/psnr``; ``test/loss``, ``test/mse``, ``test/psnr`` (dB, mean of per-image PSNR).
@@ -98,7 +110,6 @@ class Autoencoder(pl.LightningModule):
         self._compiled = False
         self._train_sums: dict[str, Tensor] = {}
         self._train_steps = 0
-        self._nonfinite: Tensor | None = None  # on the device: any non-finite training loss since the start
 
     # ------------------------------------------------------------------ public API
     @property
@@ -173,14 +184,32 @@ class Autoencoder(pl.LightningModule):
             return F.binary_cross_entropy_with_logits(logits, target)
         return F.mse_loss(torch.sigmoid(logits), target)
 
+    def regularizer(self, z: Tensor, x_hat: Tensor) -> dict[str, tuple[float, Tensor]]:
+        """Extra penalties of the plain autoencoder's loss: ``{name: (weight, value)}`` of the codes ``z``
+        ``(B, latent_dim)`` and the reconstructions ``x_hat`` ``(B, C, H, W)`` in [0, 1]; the loss adds
+        ``weight · value`` and ``value`` becomes the metric ``*/<name>`` (list the name in ``extra_terms``).
+        None here: a subclass adds a penalty without copying the forward pass."""
+        return {}
+
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
-        """``(loss, reconstruction in [0, 1] or None, extra terms)`` for one batch; ``generator`` feeds
-        any random draw (``None``: the global RNG)."""
-        logits = self.decoder(self.encoder(x_in))
+    ) -> LossOutput:
+        """The loss of one batch (:class:`~aelab.models.outputs.LossOutput`: loss, reconstruction in [0, 1] or
+        ``None`` in training, extra terms); ``generator`` feeds any random draw (``None``: the global RNG)."""
+        z = self.encoder(x_in)
+        logits = self.decoder(z)
+        loss = self.reconstruction_loss(logits, target)
+        penalties = (
+            self.regularizer(z, torch.sigmoid(logits))
+            if type(self).regularizer is not Autoencoder.regularizer
+            else {}
+        )
+        terms = {}
+        for name, (weight, value) in penalties.items():
+            loss = loss + weight * value
+            terms[name] = value.detach()
         x_hat = None if stage == "train" else torch.sigmoid(logits)  # training never needs it
-        return self.reconstruction_loss(logits, target), x_hat, {}
+        return LossOutput(loss, x_hat, terms)
 
     # ------------------------------------------------------------------ Lightning
     def _maybe_compile(self) -> None:
@@ -198,47 +227,8 @@ class Autoencoder(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x_in, target = self.model_input(batch[0])
         loss, _, extras = self.loss_terms(x_in, target, "train")
-        bad = ~torch.isfinite(loss.detach())  # stays on the device: no sync
-        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        n = self.hparams.nan_check_every
-        if n and self.global_step % n == 0:
-            self.raise_if_diverged()
         self.log_train_terms({"loss": loss, **extras})
         return loss
-
-    def raise_if_diverged(self) -> None:
-        """Raise when any training loss so far was NaN/inf (on any DDP rank; one host sync).
-
-        Called every ``nan_check_every`` global steps, before every validation during fitting and at every
-        training epoch end, so a diverged run stops before a checkpoint or dashboard sees its weights.
-
-        Raises:
-            FloatingPointError: naming the step and the fixes.
-        """
-        if self._nonfinite is None:
-            return
-        diverged = bool(self._nonfinite)
-        if self._trainer is not None and self.trainer.world_size > 1:
-            diverged = self.trainer.strategy.reduce_boolean_decision(diverged, all=False)
-        if diverged:
-            raise FloatingPointError(self._divergence_message("the training loss became NaN or infinite"))
-
-    def _divergence_message(self, what: str) -> str:
-        where = (
-            f"by step {self.global_step} (epoch {self.current_epoch})" if self._trainer is not None else ""
-        )
-        return (
-            f"training diverged: {what} {where}. Lower the learning rate (model.optimizer.lr=...), clip "
-            "gradients (trainer.gradient_clip_val=1.0) or check the input range; the checkpoints of the last "
-            "finite epoch are kept and no non-finite checkpoint or metric was written"
-        )
-
-    def on_validation_epoch_start(self) -> None:
-        if self._trainer is not None and not self.trainer.sanity_checking:
-            self.raise_if_diverged()
-
-    def on_train_epoch_end(self) -> None:
-        self.raise_if_diverged()
 
     def log_train_terms(self, terms: dict[str, Tensor]) -> None:
         """Log ``train/<name>`` as the mean over the steps since the last logging step.
@@ -305,7 +295,7 @@ class Autoencoder(pl.LightningModule):
         if not torch.isfinite(values["loss"]):
             what = f"the {stage} loss is {values['loss'].item()}"
             if stage == "val" and not self.trainer.sanity_checking:
-                raise FloatingPointError(self._divergence_message(what))
+                raise FloatingPointError(divergence_message(what, self.global_step, self.current_epoch))
             raise FloatingPointError(
                 f"{what}: the weights hold NaN/inf or the data is broken; nothing was written as a result"
             )
@@ -317,22 +307,6 @@ class Autoencoder(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_metrics("test")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The global RNG feeds training noise (DAE corruption, VAE samples, binarization): with it, a resumed
-        # run draws what the uninterrupted run would have drawn.
-        checkpoint["aelab_rng"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            checkpoint["aelab_rng"]["cuda"] = (
-                torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-            )
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = checkpoint.get("aelab_rng") or {}
-        if isinstance(rng.get("torch"), Tensor):
-            torch.set_rng_state(rng["torch"])
-        if isinstance(rng.get("cuda"), Tensor) and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -8,7 +8,8 @@ from torch import Tensor, nn
 
 from aelab.codecs import bitstream
 from aelab.models.autoencoder import Autoencoder
-from aelab.models.components.entropy import FactorizedPrior
+from aelab.models.components.entropy import EntropyBottleneck
+from aelab.models.outputs import LossOutput
 
 
 class LearnedCodec(Autoencoder):
@@ -16,7 +17,7 @@ class LearnedCodec(Autoencoder):
 
     ``y = g_a(x)``; in training ``ỹ = y + U(−½, ½)`` (the additive-noise proxy of rounding, Ballé et al. 2017,
     Sec. 2), at evaluation and coding time ``ŷ = round(y)``; ``x̂ = sigmoid(g_s(ŷ))``. The rate is
-    ``R = −Σ log2 p(ŷ)`` under the learned factorized density (:class:`~aelab.models.components.FactorizedPrior`),
+    ``R = −Σ log2 p(ŷ)`` under the learned factorized density (:class:`~aelab.models.components.EntropyBottleneck`; with it alone this is CompressAI's ``FactorizedPrior``),
     in bits per pixel (pixels = H·W of the image); the loss is ``R + λ · 255² · D`` with D the MSE of pixels in
     [0, 1] (so λ is on CompressAI's scale, 0.0018 … 0.0483 for photographs), or ``R + λ · (1 − MS-SSIM)``.
     `aelab.codecs.bitstream` writes ``ŷ`` with a range coder (``constriction``) driven by the same density: the
@@ -46,7 +47,7 @@ class LearnedCodec(Autoencoder):
         self,
         encoder: nn.Module,
         decoder: nn.Module,
-        entropy_model: FactorizedPrior,
+        entropy_model: EntropyBottleneck,
         lmbda: float = 0.01,
         distortion: str = "mse",
         latent_channels: int | None = None,
@@ -127,7 +128,7 @@ class LearnedCodec(Autoencoder):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         y = self.encoder(x_in)
         if stage == "train":
             noise = torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype) - 0.5
@@ -141,4 +142,4 @@ class LearnedCodec(Autoencoder):
         scale = 255.0**2 if self.hparams.distortion == "mse" else 1.0
         loss = bpp + self.hparams.lmbda * scale * distortion
         extras = {"bpp": bpp.detach(), "distortion": distortion.detach()}
-        return loss, (None if stage == "train" else x_hat), extras
+        return LossOutput(loss, None if stage == "train" else x_hat, extras)

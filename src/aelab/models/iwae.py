@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from aelab.models.distributions import log_normal, log_standard_normal
+from aelab.models.outputs import LossOutput
 from aelab.models.vae import VAE
 
 
@@ -59,9 +60,9 @@ class IWAE(VAE):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         bound = self.iwae_bound(x_in, target, self.k, generator).mean()
         if stage == "train":
-            return -bound, None, {"iwae": -bound}
+            return LossOutput(-bound, None, {"iwae": -bound})
         _, x_hat, terms = super().loss_terms(x_in, target, stage, generator)
-        return -bound, x_hat, {**terms, "iwae": -bound}
+        return LossOutput(-bound, x_hat, {**terms, "iwae": -bound})

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from aelab.models.autoencoder import Autoencoder
+from aelab.models.outputs import LossOutput
 
 
 class RAE(Autoencoder):
@@ -47,7 +48,7 @@ class RAE(Autoencoder):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         z = self.encoder(x_in)
         reg = self.hparams.regularization
         logits = self.decoder(z)
@@ -65,4 +66,4 @@ class RAE(Autoencoder):
             + self.hparams.reg_coeff * decoder_penalty
         )
         extras = {"code_penalty": code_penalty.detach(), "decoder_penalty": decoder_penalty.detach()}
-        return loss, (None if stage == "train" else torch.sigmoid(logits)), extras
+        return LossOutput(loss, None if stage == "train" else torch.sigmoid(logits), extras)

@@ -8,6 +8,7 @@ from torchmetrics import Metric
 
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.code_metrics import DeadFraction
+from aelab.models.outputs import LossOutput
 
 
 class SparseAutoencoder(Autoencoder):
@@ -152,7 +153,7 @@ class SparseAutoencoder(Autoencoder):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         h = self.encoder(x_in)
         z = self.sparsify(h)
         logits = self.decoder(z)
@@ -169,5 +170,5 @@ class SparseAutoencoder(Autoencoder):
             loss = loss + self.hparams.aux_coeff * aux
             extras["sparsity/aux"] = aux.detach()
         if stage == "train":
-            return loss, None, extras
-        return loss, torch.sigmoid(logits), {**extras, "sparsity/dead_fraction": z}
+            return LossOutput(loss, None, extras)
+        return LossOutput(loss, torch.sigmoid(logits), {**extras, "sparsity/dead_fraction": z})

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.distributions import LOG_2PI, gaussian_kl
+from aelab.models.outputs import LossOutput
 
 
 class VAE(Autoencoder):
@@ -136,10 +137,10 @@ class VAE(Autoencoder):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         recon_i, kl_i, mu = self.elbo_terms(x_in, target, generator)
         recon, kl = recon_i.mean(), kl_i.mean()
         beta = self.beta() if stage == "train" else self.hparams.kl_coeff
         loss = recon + beta * kl
         x_hat = None if stage == "train" else self.decode(mu)
-        return loss, x_hat, {"elbo": recon + kl, "recon": recon, "kl": kl}
+        return LossOutput(loss, x_hat, {"elbo": recon + kl, "recon": recon, "kl": kl})

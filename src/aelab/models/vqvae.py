@@ -10,6 +10,7 @@ from torchmetrics import Metric
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.code_metrics import CodebookUsage, CodePerplexity
 from aelab.models.components.quantizer import VectorQuantizer, perplexity
+from aelab.models.outputs import LossOutput
 
 
 class VQVAE(Autoencoder):
@@ -139,7 +140,7 @@ class VQVAE(Autoencoder):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         h = self.encoder(x_in)
         quantized, indices, losses = self.quantizer(self._vectors(h))
         logits = self.decoder(self._decoder_input(quantized, len(x_in)))
@@ -149,7 +150,7 @@ class VQVAE(Autoencoder):
         if stage == "train":
             counts = torch.bincount(indices, minlength=self._codebook_size)
             extras["vq/perplexity"] = perplexity(counts)
-            return loss, None, extras
+            return LossOutput(loss, None, extras)
         extras["vq/perplexity"] = indices
         extras["vq/codebook_usage"] = indices
-        return loss, torch.sigmoid(logits), extras
+        return LossOutput(loss, torch.sigmoid(logits), extras)

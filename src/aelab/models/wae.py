@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from aelab.models.autoencoder import Autoencoder
+from aelab.models.outputs import LossOutput
 
 
 def imq_mmd(z: Tensor, prior: Tensor, scales=(0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)) -> Tensor:
@@ -78,10 +79,10 @@ class WAE(Autoencoder):
 
     def loss_terms(
         self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    ) -> LossOutput:
         z = self.encoder(x_in)
         logits = self.decoder(z)
         prior = torch.randn(z.shape, generator=generator, device=z.device, dtype=torch.float32)
         mmd = imq_mmd(z, prior)
         loss = self.reconstruction_loss(logits, target) + self.mmd_weight(target[0].numel()) * mmd
-        return loss, (None if stage == "train" else torch.sigmoid(logits)), {"mmd": mmd.detach()}
+        return LossOutput(loss, None if stage == "train" else torch.sigmoid(logits), {"mmd": mmd.detach()})

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.tools.bench_report import NOISY_SPREAD, load_docs, render
 from aelab.tools.eval_timing import eval_study
 from aelab.utils.config import CONF_DIR
@@ -143,7 +144,7 @@ class AelabLoop:
         self.trainer = instantiate(
             cfg.trainer, max_epochs=0, min_epochs=0, limit_val_batches=0, num_sanity_val_steps=0,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            default_root_dir=log_dir, logger=logger, callbacks=[EpochTimer()],
+            default_root_dir=log_dir, logger=logger, callbacks=[DivergenceGuard(), RNGState(), EpochTimer()],
             **({"limit_train_batches": limit_batches} if limit_batches else {}),
         )  # fmt: skip
 

@@ -6,10 +6,11 @@ Encoders map images ``(B, C, H, W)`` to feature vectors ``(B, out_dim)``; decode
 
 from aelab.models.components.conv import ConvDecoder, ConvEncoder
 from aelab.models.components.corruption import Corruption, GaussianNoise, Masking, SaltAndPepper
-from aelab.models.components.entropy import AnalysisTransform, FactorizedPrior, SynthesisTransform
+from aelab.models.components.entropy import EntropyBottleneck
 from aelab.models.components.gdn import GDN
 from aelab.models.components.mlp import MLPDecoder, MLPEncoder
 from aelab.models.components.quantizer import VectorQuantizer
+from aelab.models.components.transforms import AnalysisTransform, SynthesisTransform
 
 __all__ = [
     "GDN",
@@ -21,7 +22,7 @@ __all__ = [
     "MLPDecoder",
     "MLPEncoder",
     "Masking",
-    "FactorizedPrior",
+    "EntropyBottleneck",
     "SaltAndPepper",
     "SynthesisTransform",
     "VectorQuantizer",
