@@ -35,7 +35,7 @@ from torchvision.utils import save_image
 from aelab import codecs
 from aelab.checkpoint import load_model, state_fingerprint
 from aelab.codecs import Codec
-from aelab.errors import AelabError, UntrustedFileError
+from aelab.errors import AelabError, UntrustedFileError, refusal_line
 from aelab.evaluation.metrics import map_batches
 from aelab.trust import trusted_prefixes
 
@@ -48,7 +48,7 @@ def _cli(fn):
         try:
             return fn(argv)
         except (AelabError, FileNotFoundError, ValueError, RuntimeError) as err:
-            print(f"aelab-{fn.__name__}: error: {err}", file=sys.stderr)
+            print(refusal_line(f"aelab-{fn.__name__}", err), file=sys.stderr)
             return 2
 
     return wrapper

@@ -35,6 +35,11 @@ class SearchSpaceError(ValueError):
     """A search space, metric or storage of an Optuna sweep that cannot work; the message names it and the fix."""
 
 
+def refusal_line(prog: str, err: BaseException) -> str:
+    """The one line a refusal prints: ``prog: error: <message>``."""
+    return f"{prog}: error: {err}"
+
+
 def exit_with_one_line(prog: str, err: AelabError) -> None:
     """Print ``prog: error: <message>`` to stderr and exit 2 — unless ``HYDRA_FULL_ERROR=1`` asks for the
     traceback or the job is one of a ``-m`` sweep (then the error propagates: Hydra's sweepers and launchers record
@@ -49,7 +54,7 @@ def exit_with_one_line(prog: str, err: AelabError) -> None:
         return
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return
-    print(f"{prog}: error: {err}", file=sys.stderr)
+    print(refusal_line(prog, err), file=sys.stderr)
     raise SystemExit(2) from None
 
 

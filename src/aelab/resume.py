@@ -19,6 +19,7 @@ from aelab.errors import ConfigError, MissingDataError
 from aelab.rundir import RunDir
 from aelab.trust import RUN_RESOLVERS, RUN_TARGETS, allowlist, check_config_tree, trusted_prefixes
 from aelab.utils import runs
+from aelab.utils.config import compose_config
 
 log = logging.getLogger("aelab")
 
@@ -46,9 +47,6 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
         ConfigError: for an override of the folder or the checkpoint.
         UntrustedFileError: for a target or resolver the folder's config may not use.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     run = RunDir(Path(run_dir).expanduser().resolve())
     run_dir, cfg_file = run.path, run.config_file
     if not run.is_run:
@@ -66,15 +64,9 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
     if bad:
         raise ConfigError(f"resume= keeps the run's folder and checkpoint; drop {', '.join(bad)}")
     trust = _trust_override(overrides)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(run_dir / ".hydra"), version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=[o for o in overrides if not o.lstrip("+~").startswith("trust=")],
-            )
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose_config(
+        "config", [o for o in overrides if not o.lstrip("+~").startswith("trust=")], run_dir / ".hydra"
+    )
     OmegaConf.update(cfg, "trust", trust, force_add=True)  # the reader's, never the folder's
     # what will be built: the stored config as the resume's own overrides left it
     check_config_tree(

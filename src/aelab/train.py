@@ -8,7 +8,7 @@ Examples::
     aelab-train resume=logs/train/runs/<id> trainer.max_epochs=20   # continue a run in its own folder
 
 One job is one run folder, whatever launches it (see :mod:`aelab.utils.runs`); Lightning's DDP children run
-their parent's job (:mod:`aelab.launch`); ``resume=`` is :mod:`aelab.resume`. A refusal (a bad override, a
+their parent's job (:mod:`aelab.jobs`); ``resume=`` is :mod:`aelab.resume`. A refusal (a bad override, a
 broken data file, an untrusted target) is one line and a non-zero exit; ``HYDRA_FULL_ERROR=1`` shows the
 traceback.
 """
@@ -24,9 +24,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from aelab import CONF_DIR, launch, reporting
+from aelab import CONF_DIR, jobs, reporting
 from aelab.callbacks.guards import DivergenceGuard, RNGState
-from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption, RunInterrupted
+from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, read_checkpoint
 from aelab.errors import AelabError, exit_with_one_line
 from aelab.resume import record_resume, resume_config
@@ -81,7 +81,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
     )
 
     reporting.log_config_text(loggers, cfg)
-    with launch.config_for_children(trainer, cfg):
+    with jobs.config_for_children(trainer, cfg):
         try:
             trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except BaseException as err:
@@ -108,7 +108,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
 
 def _plugins(cfg: DictConfig) -> list:
     """The trainer's plugins: the configured ones, and under SLURM Lightning's SLURM environment without its own
-    auto-requeue (aelab's :class:`~aelab.callbacks.lifecycle.Preemption` saves ``last.ckpt`` and requeues)."""
+    auto-requeue (aelab's :class:`~aelab.callbacks.preemption.Preemption` saves ``last.ckpt`` and requeues)."""
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []]
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
@@ -150,14 +150,14 @@ def run_job(cfg: DictConfig, resumed: bool = False) -> float | None:
     A folder marked ``INTERRUPTED`` with a ``last.ckpt`` is continued from it (a requeued SLURM job, or the
     same command with the same ``run_id``). Marks are cleared only when the run finishes, so every rank of
     a job, however late it starts, sees the same mark and makes the same choice. The job leaves the process as
-    it found it (:func:`aelab.launch.isolated_job`), so the next job of a sweep starts afresh.
+    it found it (:func:`aelab.jobs.isolated_job`), so the next job of a sweep starts afresh.
     """
     run_dir = RunDir(cfg.paths.output_dir)
     if not cfg.get("ckpt_path") and run_dir.interrupted_with_checkpoint:
         log.info("continuing the interrupted run in %s from %s", run_dir.path, run_dir.last_ckpt)
         OmegaConf.update(cfg, "ckpt_path", str(run_dir.last_ckpt))
         resumed = True
-    with launch.isolated_job():
+    with jobs.isolated_job():
         try:
             metrics, objects = train(cfg, resumed=resumed)
         except RunInterrupted:
@@ -194,7 +194,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
 def main() -> Any:
     """The ``aelab-train`` command: a DDP child, ``resume=<run dir>``, or the Hydra application."""
     runs.reset_run_id()
-    child = launch.child_config()
+    child = jobs.child_config()
     if child is not None:  # a DDP rank started by Lightning's launcher: the parent's job, nothing else
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         return train(child)

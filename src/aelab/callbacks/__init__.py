@@ -13,8 +13,8 @@ from aelab.callbacks.dashboards import (
     ReconstructionLogger,
 )
 from aelab.callbacks.guards import DivergenceGuard, RNGState
-from aelab.callbacks.lifecycle import ConfigInCheckpoint, Preemption
 from aelab.callbacks.optuna import OptunaTrialCallback
+from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption
 from aelab.callbacks.throughput import ThroughputMonitor
 
 __all__ = [

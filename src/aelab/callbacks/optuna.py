@@ -1,6 +1,6 @@
 """The callback of an Optuna trial: reports the validation metric to the study every epoch and prunes.
 
-:mod:`aelab.tune` (the sweeper) adds it to each trial's ``callbacks``; nothing else in a run knows about
+:mod:`aelab.search` (the sweeper) adds it to each trial's ``callbacks``; nothing else in a run knows about
 Optuna, and Optuna is imported only when a trial runs.
 """
 

@@ -49,7 +49,7 @@ import torch
 from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.tools.bench_report import NOISY_SPREAD, load_docs, render
 from aelab.tools.eval_timing import eval_study
-from aelab.utils.config import CONF_DIR
+from aelab.utils.config import CONF_DIR, compose_config
 from aelab.utils.device import device_name
 
 REPO = CONF_DIR.parent  # the checkout holding conf/
@@ -59,16 +59,11 @@ VARIANTS = ("plain", "plain-same-precision", "aelab", "aelab-dataloader")
 def compose_cfg(
     model: str, batch_size: int, resident: bool, accelerator: str, data_dir: str, extra: list[str]
 ):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[f"model={model}", f"data.batch_size={batch_size}", f"data.resident={str(resident).lower()}",
-                       f"paths.data_dir={data_dir}", f"trainer.accelerator={accelerator}", *extra],
-        )  # fmt: skip
+    return compose_config(
+        "train",
+        [f"model={model}", f"data.batch_size={batch_size}", f"data.resident={str(resident).lower()}",
+         f"paths.data_dir={data_dir}", f"trainer.accelerator={accelerator}", *extra],
+    )  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:

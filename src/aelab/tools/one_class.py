@@ -29,7 +29,7 @@ import torch
 from hydra.utils import instantiate
 
 from aelab.rundir import RunDir
-from aelab.utils.config import repo_root
+from aelab.utils.config import compose_config, repo_root
 
 REPO = Path(repo_root())  # the checkout (editable install) or the working directory
 
@@ -55,20 +55,9 @@ def score_run(job_dir: Path, device: torch.device, trust: tuple[str, ...] = ()) 
 
 def data_classes(overrides: list[str]) -> list[str]:
     """The class names of the data the overrides train on (composed from ``conf/`` like a training run)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from aelab import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(
-                config_name="train", overrides=[o for o in overrides if o.startswith(("data", "paths"))]
-            )
-    finally:
-        GlobalHydra.instance().clear()
     from omegaconf import OmegaConf
+
+    cfg = compose_config("train", [o for o in overrides if o.startswith(("data", "paths"))])
 
     OmegaConf.update(cfg, "paths.output_dir", ".", force_add=True)
     names = instantiate(cfg.data).class_names

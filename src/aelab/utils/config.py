@@ -105,3 +105,19 @@ def apply_matmul_precision(cfg: DictConfig) -> None:
     precision = cfg.get("matmul_precision")
     if precision:
         torch.set_float32_matmul_precision(precision)
+
+
+def compose_config(
+    config_name: str, overrides: list[str] | tuple[str, ...] = (), config_dir: str | Path | None = None
+):
+    """A config composed in-process as the command line would compose it (Hydra's compose API), from
+    ``config_dir`` (default: aelab's ``conf/``); Hydra is left uninitialized afterwards, whatever happens."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()

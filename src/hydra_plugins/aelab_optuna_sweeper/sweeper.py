@@ -1,4 +1,4 @@
-"""``hydra/sweeper=optuna``: the Hydra side of :mod:`aelab.tune` (Optuna ≥ 4, pruning, shared RDB storage)."""
+"""``hydra/sweeper=optuna``: the Hydra side of :mod:`aelab.search` (Optuna ≥ 4, pruning, shared RDB storage)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,6 @@ class AelabOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from aelab.tune import run_study
+        from aelab.search import run_study
 
         return run_study(self, list(arguments))
