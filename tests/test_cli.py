@@ -83,7 +83,7 @@ def test_run_directory_layout_and_eval_reproduces(tmp_path, monkeypatch, fake_da
 
 
 def test_eval_without_checkpoint_names_the_fix(tmp_path, monkeypatch, fake_data_dir):
-    from aelab.eval import load_run_config
+    from aelab.checkpoint import load_run_config
 
     with pytest.raises(FileNotFoundError, match="ckpt_path="):
         load_run_config(tmp_path / "nope.ckpt")
