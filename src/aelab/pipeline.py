@@ -21,11 +21,27 @@ from aelab.checkpoint import check_state_matches, load_run_config, read_checkpoi
 from aelab.errors import ConfigError
 from aelab.resume import record_resume, resume_config
 from aelab.rundir import RunDir
-from aelab.trust import check_run_config, trusted_prefixes
+from aelab.trust import check_run_targets, trusted_prefixes
 from aelab.utils.config import apply_matmul_precision, instantiate_group
-from aelab.utils.validate import validate_loggers, validate_run_config
+from aelab.utils.validate import check_config_values, validate_loggers
 
 log = logging.getLogger("aelab")
+
+
+def preflight(cfg: DictConfig) -> tuple[str, ...]:
+    """Everything checked before a run builds anything, in one place: the values (sizes, probabilities, σ:
+    :func:`aelab.utils.validate.check_config_values`), the loggers' packages, and the classes the config may build
+    (:func:`aelab.trust.check_run_targets`, against aelab's and the trusted prefixes). Returns the trusted prefixes.
+
+    Raises:
+        ConfigError: for a bad value or a logger whose package is missing.
+        UntrustedFileError: for a target the config may not build.
+    """
+    check_config_values(cfg)
+    validate_loggers(cfg)
+    trust = trusted_prefixes(cfg.get("trust"))
+    check_run_targets(OmegaConf.to_container(cfg, resolve=True), "the run config", trust)
+    return trust
 
 
 def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
@@ -41,10 +57,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
     Returns:
         ``(test metrics, objects)`` with the instantiated ``model``, ``datamodule`` and ``trainer``.
     """
-    validate_run_config(cfg)
-    validate_loggers(cfg)
-    trust = trusted_prefixes(cfg.get("trust"))
-    check_run_config(OmegaConf.to_container(cfg, resolve=True), "the run config", trust)
+    trust = preflight(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     apply_matmul_precision(cfg)

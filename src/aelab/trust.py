@@ -269,7 +269,7 @@ def renamed(tree: Any) -> Any:
     return tree
 
 
-def check_run_config(tree: Mapping[str, Any], source: str, trust: Sequence[str] = ()) -> None:
+def check_run_targets(tree: Mapping[str, Any], source: str, trust: Sequence[str] = ()) -> None:
     """Check a run's whole (resolved) config — what ``aelab-train`` is about to build — against
     :data:`RUN_TARGETS` plus ``trust``; the ``hydra`` node (Hydra's own plugins) is not built by aelab.
 

@@ -145,7 +145,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
 ]
 
 
-def validate_run_config(cfg: DictConfig) -> None:
+def check_config_values(cfg: DictConfig) -> None:
     """Check the values every run depends on (sizes > 0, probabilities in [0, 1], σ >= 0, ...).
 
     Raises:
