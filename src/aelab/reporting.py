@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from aelab.media import Media
+
 log = logging.getLogger("aelab")
 
 
@@ -77,7 +79,6 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
 @rank_zero_only
 def log_config_text(loggers: list[Logger], cfg: DictConfig) -> None:
     """The resolved config as a text entry ``config`` in every logger that shows text (:class:`aelab.media.Media`)."""
-    from aelab.media import Media
 
     Media(loggers).text("config", OmegaConf.to_yaml(cfg, resolve=True))
 

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aelab.errors import UntrustedFileError
+
 FORMATS = ("float32", "float16", "uint8")
 
 
@@ -123,7 +125,6 @@ def load_codes(path: str | Path) -> tuple[Tensor, AffineQuantizer | None, str | 
         FileNotFoundError: when ``path`` does not exist.
         UntrustedFileError: "not an aelab codes file: <path> (<what is wrong>)".
     """
-    from aelab.checkpoint import UntrustedFileError
 
     path = Path(path)
     if not path.is_file():

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aelab.checkpoint import atomic_torch_save
 from aelab.evaluation.metrics import batches, to_float
 
 log = logging.getLogger("aelab")
@@ -89,7 +90,6 @@ def classifier(
     Training is seeded (Adam 1e-3, batch 256, ``epochs`` epochs); the cache file is keyed by the training
     split's fingerprint (:func:`split_fingerprint`), the epochs and the seed, and read with ``weights_only=True``.
     """
-    from aelab.checkpoint import atomic_torch_save
 
     images, labels = train
     shape = tuple(images.shape[1:])

@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from aelab.errors import ConfigError
 from aelab.evaluation.context import EvalContext
 
 log = logging.getLogger("aelab")
@@ -31,8 +32,6 @@ def applies(name: str, section, model) -> bool:
     if enabled == "auto":
         return name in tuple(getattr(model, "eval_sections", ()) or ())
     if not isinstance(enabled, bool):
-        from aelab.errors import ConfigError
-
         raise ConfigError(f"suite.sections.{name}.enabled={enabled!r} must be auto, true or false")
     return enabled
 

@@ -16,13 +16,14 @@ import statistics
 import sys
 from pathlib import Path
 
+from aelab.utils.runs import run_status
+
 
 def collect(paths: list[str]) -> list[dict[str, float]]:
     """Every ``metrics.json`` found at or below ``paths`` (sorted), as dicts of floats."""
     files = []
     for p in map(Path, paths):
         files += [p] if p.is_file() else sorted(p.rglob("metrics.json"))
-    from aelab.utils.runs import run_status
 
     runs = []
     for f in files:

@@ -47,6 +47,9 @@ from pathlib import Path
 import torch
 
 from aelab.callbacks.guards import DivergenceGuard, RNGState
+from aelab.checkpoint import load_model
+from aelab.evaluation import sections
+from aelab.evaluation.context import EvalContext
 from aelab.tools.bench_report import NOISY_SPREAD, load_docs, render
 from aelab.tools.eval_timing import eval_study
 from aelab.utils.config import CONF_DIR, compose_config
@@ -292,10 +295,6 @@ def likelihood_study(args, device: torch.device) -> dict:
     """The IWAE bound (k = ``--k``) of the first ``--images`` test images of a checkpoint, in fp32 and in bf16
     (the decoder at bf16, the log-sum-exp in float64), on the same samples."""
     from hydra.utils import instantiate
-
-    from aelab.checkpoint import load_model
-    from aelab.evaluation import sections
-    from aelab.evaluation.context import EvalContext
 
     model, cfg, _ = load_model(args.ckpt, device)
     if cfg.model.get("channels_last"):

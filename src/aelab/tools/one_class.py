@@ -28,7 +28,12 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
+from aelab.checkpoint import load_model
+from aelab.errors import ConfigError
+from aelab.evaluation.metrics import auroc
+from aelab.evaluation.scores import anomaly_scores
 from aelab.rundir import RunDir
+from aelab.trust import trusted_prefixes
 from aelab.utils.config import compose_config, repo_root
 
 REPO = Path(repo_root())  # the checkout (editable install) or the working directory
@@ -36,9 +41,6 @@ REPO = Path(repo_root())  # the checkout (editable install) or the working direc
 
 def score_run(job_dir: Path, device: torch.device, trust: tuple[str, ...] = ()) -> dict[str, float]:
     """AUROC of the best checkpoint of one job: reconstruction error (and −ELBO for a VAE)."""
-    from aelab.checkpoint import load_model
-    from aelab.evaluation.metrics import auroc
-    from aelab.evaluation.scores import anomaly_scores
 
     run = RunDir(job_dir)
     ckpt = run.best_ckpt or run.last_ckpt
@@ -62,8 +64,6 @@ def data_classes(overrides: list[str]) -> list[str]:
     OmegaConf.update(cfg, "paths.output_dir", ".", force_add=True)
     names = instantiate(cfg.data).class_names
     if names is None:
-        from aelab.errors import ConfigError
-
         raise ConfigError("the one-class protocol needs labelled data: the data config has no classes")
     return names
 
@@ -80,8 +80,6 @@ def main() -> int:
     )
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every training run")
     args = p.parse_args()
-
-    from aelab.trust import trusted_prefixes
 
     trust = trusted_prefixes(args.trust)
     names = data_classes(args.overrides)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from aelab import codecs as coding
+from aelab.checkpoint import state_fingerprint
 from aelab.evaluation.context import EvalContext
 from aelab.evaluation.metrics import (
     mse_per_image,
@@ -180,8 +181,6 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
     the classical codecs' count, so every codec is measured on the same images: ``test/codec/num_images``).
     Learned codecs only."""
     import time
-
-    from aelab.checkpoint import state_fingerprint
 
     model = ctx.model
     if not isinstance(model, coding.Codec):

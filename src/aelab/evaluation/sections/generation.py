@@ -8,6 +8,7 @@ import torch
 from torchvision.utils import save_image
 
 from aelab import visuals
+from aelab.evaluation import fid as frechet
 from aelab.evaluation.context import EvalContext
 from aelab.media import Media
 from aelab.models.capabilities import Generative, Quantized
@@ -41,7 +42,6 @@ def fid(
         the loggers (``samples/<sampler>``). ``test/generation/num_samples`` is the number of images compared, and
     ``test/generation/gmm_dims`` the dimensions the mixture was fitted in (a PCA of wider codes to ``gmm_max_dims``,
     full covariances there). Labelled data only."""
-    from aelab.evaluation import fid as frechet
 
     if not ctx.labelled:
         return ctx.skip("fid", f"{ctx.datamodule.name} has no labels to train the feature classifier on")

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import torch
 
+from aelab.errors import ConfigError, MissingDataError
 from aelab.evaluation.context import EvalContext
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
 from aelab.evaluation.metrics import (
@@ -74,8 +75,6 @@ def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict
         ood_u8, _ = ood_data.split_tensors("test")
     except (FileNotFoundError, RuntimeError) as err:
         if ood_required:
-            from aelab.errors import MissingDataError
-
             raise MissingDataError(
                 f"the chosen out-of-distribution set {getattr(ood_data, 'name', type(ood_data).__name__)} cannot be "
                 f"read: {str(err).splitlines()[0]}; fix its files, or choose another with data@ood=<data config>"
@@ -87,8 +86,6 @@ def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict
         )
         return out
     if tuple(ood_u8.shape[1:]) != ctx.image_shape:
-        from aelab.errors import ConfigError
-
         raise ConfigError(
             f"the out-of-distribution set {ood_data.name} has images {list(ood_u8.shape[1:])}, the model's are "
             f"{list(ctx.image_shape)} (C, H, W): give it the same shape (e.g. ood.image_size="

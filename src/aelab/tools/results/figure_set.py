@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from aelab import visuals
+from aelab.checkpoint import load_model
+from aelab.evaluation.metrics import map_batches
+from aelab.tools import figures as plots
 from aelab.tools.results.analysis import CLASSICAL_NAMES
 from aelab.tools.results.runner import references
 
@@ -15,8 +19,6 @@ from aelab.tools.results.runner import references
 # ---------------------------------------------------------------------------------------------- figures
 def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str, str]:
     """Every figure whose inputs exist, into ``out_dir``; returns ``{file name: caption}``."""
-
-    from aelab.tools import figures as plots
 
     parts = results["parts"]
     device, date = results["device"], results["date"]
@@ -87,9 +89,6 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
         made["samples.png"] = caption(mnist)
     from hydra.utils import instantiate
 
-    from aelab import visuals
-    from aelab.checkpoint import load_model
-
     def model_and_data(n):
         model, cfg, _ = load_model(parts[n]["ckpt"])
         return model, instantiate(cfg.data)
@@ -128,8 +127,6 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             )
             made[name] = caption([n])
     if "mnist/latent2d" in parts:
-        from aelab.evaluation.metrics import map_batches
-
         model, dm = model_and_data("mnist/latent2d")
         images, labels = dm.split_tensors("test")
         codes = map_batches(model.encode, images, 1000, "cpu")

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from aelab import CONF_DIR
+from aelab.checkpoint import load_run_config
 from aelab.rundir import RunDir
 from aelab.utils.config import repo_root
 
@@ -173,7 +174,6 @@ class Runner:
 
 def trained_epochs(ckpt: Path) -> int:
     """``trainer.max_epochs`` of the run that wrote ``ckpt``, from the config stored in the checkpoint."""
-    from aelab.checkpoint import load_run_config
 
     return int(load_run_config(ckpt).trainer.max_epochs)
 
