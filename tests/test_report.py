@@ -85,3 +85,20 @@ def test_codec_study_bd_rates_rate_at_25db_and_targets():
     assert study["target"]["goal"] == -50.0
     assert study["target_25db"]["value"] == study["bytes_at_25db"]
     assert verdict(study["target"]["value"] + 1e-9, study["target"]["op"], study["target"]["goal"]) is False
+
+
+def test_kept_parts_and_the_baseline_table():
+    """An earlier report's parts that this run did not redo stay, marked with that report's date; the baseline
+    table shows model / PCA and the verdict where the data set has a target (digits: ≤ 0.9×)."""
+    from aelab.tools.results.cli import kept_parts
+    from aelab.tools.results.render import baseline_table
+
+    earlier = {"date": "2026-12-01", "command": "python scripts/results.py ...", "parts": {
+        "digits/ae": {"metrics": {"test/mse": 0.03, "test/compression/pca_mse": 0.02}},
+        "mnist/ae": {"metrics": {"test/mse": 0.004, "test/compression/pca_mse": 0.016}}}}  # fmt: skip
+    kept = kept_parts(earlier, done={"mnist/ae"})
+    assert set(kept) == {"digits/ae"} and kept["digits/ae"]["kept_from"]["date"] == "2026-12-01"
+    parts = {**kept, "digits/conv_ae": {"metrics": {"test/mse": 0.0138, "test/compression/pca_mse": 0.0232}}}
+    rows = {line.split(" | ")[1]: line for line in baseline_table(parts) if line.startswith("| digits")}
+    assert "1.500×" in rows["ae"] and "**no**" in rows["ae"] and "2026-12-01" in rows["ae"]
+    assert "0.595×" in rows["conv_ae"] and "| yes |" in rows["conv_ae"] and "this run" in rows["conv_ae"]

@@ -77,6 +77,17 @@ def collect(runner: Runner, names: list[str], spec: dict[str, Any], run: bool) -
     return parts
 
 
+def kept_parts(earlier: dict[str, Any], done: set[str]) -> dict[str, Any]:
+    """The parts of an earlier results.json that ``done`` does not have, each marked ``kept_from`` (that report's
+    date and command): their runs are not in this folder, so only their recorded figures are reused."""
+    out = {}
+    for name, entry in (earlier.get("parts") or {}).items():
+        if name not in done:
+            out[name] = {**entry, "kept_from": entry.get("kept_from") or {"date": earlier.get("date"),
+                                                                          "command": earlier.get("command")}}  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=None, help="the results folder (continued when run again)")
@@ -112,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         "--figures-dir", default=str(REPO / "docs" / "figures"), help="where the figures go ('' for none)"
     )
     p.add_argument("--render", default=None, help="render this results.json to --out, and nothing else")
+    p.add_argument(
+        "--keep-from",
+        default=None,
+        help="an earlier results.json: its parts that this folder has not run stay in the report, marked with "
+        "that report's date and command (make results re-runs what changed)",
+    )
     args = p.parse_args(argv)
 
     if args.render:
@@ -142,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     # parts an earlier invocation finished stay in the report
     others = [n for n in spec["parts"] if n not in chosen]
     parts |= collect(runner, others, spec, run=False)
+    kept: dict[str, Any] = {}
+    if args.keep_from:
+        kept = kept_parts(json.loads(Path(args.keep_from).read_text()), set(parts))
+        parts |= kept
     parts = {n: parts[n] for n in spec["parts"] if n in parts}
     import pytorch_lightning as pl
     import torch
@@ -170,7 +191,22 @@ def main(argv: list[str] | None = None) -> int:
     results["headline"] = headline_rows(parts, load_headlines())
     if args.figures_dir:
         results["figures"] = make_figures(results, Path(args.figures_dir), root)
+        if (
+            args.keep_from
+        ):  # an earlier figure not drawn again (its runs are not here) stays, with its caption
+            earlier = json.loads(Path(args.keep_from).read_text()).get("figures", {})
+            results["figures"] = {
+                **{k: v for k, v in earlier.items() if (Path(args.figures_dir) / k).is_file()},
+                **results["figures"],
+            }
         results["figures_link"] = os.path.relpath(args.figures_dir, Path(args.out or args.json).parent)
+    elif (
+        args.keep_from
+    ):  # no figures drawn now: the earlier report's stay, each with its caption (runs, date)
+        earlier = json.loads(Path(args.keep_from).read_text())
+        for key in ("figures", "figures_link"):
+            if key in earlier:
+                results[key] = earlier[key]
     for entry in parts.values():  # machine paths stay out of the report's JSON
         for key in ("ckpt", "train_dir", "eval_dir"):
             if key in entry:

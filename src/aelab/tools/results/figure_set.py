@@ -65,7 +65,9 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             scores, out_dir / "roc_ood.png", caption(mnist), title="Anomaly detection: MNIST vs Fashion-MNIST"
         )
         made["roc_ood.png"] = caption(mnist)
-    trained = [n for n in parts if parts[n].get("group") != "codec" and "train_dir" in parts[n]]
+    trained = [
+        n for n in parts if parts[n].get("group") != "codec" and Path(parts[n].get("train_dir", "")).is_dir()
+    ]
     if trained:
         plots.validation_curves(
             {n: parts[n]["train_dir"] for n in trained}, out_dir / "validation_curves.png", caption(trained)
@@ -92,6 +94,12 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
     def model_and_data(n):
         model, cfg, _ = load_model(parts[n]["ckpt"])
         return model, instantiate(cfg.data)
+
+    # a figure that loads a model is drawn from the parts whose checkpoints are here (not those kept from an
+    # earlier report)
+    evaluated = {
+        n: p for n, p in evaluated.items() if "kept_from" not in p or Path(p.get("ckpt", "")).is_file()
+    }
 
     if "mnist/dae" in evaluated:
         model, dm = model_and_data("mnist/dae")
@@ -126,7 +134,7 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
                 caption([n]),
             )
             made[name] = caption([n])
-    if "mnist/latent2d" in parts:
+    if "mnist/latent2d" in parts and Path(parts["mnist/latent2d"].get("ckpt", "")).is_file():
         model, dm = model_and_data("mnist/latent2d")
         images, labels = dm.split_tensors("test")
         codes = map_batches(model.encode, images, 1000, "cpu")

@@ -13,6 +13,34 @@ def _num(v: float | None, fmt: str = ".4g") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+#: the MSE ratio to PCA of the same code size each data set's autoencoders must reach (issue "reference")
+PCA_RATIO_TARGETS = {"digits": 0.9, "photo_patches": 0.9}
+
+
+def baseline_table(parts: dict[str, Any]) -> list[str]:
+    """Per data set, each model's test MSE beside PCA's of the same code size (fitted on the training images, in
+    the same evaluation) and the ratio; where a data set has a target, whether it is met."""
+    rows = []
+    for name, p in parts.items():
+        m = p.get("metrics") or {}
+        if p.get("group") == "codec" or "test/mse" not in m or not m.get("test/compression/pca_mse"):
+            continue
+        data, model = name.split("/", 1)
+        ratio = m["test/mse"] / m["test/compression/pca_mse"]
+        goal = PCA_RATIO_TARGETS.get(data)
+        met = "" if goal is None else ("yes" if ratio <= goal else "**no**")
+        when = p["kept_from"].get("date") if p.get("kept_from") else "this run"
+        rows.append(f"| {data} | {model} | {m['test/mse']:.5f} | {m['test/compression/pca_mse']:.5f} | {ratio:.3f}× | "
+                    f"{'' if goal is None else f'≤ {goal}×'} | {met} | {when} |")  # fmt: skip
+    if not rows:
+        return []
+    return ["## Each model beside its baseline, per data set", "",
+            "Test MSE (pixels in [0, 1]) against PCA with as many components as the model's code (`test/compression/pca_mse`, "
+            "fitted on the training images in the same evaluation); the ratio is model / PCA (below 1: the model wins).", "",
+            "| data | model | test MSE | PCA MSE (same code size) | ratio | target | met | from |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]  # fmt: skip
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown report of a results JSON (nothing else is read; figures are linked at ``figures_link``)."""
     figures_link = results.get("figures_link", "figures")
@@ -80,6 +108,7 @@ def render(results: dict[str, Any]) -> str:
                      f">= {100 * one_class['target']:.0f} | {'yes' if mean >= one_class['target'] else '**no**'} |")  # fmt: skip
     lines += [
         "",
+        *baseline_table(parts),
         "## Runs: epochs, wall times, commands",
         "",
         "| part | epochs (best) | train | eval |",
@@ -90,6 +119,8 @@ def render(results: dict[str, Any]) -> str:
             continue
         best = "" if p.get("best_epoch") is None else f" ({p['best_epoch']})"
         resumed = " (finishing attempt of a resumed run)" if p.get("resumed") else ""
+        if p.get("kept_from"):
+            resumed += f" (from the report of {p['kept_from'].get('date')})"
         ev = f"{p['t_eval']:.0f} s" if "t_eval" in p else "—"
         lines.append(f"| {n} | {p['epochs']}{best} | {p['t_train']:.0f} s{resumed} | {ev} |")
     lines.append("")
