@@ -9,8 +9,9 @@ model's decoder turns into images:
   10 components by default): the ex-post density estimation of Ghosh et al. 2020, "From Variational to
   Deterministic Autoencoders", Sec. 4;
 * :class:`CategoricalSampler` — for vector-quantized codes: a categorical distribution over the codebook
-  at each code position, fitted to the training codes' indices (van den Oord et al. 2017 fit an
-  autoregressive prior; this is its factorized baseline).
+  at each code position, fitted to the training codes' indices (the factorized baseline);
+* :class:`AutoregressiveSampler` — for vector-quantized codes: a PixelCNN over the grid of indices, fitted to the
+  training codes (van den Oord et al. 2017's prior).
 
 ``suite.sections.fid.samplers`` (conf/suite/*.yaml) chooses them by name; each gives a Fréchet distance
 ``test/generation/fid_<name>`` and a samples grid.
@@ -23,7 +24,9 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from aelab.checkpoint import atomic_torch_save
 from aelab.models.capabilities import Generative, Quantized
+from aelab.models.components.pixelcnn import PixelCNN
 
 
 class Sampler(ABC):
@@ -183,9 +186,72 @@ class CategoricalSampler(Sampler):
         return self.model.codes_from_indices(idx).float().cpu()
 
 
+class AutoregressiveSampler(Sampler):
+    """For vector-quantized codes: a small PixelCNN (:class:`~aelab.models.components.pixelcnn.PixelCNN`) fitted
+    to the training codes' index grids, sampled position by position — the autoregressive prior of van den Oord
+    et al. 2017, Sec. 3.3 (the categorical sampler is its factorized baseline).
+
+    Args:
+        epochs: passes over the training codes (Adam, cross-entropy of each index given the ones before it).
+        batch_size: grids per step.
+        lr: Adam's learning rate.
+        channels, layers: the PixelCNN's size.
+        seed: seed of the fit (initialization, order) and nothing else; the draws use the caller's generator.
+
+    After :meth:`fit`, :meth:`save` writes the fitted network to its own file.
+    """
+
+    name = "autoregressive"
+
+    def __init__(
+        self, epochs: int = 10, batch_size: int = 256, lr: float = 3e-3, channels: int = 64, layers: int = 5,
+        seed: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(seed)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self.channels, self.layers = int(channels), int(layers)
+
+    def applies(self, model) -> bool:
+        return isinstance(model, Quantized)
+
+    def fit(self, model, train_codes: Tensor | None) -> AutoregressiveSampler:
+        if train_codes is None:
+            raise ValueError("AutoregressiveSampler needs the training codes")
+        self.model = model
+        idx = model.code_indices(train_codes)  # (N, positions)
+        self.grid = tuple(getattr(model, "grid", None) or (1, idx.shape[1]))
+        grids = idx.view(len(idx), *self.grid)
+        gen = torch.Generator().manual_seed(self.seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.net = PixelCNN(int(model.codebook_size), self.channels, self.layers)
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        self.net.train()
+        for _ in range(self.epochs):
+            for b in torch.randperm(len(grids), generator=gen).split(self.batch_size):
+                loss = torch.nn.functional.cross_entropy(self.net(grids[b]), grids[b])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.net.eval()
+        self.final_loss = float(loss)
+        self.latent_dim = int(model.latent_dim)
+        return self
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        idx = self.net.sample(n, self.grid, generator).flatten(1)  # (n, positions)
+        return self.model.codes_from_indices(idx).float().cpu()
+
+    def save(self, path) -> None:
+        """The fitted network (state dict, grid, codebook size) to ``path``, atomically."""
+        atomic_torch_save({"state_dict": self.net.state_dict(), "grid": list(self.grid),
+                           "num_codes": self.net.num_codes}, path)  # fmt: skip
+
+
 #: samplers by the name ``suite.sections.fid.samplers`` uses
 SAMPLERS: dict[str, type[Sampler]] = {
-    cls.name: cls for cls in (PriorSampler, GaussianSampler, GMMSampler, CategoricalSampler)
+    cls.name: cls
+    for cls in (PriorSampler, GaussianSampler, GMMSampler, CategoricalSampler, AutoregressiveSampler)
 }
 
 

@@ -27,7 +27,8 @@ def _run(cmd: list[str], log: Path) -> float:
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode:
-        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}; see {log}")
+        tail = "\n".join(log.read_text().splitlines()[-15:])
+        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}; the end of its log:\n{tail}")
     return time.perf_counter() - t0
 
 
@@ -41,7 +42,8 @@ def eval_study(args, device) -> dict:
             exp = EXPERIMENTS.get(name, f"{name}_best")
             train = [sys.executable, "-m", "aelab.train", f"experiment={exp}", f"trainer.max_epochs={args.epochs}",
                      f"+trainer.limit_train_batches={out['limit_batches']}", f"trainer.accelerator={accelerator}",
-                     "trainer.enable_progress_bar=false", f"paths.data_dir={args.data_dir}", f"hydra.run.dir={run_dir}"]  # fmt: skip
+                     "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", f"paths.data_dir={args.data_dir}",
+                     f"hydra.run.dir={run_dir}"]  # fmt: skip
             _run(train, Path(tmp) / f"{name}_train.log")
             ckpt = RunDir(run_dir).best_ckpt
             evaluate = [sys.executable, "-m", "aelab.eval", f"ckpt_path={ckpt}", f"trainer.accelerator={accelerator}",

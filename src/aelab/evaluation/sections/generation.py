@@ -19,10 +19,10 @@ log = logging.getLogger("aelab")
 
 def default_sampler(model) -> str:
     """The sampler a model's ``test/generation/fid`` uses: its prior when it has one, the codebook's categorical
-    for a vector-quantized model, else a Gaussian fitted to the training codes."""
+    for a vector-quantized model (its PixelCNN prior), else a Gaussian fitted to the training codes."""
     if isinstance(model, Generative):
         return "prior"
-    return "categorical" if isinstance(model, Quantized) else "gaussian"
+    return "autoregressive" if isinstance(model, Quantized) else "gaussian"
 
 
 def fid(
@@ -30,10 +30,11 @@ def fid(
     num_samples: int = 10000,
     classifier_epochs: int = 2,
     seed: int = 0,
-    samplers=("prior", "gaussian", "gmm", "categorical"),
+    samplers=("prior", "gaussian", "gmm", "categorical", "autoregressive"),
     gmm_components: int = 10,
     grid_samples: int = 64,
     gmm_max_dims: int | None = 64,
+    autoregressive_epochs: int = 10,
 ) -> dict[str, float]:
     """Fréchet distance of generated images to the test images on the features of a classifier trained on the data
         (:mod:`aelab.evaluation.fid`), one per sampler that applies to the model (``test/generation/fid_<sampler>``;
@@ -67,12 +68,16 @@ def fid(
     media = Media(ctx.loggers)
     default = default_sampler(ctx.model)
     for spec in samplers:
-        params = {"n_components": int(gmm_components), "max_dims": gmm_max_dims} if spec == "gmm" else {}
+        params = {"gmm": {"n_components": int(gmm_components), "max_dims": gmm_max_dims},
+                  "autoregressive": {"epochs": int(autoregressive_epochs)}}.get(spec, {}) if isinstance(spec, str) else {}  # fmt: skip
         sampler = make_sampler(spec, seed=int(seed), **params)
         name = sampler.name
         if not sampler.applies(ctx.model):
             continue
         sampler.fit(ctx.model, ctx.codes_train)
+        if hasattr(sampler, "save"):  # a fitted prior of its own (the autoregressive one) keeps its file
+            ctx.output_dir.mkdir(parents=True, exist_ok=True)
+            sampler.save(ctx.output_dir / f"sampler_{name}.pt")
         if name == "gmm":
             out["test/generation/gmm_dims"] = float(sampler.fit_dims)
         fake = generate(ctx.model, sampler, n, seed=int(seed), batch_size=ctx.batch_size, device=ctx.device)

@@ -97,7 +97,7 @@ def generation_table(parts: dict[str, dict]) -> dict[str, Any]:
         if not name.startswith("mnist/") or p.get("group") == "codec":
             continue
         fids = {k.rsplit("fid_", 1)[1]: v for k, v in m.items() if k.startswith("test/generation/fid_") and
-                k.rsplit("fid_", 1)[1] in ("prior", "gaussian", "gmm", "categorical")}  # fmt: skip
+                k.rsplit("fid_", 1)[1] in ("prior", "gaussian", "gmm", "categorical", "autoregressive")}  # fmt: skip
         if fids:
             rows[name.split("/", 1)[1]] = fids
             floor = m.get("test/generation/fid_train_vs_test", floor)

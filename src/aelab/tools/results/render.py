@@ -130,7 +130,7 @@ def render(results: dict[str, Any]) -> str:
     if oc:
         lines.append(f"- mnist/one_class ({oc['t']:.0f} s): `{oc['cmd']}`")
     if g.get("rows"):
-        samplers = ["prior", "gaussian", "gmm", "categorical"]
+        samplers = ["prior", "gaussian", "gmm", "categorical", "autoregressive"]
         lines += ["", "## Generation: Fréchet distance by model and sampler (MNIST test set)", "",
                   f"On the 128-d features of aelab's MNIST classifier (Heusel et al. 2017, eq. 6); 10,000 generated images "
                   f"against the test images. Floor (training vs test images): {_num(g['floor'], '.3g')}. Lower is better.",
