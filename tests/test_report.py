@@ -102,3 +102,18 @@ def test_kept_parts_and_the_baseline_table():
     rows = {line.split(" | ")[1]: line for line in baseline_table(parts) if line.startswith("| digits")}
     assert "1.500×" in rows["ae"] and "**no**" in rows["ae"] and "2026-12-01" in rows["ae"]
     assert "0.595×" in rows["conv_ae"] and "| yes |" in rows["conv_ae"] and "this run" in rows["conv_ae"]
+
+
+def test_an_eval_study_re_measures_one_model_and_keeps_the_others():
+    from aelab.tools.eval_timing import merge_eval_studies, render_eval_study
+
+    def study(cmd, date, models):
+        return {"command": cmd, "date": date, "device": "CPU", "file": "study_eval.json", "epochs": 1,
+                "limit_batches": 60, "models": {n: {"sections": {"fid": s}, "suite": "quick", "suite_s": s,
+                                                    "eval_wall_s": s + 5} for n, s in models.items()}}  # fmt: skip
+
+    merged = merge_eval_studies(study("all", "d1", {"ae": 10.0, "vqvae": 300.0}), study("vq", "d2", {"vqvae": 90.0}))
+    assert merged["models"]["vqvae"]["suite_s"] == 90.0 and merged["models"]["ae"]["suite_s"] == 10.0
+    assert merged["models"]["ae"]["measured_by"] == {"command": "all", "date": "d1"}
+    text = "\n".join(render_eval_study(merged))
+    assert "| vqvae | quick | 90.0 | 90.0 | 95.0 |" in text and "ae: measured on d1 by `all`" in text

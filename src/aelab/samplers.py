@@ -193,6 +193,7 @@ class AutoregressiveSampler(Sampler):
 
     Args:
         epochs: passes over the training codes (Adam, cross-entropy of each index given the ones before it).
+        max_codes: fit on at most this many training codes (a seeded subset; ``None``: all).
         batch_size: grids per step.
         lr: Adam's learning rate.
         channels, layers: the PixelCNN's size.
@@ -205,9 +206,10 @@ class AutoregressiveSampler(Sampler):
 
     def __init__(
         self, epochs: int = 10, batch_size: int = 256, lr: float = 3e-3, channels: int = 64, layers: int = 5,
-        seed: int = 0,
+        max_codes: int | None = None, seed: int = 0,
     ) -> None:  # fmt: skip
         super().__init__(seed)
+        self.max_codes = None if max_codes is None else int(max_codes)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
         self.channels, self.layers = int(channels), int(layers)
 
@@ -222,6 +224,8 @@ class AutoregressiveSampler(Sampler):
         self.grid = tuple(getattr(model, "grid", None) or (1, idx.shape[1]))
         grids = idx.view(len(idx), *self.grid)
         gen = torch.Generator().manual_seed(self.seed)
+        if self.max_codes is not None and len(grids) > self.max_codes:
+            grids = grids[torch.randperm(len(grids), generator=gen)[: self.max_codes]]
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.net = PixelCNN(int(model.codebook_size), self.channels, self.layers)

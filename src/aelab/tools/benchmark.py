@@ -51,7 +51,7 @@ from aelab.checkpoint import load_model
 from aelab.evaluation import sections
 from aelab.evaluation.context import EvalContext
 from aelab.tools.bench_report import NOISY_SPREAD, load_docs, render
-from aelab.tools.eval_timing import eval_study
+from aelab.tools.eval_timing import eval_study, merge_eval_studies
 from aelab.utils.config import CONF_DIR, compose_config
 from aelab.utils.device import device_name
 
@@ -339,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=500, help="test images of --study likelihood")
     p.add_argument("--extra", nargs="*", default=[], help="Hydra overrides for every run")
     p.add_argument("--json", default=None, help="write the measurement here")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="--study eval: re-measure --models into the existing --json, keep the rest",
+    )
     p.add_argument("--out", default=None, help="render the report here (with --json or --render)")
     p.add_argument(
         "--render", default=None, help="render this JSON (and those beside it) to --out, nothing else"
@@ -372,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": f"python scripts/benchmark.py {raw}".strip(), "batch_size": args.batch_size, "rounds": args.rounds,
         "versions": {"aelab": aelab.__version__, "torch": torch.__version__, "lightning": pl.__version__},
     }  # fmt: skip
+    if args.json and args.update and args.study == "eval" and Path(args.json).is_file():
+        result = merge_eval_studies(json.loads(Path(args.json).read_text()), result)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

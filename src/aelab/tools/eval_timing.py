@@ -73,6 +73,15 @@ def eval_study(args, device) -> dict:
     return out
 
 
+def merge_eval_studies(old: dict, new: dict) -> dict:
+    """``new`` with the models of ``old`` it did not re-measure; each model keeps the command and date that
+    measured it (``measured_by``)."""
+    for d in (old, new):
+        for m in d["models"].values():
+            m.setdefault("measured_by", {"command": d["command"], "date": d["date"]})
+    return {**new, "models": {**old["models"], **new["models"]}}
+
+
 def render_eval_study(d: dict) -> list[str]:
     """The Markdown section of an ``eval`` study: model × section × seconds, the suite's total and the command's."""
     names = sorted({s for m in d["models"].values() for s in m["sections"]})
@@ -91,4 +100,8 @@ def render_eval_study(d: dict) -> list[str]:
             + " | ".join(cells)
             + f" | {m['suite_s']:.1f} | {m['eval_wall_s']:.1f} |"
         )
+    for name, m in d["models"].items():  # a model re-measured apart, or kept from an earlier measurement
+        by = m.get("measured_by")
+        if by and by.get("command") != d["command"]:
+            lines += ["", f"{name}: measured on {by['date']} by `{by['command']}`."]
     return lines + [""]

@@ -35,6 +35,7 @@ def fid(
     grid_samples: int = 64,
     gmm_max_dims: int | None = 64,
     autoregressive_epochs: int = 10,
+    autoregressive_max_codes: int | None = None,
 ) -> dict[str, float]:
     """Fréchet distance of generated images to the test images on the features of a classifier trained on the data
         (:mod:`aelab.evaluation.fid`), one per sampler that applies to the model (``test/generation/fid_<sampler>``;
@@ -69,7 +70,7 @@ def fid(
     default = default_sampler(ctx.model)
     for spec in samplers:
         params = {"gmm": {"n_components": int(gmm_components), "max_dims": gmm_max_dims},
-                  "autoregressive": {"epochs": int(autoregressive_epochs)}}.get(spec, {}) if isinstance(spec, str) else {}  # fmt: skip
+                  "autoregressive": {"epochs": int(autoregressive_epochs), "max_codes": autoregressive_max_codes}}.get(spec, {}) if isinstance(spec, str) else {}  # fmt: skip
         sampler = make_sampler(spec, seed=int(seed), **params)
         name = sampler.name
         if not sampler.applies(ctx.model):
