@@ -166,3 +166,25 @@ def test_the_rng_state_travels_in_checkpoints():
     assert torch.equal(torch.rand(5), first)
     RNGState().on_load_checkpoint(None, module, {})
     assert not torch.equal(torch.rand(5), first)
+
+
+def test_the_regularizer_hook_adds_its_weighted_penalty_and_logs_its_value():
+    """A subclass's regularizer(z, x_hat) → {name: (weight, value)}: the loss is the reconstruction loss plus
+    weight · value (computed here), the term holds the value, and loss_terms unpacks like the old tuple."""
+
+    class CodeNorm(Autoencoder):
+        extra_terms = ("code_norm",)
+
+        def regularizer(self, z, x_hat):
+            return {"code_norm": (0.5, z.pow(2).mean())}
+
+    torch.manual_seed(0)
+    model = CodeNorm(MLPEncoder(out_dim=4, hidden_dims=[8]), MLPDecoder(latent_dim=4, hidden_dims=[8]), loss="mse")
+    x = torch.rand(6, 1, 28, 28)
+    out = model.loss_terms(x, x, "val")
+    z = model.encoder(x)
+    recon = (torch.sigmoid(model.decoder(z)) - x).pow(2).mean()
+    assert out.loss.item() == pytest.approx((recon + 0.5 * z.pow(2).mean()).item(), rel=1e-6)
+    assert out.terms["code_norm"].item() == pytest.approx(z.pow(2).mean().item(), rel=1e-6)
+    loss, x_hat, terms = out
+    assert loss is out.loss and x_hat is out.reconstruction and terms is out.terms

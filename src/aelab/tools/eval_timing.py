@@ -88,7 +88,7 @@ def render_eval_study(d: dict) -> list[str]:
     lines = [f"## The default evaluation's cost: {d['device']}", "",
              f"{d['date']} · `{d['command']}` · JSON: [{d['file']}]({d['file']}). Each model trained "
              f"{d['epochs']} epoch(s) of {d['limit_batches']} batches, then `aelab-eval` with its defaults "
-             "(one process after another on a quiet machine); seconds per section (`test/timing/<section>_s`), the "
+             "(one process after another; the device line gives the threads each had); seconds per section (`test/timing/<section>_s`), the "
              "suite's total, and the whole command's wall time (start-up and test loop included). A blank cell: the "
              "section does not apply to the model.", "",
              "| model | suite | " + " | ".join(names) + " | suite total (s) | aelab-eval wall (s) |",
