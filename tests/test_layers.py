@@ -62,5 +62,9 @@ def test_every_module_is_imported_or_an_entry_point():
 
 
 def test_no_module_over_400_lines():
-    long = {str(p.relative_to(REPO)): n for p in (REPO / "src").rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(REPO)): n
+        for p in (REPO / "src").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, long

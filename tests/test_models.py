@@ -179,7 +179,9 @@ def test_the_regularizer_hook_adds_its_weighted_penalty_and_logs_its_value():
             return {"code_norm": (0.5, z.pow(2).mean())}
 
     torch.manual_seed(0)
-    model = CodeNorm(MLPEncoder(out_dim=4, hidden_dims=[8]), MLPDecoder(latent_dim=4, hidden_dims=[8]), loss="mse")
+    model = CodeNorm(
+        MLPEncoder(out_dim=4, hidden_dims=[8]), MLPDecoder(latent_dim=4, hidden_dims=[8]), loss="mse"
+    )
     x = torch.rand(6, 1, 28, 28)
     out = model.loss_terms(x, x, "val")
     z = model.encoder(x)

@@ -112,7 +112,9 @@ def test_an_eval_study_re_measures_one_model_and_keeps_the_others():
                 "limit_batches": 60, "models": {n: {"sections": {"fid": s}, "suite": "quick", "suite_s": s,
                                                     "eval_wall_s": s + 5} for n, s in models.items()}}  # fmt: skip
 
-    merged = merge_eval_studies(study("all", "d1", {"ae": 10.0, "vqvae": 300.0}), study("vq", "d2", {"vqvae": 90.0}))
+    merged = merge_eval_studies(
+        study("all", "d1", {"ae": 10.0, "vqvae": 300.0}), study("vq", "d2", {"vqvae": 90.0})
+    )
     assert merged["models"]["vqvae"]["suite_s"] == 90.0 and merged["models"]["ae"]["suite_s"] == 10.0
     assert merged["models"]["ae"]["measured_by"] == {"command": "all", "date": "d1"}
     text = "\n".join(render_eval_study(merged))

@@ -282,7 +282,9 @@ def test_autoregressive_sampler_learns_what_the_categorical_cannot():
     """Training grids whose second position copies the first (4 codes, uniform): the categorical sampler draws
     them independently (agreement ≈ 1/4, computed here from its draws), the PixelCNN prior reproduces the copy."""
     enc = MLPEncoder(out_dim=2 * 3, hidden_dims=[8])
-    model = VQVAE(enc, MLPDecoder(latent_dim=6, hidden_dims=[8]), VectorQuantizer(num_codes=4, code_dim=3)).eval()
+    model = VQVAE(
+        enc, MLPDecoder(latent_dim=6, hidden_dims=[8]), VectorQuantizer(num_codes=4, code_dim=3)
+    ).eval()
     with torch.no_grad():
         model.quantizer.embedding.copy_(torch.eye(4, 3) * 5)  # four distinct codes
     first = torch.randint(0, 4, (2000,), generator=torch.Generator().manual_seed(0))
