@@ -373,3 +373,40 @@ def test_sparse_ae_auxk_loss_is_the_hand_value_over_dead_latents():
     assert terms["sparsity/aux"].item() == pytest.approx(hand, rel=1e-5)  # dead_steps=0: silent once = dead
     assert loss.item() == pytest.approx(main + 0.5 * hand, rel=1e-5)
     assert torch.equal(model.steps_since_fired == 0, live)
+
+
+def test_gmm_over_a_pca_of_wide_codes_keeps_their_mean_and_covariance():
+    """Codes of 12 dims that live on a 2-d plane (offset from 0): fitted on 2 principal components
+    (max_dims=2, test/generation/gmm_dims), the draws have the codes' mean and covariance.
+    (Mutation: the PCA mean not added back fails here.)"""
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(12, 2, generator=g, dtype=torch.float64))[0].T  # (2, 12)
+    latent = torch.randn(5000, 2, generator=g, dtype=torch.float64) * torch.tensor(
+        [2.0, 0.5], dtype=torch.float64
+    )
+    codes = (latent @ basis + 3.0).float()
+    sampler = S.GMMSampler(n_components=1, max_dims=2).fit(None, codes)
+    assert sampler.fit_dims == 2 and sampler.latent_dim == 12
+    draws = sampler.sample(20000, torch.Generator().manual_seed(1)).double()
+    torch.testing.assert_close(draws.mean(0), codes.double().mean(0), atol=0.05, rtol=0)
+    torch.testing.assert_close(torch.cov(draws.T), torch.cov(codes.double().T), atol=0.08, rtol=0)
+
+
+def test_each_model_runs_the_sections_it_declares():
+    """enabled: auto runs a section where the model lists it (eval_sections), true always, false never: no
+    likelihood for a plain AE, no denoising for a VQ-VAE, only reconstruction, its files and the classical codecs
+    for a codec. (Mutation: auto treated as true fails here.)"""
+    from aelab.errors import ConfigError
+    from aelab.evaluation.suite import applies
+    from aelab.models import VAE, Autoencoder, LearnedCodec
+
+    auto, on, off = {"enabled": "auto"}, {"enabled": True}, {"enabled": False}
+    assert applies("likelihood", auto, VAE) and not applies("likelihood", auto, Autoencoder)
+    assert applies("denoising", auto, Autoencoder) and not applies("denoising", auto, VQVAE)
+    assert applies("denoising", on, VQVAE) and not applies("denoising", off, Autoencoder)
+    assert {s for s in ("reconstruction", "compression", "classical_codecs", "codec", "features", "anomaly",
+                        "likelihood", "denoising", "fid", "generation") if applies(s, auto, LearnedCodec)} == {
+        "reconstruction", "codec", "classical_codecs"}  # fmt: skip
+    assert not applies("anything", None, Autoencoder)
+    with pytest.raises(ConfigError, match="auto, true or false"):
+        applies("fid", {"enabled": "yes"}, Autoencoder)
