@@ -158,8 +158,11 @@ def test_wae_loss_weighs_the_mmd_on_the_papers_scale():
     λ = 10 on 1×28×28 applies 0.2551 to the MMD. (Mutation: λ applied as is — 39× too strong — fails here.)"""
     torch.manual_seed(0)
     wae = WAE(ConvEncoder(out_dim=8, channels=[8, 16]), ConvDecoder(latent_dim=8, channels=[16, 8]),
-              latent_dim=8, loss="mse", mmd_coeff=10.0)  # fmt: skip
+              latent_dim=8, loss="mse", mmd_coeff=10.0, cost_coeff=0.05)  # fmt: skip
     assert wae.mmd_weight(784) == pytest.approx(10 / 39.2)
+    old = WAE(ConvEncoder(out_dim=8, channels=[8, 16]), ConvDecoder(latent_dim=8, channels=[16, 8]), latent_dim=8,
+              mmd_coeff=10.0)  # fmt: skip
+    assert old.mmd_weight(784) == 10.0  # a config from before the conversion keeps the loss it trained on
     x, _ = batch(16)
     with torch.no_grad():
         loss, x_hat, terms = wae.loss_terms(x, x, "val", torch.Generator().manual_seed(3))
@@ -410,3 +413,11 @@ def test_each_model_runs_the_sections_it_declares():
     assert not applies("anything", None, Autoencoder)
     with pytest.raises(ConfigError, match="auto, true or false"):
         applies("fid", {"enabled": "yes"}, Autoencoder)
+
+
+def test_sparse_ae_refuses_a_decoder_that_is_not_one_linear_layer():
+    from aelab.models import SparseAutoencoder
+
+    with pytest.raises(ValueError, match="one Linear layer"):
+        SparseAutoencoder(MLPEncoder(out_dim=16, hidden_dims=[]), MLPDecoder(latent_dim=16, hidden_dims=[32]),
+                          latent_dim=16, k=3, aux_k=4)  # fmt: skip

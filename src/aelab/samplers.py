@@ -212,6 +212,8 @@ class AutoregressiveSampler(Sampler):
         self.max_codes = None if max_codes is None else int(max_codes)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
         self.channels, self.layers = int(channels), int(layers)
+        if self.epochs < 1:
+            raise ValueError(f"AutoregressiveSampler(epochs={epochs}) must train for at least one epoch")
 
     def applies(self, model) -> bool:
         return isinstance(model, Quantized)

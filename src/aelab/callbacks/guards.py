@@ -62,6 +62,12 @@ class DivergenceGuard(pl.Callback):
         self.check(trainer, pl_module)
 
 
+def _device(trainer, pl_module) -> torch.device:
+    """The device the run trains on: the strategy's (the module is moved there only after a checkpoint loads)."""
+    strategy = getattr(trainer, "strategy", None)
+    return strategy.root_device if strategy is not None else pl_module.device
+
+
 class RNGState(pl.Callback):
     """The global RNG in every checkpoint (``aelab_rng``) and back on resume: it feeds the training noise (DAE
     corruption, VAE samples, binarization), so a resumed run draws what the uninterrupted one would have."""
@@ -71,7 +77,7 @@ class RNGState(pl.Callback):
     ) -> None:
         checkpoint["aelab_rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            device = pl_module.device
+            device = _device(trainer, pl_module)
             checkpoint["aelab_rng"]["cuda"] = (
                 torch.cuda.get_rng_state(device) if device.type == "cuda" else None
             )
@@ -82,5 +88,8 @@ class RNGState(pl.Callback):
         rng = checkpoint.get("aelab_rng") or {}
         if isinstance(rng.get("torch"), Tensor):
             torch.set_rng_state(rng["torch"])
-        if isinstance(rng.get("cuda"), Tensor) and pl_module.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], pl_module.device)
+        device = _device(
+            trainer, pl_module
+        )  # the module may not be on its device yet while a checkpoint loads
+        if isinstance(rng.get("cuda"), Tensor) and device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], device)

@@ -82,8 +82,8 @@ class SparseAutoencoder(Autoencoder):
         )
         if (unit_norm_decoder or tied_init or aux_k) and self.decoder_weight() is None:
             raise ValueError(
-                "model.unit_norm_decoder, tied_init and aux_k need a decoder whose first layer is a Linear from the "
-                "code (model.decoder.hidden_dims=[] with MLP parts)"
+                "model.unit_norm_decoder, tied_init and aux_k need a decoder that is one Linear layer from the code "
+                "to the pixels (model.decoder.hidden_dims=[] with MLP parts)"
             )
         if unit_norm_decoder:
             self._normalize_decoder()
@@ -101,9 +101,18 @@ class SparseAutoencoder(Autoencoder):
         return next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
 
     def decoder_weight(self) -> Tensor | None:
-        """``W_dec`` ``(C·H·W, latent_dim)``: the decoder's first linear layer when it reads the code, else None."""
-        lin = self._first_linear(self.decoder)
-        return lin.weight if lin is not None and lin.in_features == self.latent_dim else None
+        """``W_dec`` ``(C·H·W, latent_dim)``: the decoder's weight when the decoder is one linear layer from the code
+        to the pixels (no hidden layer, no convolution), else None."""
+        layers = [
+            m for m in self.decoder.modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d)
+        ]
+        if (
+            len(layers) != 1
+            or not isinstance(layers[0], nn.Linear)
+            or layers[0].in_features != self.latent_dim
+        ):
+            return None
+        return layers[0].weight
 
     def encoder_weight(self) -> Tensor | None:
         """The encoder's first linear layer's weight ``(·, C·H·W)``, or None."""

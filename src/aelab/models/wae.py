@@ -45,7 +45,9 @@ class WAE(Autoencoder):
     Args:
         mmd_coeff: λ on the paper's scale (10 on MNIST).
         cost_coeff: c, the paper's weight of the summed squared error (0.05); with ``loss=bce`` the per-pixel
-            mean BCE takes the place of the per-pixel squared error in the same conversion.
+            mean BCE takes the place of the per-pixel squared error in the same conversion. ``None`` (what a config
+            written before aelab converted the scale gives): λ weighs MMD² against the per-pixel mean as it did
+            then, so an old run resumes and evaluates with the loss it trained on.
         encoder, decoder, latent_dim, loss, ...: as for :class:`~aelab.models.Autoencoder`.
 
     Metrics, besides the AE's: ``*/mmd`` (the batch MMD² against as many prior samples).
@@ -59,17 +61,18 @@ class WAE(Autoencoder):
         encoder: nn.Module,
         decoder: nn.Module,
         mmd_coeff: float = 10.0,
-        cost_coeff: float = 0.05,
+        cost_coeff: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(encoder, decoder, **kwargs)
-        if float(cost_coeff) <= 0:
+        if cost_coeff is not None and float(cost_coeff) <= 0:
             raise ValueError(f"model.cost_coeff={cost_coeff} must be > 0 (the paper's 0.05)")
 
     def mmd_weight(self, pixels: int) -> float:
         """The weight of MMD² against the per-pixel mean reconstruction loss for images of ``pixels = C·H·W``
         numbers: ``λ / (c · D)``."""
-        return float(self.hparams.mmd_coeff) / (float(self.hparams.cost_coeff) * int(pixels))
+        c = self.hparams.get("cost_coeff")
+        return float(self.hparams.mmd_coeff) / (1.0 if c is None else float(c) * int(pixels))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

@@ -46,6 +46,8 @@ def eval_study(args, device) -> dict:
                      f"hydra.run.dir={run_dir}"]  # fmt: skip
             _run(train, Path(tmp) / f"{name}_train.log")
             ckpt = RunDir(run_dir).best_ckpt
+            if ckpt is None:
+                raise SystemExit(f"{name}: the short run in {run_dir} wrote no checkpoint")
             evaluate = [sys.executable, "-m", "aelab.eval", f"ckpt_path={ckpt}", f"trainer.accelerator={accelerator}",
                         "trainer.enable_progress_bar=false", f"paths.data_dir={args.data_dir}",
                         f"hydra.run.dir={eval_dir}", *args.extra]  # fmt: skip

@@ -17,12 +17,15 @@ from aelab.samplers import generate, make_sampler
 log = logging.getLogger("aelab")
 
 
-def default_sampler(model) -> str:
-    """The sampler a model's ``test/generation/fid`` uses: its prior when it has one, the codebook's categorical
-    for a vector-quantized model (its PixelCNN prior), else a Gaussian fitted to the training codes."""
+def default_sampler(model, samplers=("autoregressive",)) -> str:
+    """The sampler a model's ``test/generation/fid`` uses: its prior when it has one; for a vector-quantized model
+    its PixelCNN prior (``autoregressive``) when the suite runs it, else the codebook's categorical; else a
+    Gaussian fitted to the training codes."""
     if isinstance(model, Generative):
         return "prior"
-    return "autoregressive" if isinstance(model, Quantized) else "gaussian"
+    if isinstance(model, Quantized):
+        return "autoregressive" if "autoregressive" in samplers else "categorical"
+    return "gaussian"
 
 
 def fid(
@@ -67,7 +70,7 @@ def fid(
         "test/generation/num_samples": float(n),
     }
     media = Media(ctx.loggers)
-    default = default_sampler(ctx.model)
+    default = default_sampler(ctx.model, samplers)
     for spec in samplers:
         params = {"gmm": {"n_components": int(gmm_components), "max_dims": gmm_max_dims},
                   "autoregressive": {"epochs": int(autoregressive_epochs), "max_codes": autoregressive_max_codes}}.get(spec, {}) if isinstance(spec, str) else {}  # fmt: skip
