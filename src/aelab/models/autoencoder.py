@@ -199,17 +199,15 @@ class Autoencoder(pl.LightningModule):
         z = self.encoder(x_in)
         logits = self.decoder(z)
         loss = self.reconstruction_loss(logits, target)
-        penalties = (
-            self.regularizer(z, torch.sigmoid(logits))
-            if type(self).regularizer is not Autoencoder.regularizer
-            else {}
-        )
+        # the reconstruction in [0, 1], computed once, and only where it is used: by a subclass's regularizer, and
+        # in validation/test (plain training never needs it)
+        regularized = type(self).regularizer is not Autoencoder.regularizer
+        x_hat = torch.sigmoid(logits) if regularized or stage != "train" else None
         terms = {}
-        for name, (weight, value) in penalties.items():
+        for name, (weight, value) in (self.regularizer(z, x_hat) if regularized else {}).items():
             loss = loss + weight * value
             terms[name] = value.detach()
-        x_hat = None if stage == "train" else torch.sigmoid(logits)  # training never needs it
-        return LossOutput(loss, x_hat, terms)
+        return LossOutput(loss, None if stage == "train" else x_hat, terms)
 
     # ------------------------------------------------------------------ Lightning
     def _maybe_compile(self) -> None:

@@ -159,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     # parts an earlier invocation finished stay in the report
     others = [n for n in spec["parts"] if n not in chosen]
     parts |= collect(runner, others, spec, run=False)
-    kept: dict[str, Any] = {}
-    if args.keep_from:
-        kept = kept_parts(json.loads(Path(args.keep_from).read_text()), set(parts))
-        parts |= kept
+    earlier = json.loads(Path(args.keep_from).read_text()) if args.keep_from else None
+    if earlier is not None:
+        parts |= kept_parts(earlier, set(parts))
     parts = {n: parts[n] for n in spec["parts"] if n in parts}
     import pytorch_lightning as pl
     import torch
@@ -192,18 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.figures_dir:
         results["figures"] = make_figures(results, Path(args.figures_dir), root)
         if (
-            args.keep_from
+            earlier is not None
         ):  # an earlier figure not drawn again (its runs are not here) stays, with its caption
-            earlier = json.loads(Path(args.keep_from).read_text()).get("figures", {})
             results["figures"] = {
-                **{k: v for k, v in earlier.items() if (Path(args.figures_dir) / k).is_file()},
+                **{
+                    k: v
+                    for k, v in earlier.get("figures", {}).items()
+                    if (Path(args.figures_dir) / k).is_file()
+                },
                 **results["figures"],
             }
         results["figures_link"] = os.path.relpath(args.figures_dir, Path(args.out or args.json).parent)
-    elif (
-        args.keep_from
-    ):  # no figures drawn now: the earlier report's stay, each with its caption (runs, date)
-        earlier = json.loads(Path(args.keep_from).read_text())
+    elif earlier is not None:  # no figures drawn now: the earlier report's stay, each with its caption
         for key in ("figures", "figures_link"):
             if key in earlier:
                 results[key] = earlier[key]
