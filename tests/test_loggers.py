@@ -54,14 +54,30 @@ def test_wandb_offline_run_has_metrics_and_images(make_cfg, tmp_path, monkeypatc
     (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     # the run's record (what `wandb sync` uploads) holds the final test metrics with the values metrics.json has
     (record,) = run_dir.glob("run-*.wandb")
-    data = record.read_bytes()
     metrics = read_metrics(tmp_path / "run")
+    data = _wandb_record(record, [k for k in metrics if k != "best_ckpt"])
     assert metrics.pop("best_ckpt").startswith(
         "checkpoints/epoch_"
     )  # a path beside the metrics, not one of them
     for key, value in metrics.items():
         assert key.encode() in data and json.dumps(value).encode() in data, key
     assert list((run_dir / "files" / "media" / "images").glob("reconstructions_*.png"))
+
+
+def _wandb_record(record: Path, keys: list[str], timeout_s: float = 60.0) -> bytes:
+    """The bytes of a W&B run's record once its writer has flushed: W&B's service process writes the record
+    after ``finish()`` returns (a CI run read only the 7-byte header), so stop the service and wait, bounded."""
+    import time
+
+    import wandb
+
+    wandb.teardown()  # ends the service process, which flushes and closes the record
+    deadline = time.monotonic() + timeout_s
+    while True:
+        data = record.read_bytes()
+        if all(k.encode() in data for k in keys) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
 
 
 def test_a_logger_that_cannot_show_images_says_so_once(make_cfg, recwarn):
