@@ -1,24 +1,33 @@
-"""The learned codec's file format: images → one file of range-coded latents → the same reconstructions.
+"""The learned codecs' file formats: images → range-coded symbols → the same reconstructions.
 
-A file is a header and one range-coded stream (``constriction``'s ``RangeEncoder``, 32-bit words) of the
-rounded latents ``ŷ`` of every image, channel by channel, each channel coded with the categorical
-distribution the checkpoint's learned density gives its integer values (the model's ``coding_tables()``;
-values outside the support are clamped — the encoder's reconstruction is of the clamped latents too). The
-file's size is the rate: header included.
+A model coded here (``aelab.models.LearnedCodec`` and its hyperprior) turns a batch of images into
+:class:`SymbolGroup` s in coding order (``encode_symbols``) and rebuilds its quantized latents from them
+(``decode_symbols``, which asks for each group in the same order, so a later group's model may depend on an
+earlier group's values — the hyperprior's ``ŷ`` given ``ẑ``). Values outside a group's coded range are clamped by
+the model, and its reconstruction is of the clamped latents too. This module only range-codes the groups
+(``constriction``'s ``RangeEncoder``, 32-bit words) and writes the two formats:
 
-Header (little-endian): ``b"AELC"``, format version (u8), flags (u8: 1 = one image size for all), the
-checkpoint's fingerprint (SHA-256 of the weights, 32 bytes), channels (u8), image count (u32), the image size
-(2 × u16) or one per image, the stream's length in 32-bit words (u32) and the CRC-32 of the stream (u32).
+**One stream** (``.aelc``; a whole split, any image sizes): ``b"AELC"``, format version (u8), flags (u8: 1 = one
+image size for all), the checkpoint's fingerprint (SHA-256 of the weights, 32 bytes), channels (u8), image
+count (u32), batch size (u16: the images are coded in consecutive batches of one size, and decoded in the same
+ones), the image size (2 × u16) or one per image, the stream's length in 32-bit words (u32) and its CRC-32.
+
+**One file per image** (``--per-image``; header 7 bytes for images up to 255 px a side, 8 up to 4095 px):
+byte 0 = ``0xA0 | small << 3 | channels`` (``small``: the size in 2 × u8, else 2 × 12 bits), a 2-byte model
+tag (the fingerprint's first bytes), a 2-byte check (CRC-32 of the full fingerprint, the header and the payload,
+low 16 bits: a truncated, corrupted or foreign file fails it), the size; then the range coder's words with their
+trailing zero bytes dropped (the decoder reads missing words as zeros, so they cost nothing).
 
 Decoding refuses, naming the file and before writing anything: another format or version, another
-checkpoint's file, a truncated or corrupted stream.
+checkpoint's file, another channel count, a truncated or corrupted file.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,92 +36,29 @@ from torch import Tensor
 
 from aelab.errors import UntrustedFileError
 
-# What a model coded here provides (``aelab.models.LearnedCodec``): ``latents(x) → ŷ (B, M, h, w)``,
-# ``synthesize(ŷ, (H, W)) → images``, ``coding_tables() → (lo (M,), [pmf per channel])``, ``image_channels`` and
-# ``grid_factor`` (pixels per latent position along a side); the format knows nothing else of the model.
-
 MAGIC = b"AELC"
-VERSION = 1
-_HEAD = struct.Struct("<4sBB32sBI")  # magic, version, flags, fingerprint, channels, count
+VERSION = 2
+_HEAD = struct.Struct("<4sBB32sBIH")  # magic, version, flags, fingerprint, channels, count, batch size
 _TAIL = struct.Struct("<II")  # stream words, crc32
+PER_IMAGE_MARK = 0xA0  # high nibble of a per-image file's first byte (format 1)
+MAX_PER_IMAGE_SIDE = 4095
 
 
-def _coding_models(model):
-    import constriction
+@dataclass
+class SymbolGroup:
+    """Integers of a batch coded with one constriction model.
 
-    lo, pmfs = model.coding_tables()
-    family = [constriction.stream.model.Categorical(p.astype(np.float64), perfect=False) for p in pmfs]
-    return lo, [len(p) for p in pmfs], family
+    ``family`` is a fully specified model (``params`` empty) or a model family whose per-symbol parameters are
+    ``params`` (arrays ``(B, count)``, float64); ``symbols`` ``(B, count)`` int32 when encoding, None when a decoder
+    asks for the group."""
 
-
-@torch.no_grad()
-def latents_of(model, images: Sequence[Tensor] | Tensor, batch_size: int = 500, device="cpu") -> list[Tensor]:
-    """The rounded latents ``ŷ`` (int64, ``(M, h, w)`` each) of uint8 images, in batches of equal sizes."""
-    out: list[Tensor] = []
-    for group in _batches(images, batch_size):
-        x = torch.stack([g for g in group]).to(device).float().div(255.0)
-        out += list(model.latents(x).long().cpu())
-    return out
+    family: object
+    count: int
+    symbols: np.ndarray | None = None
+    params: tuple[np.ndarray, ...] = ()
 
 
-@torch.no_grad()
-def reconstruct(
-    model, latents: Sequence[Tensor], sizes: Sequence[tuple[int, int]], batch_size: int = 500, device="cpu"
-) -> list[Tensor]:
-    """Images in [0, 1] ``(C, H, W)`` from rounded latents, synthesized in batches of equal image sizes (the same
-    batching in the encoder's check and the decoder, so both give the same floats)."""
-    out: list[Tensor | None] = [None] * len(latents)
-    order = sorted(range(len(latents)), key=lambda i: tuple(sizes[i]))
-    i = 0
-    while i < len(order):
-        j = i
-        while j < len(order) and j - i < batch_size and tuple(sizes[order[j]]) == tuple(sizes[order[i]]):
-            j += 1
-        idx = order[i:j]
-        y = torch.stack([latents[k] for k in idx]).float().to(device)
-        for k, img in zip(idx, model.synthesize(y, tuple(sizes[idx[0]])).cpu(), strict=True):
-            out[k] = img
-        i = j
-    return out
-
-
-def _batches(images, batch_size: int):
-    """Consecutive groups of images of one size, at most ``batch_size`` long."""
-    group: list[Tensor] = []
-    for img in images:
-        if group and (len(group) == batch_size or group[0].shape != img.shape):
-            yield group
-            group = []
-        group.append(img)
-    if group:
-        yield group
-
-
-def encode(
-    model, images: Sequence[Tensor] | Tensor, fingerprint: str, batch_size: int = 500, device="cpu"
-) -> tuple[bytes, list[Tensor]]:
-    """A file's bytes for uint8 images ``(C, H, W)`` (a batch ``(N, C, H, W)`` or a list of any sizes), and the
-    reconstructions (uint8) the decoder will produce from it."""
-    import constriction
-
-    images = list(images)
-    latents = latents_of(model, images, batch_size, device)
-    lo, sizes, family = _coding_models(model)
-    hi = lo + np.asarray(sizes) - 1
-    clamped = [torch.from_numpy(np.clip(y.numpy(), lo[:, None, None], hi[:, None, None])) for y in latents]
-    encoder = constriction.stream.queue.RangeEncoder()
-    for m, cat in enumerate(family):
-        symbols = np.concatenate([y[m].reshape(-1).numpy() for y in clamped]) - lo[m]
-        encoder.encode(symbols.astype(np.int32), cat)
-    stream = encoder.get_compressed().astype("<u4").tobytes()
-    shapes = [tuple(img.shape[-2:]) for img in images]
-    same = len(set(shapes)) == 1
-    channels = int(images[0].shape[0])
-    head = _HEAD.pack(MAGIC, VERSION, 1 if same else 0, bytes.fromhex(fingerprint), channels, len(images))
-    dims = struct.pack("<HH", *shapes[0]) if same else b"".join(struct.pack("<HH", *s) for s in shapes)
-    data = head + dims + _TAIL.pack(len(stream) // 4, zlib.crc32(stream)) + stream
-    recon = reconstruct(model, clamped, shapes, batch_size, device)
-    return data, [to_uint8(r) for r in recon]
+Reader = Callable[[SymbolGroup], np.ndarray]  # a group (without symbols) → its symbols (B, count)
 
 
 def to_uint8(image: Tensor) -> Tensor:
@@ -120,8 +66,97 @@ def to_uint8(image: Tensor) -> Tensor:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def read_header(data: bytes, source: str, fingerprint: str) -> tuple[int, list[tuple[int, int]], bytes]:
-    """Check a file's header against the checkpoint; returns ``(channels, image sizes, stream bytes)``.
+def _batches(images: Sequence[Tensor], batch_size: int) -> list[list[int]]:
+    """Indices of consecutive images of one size, at most ``batch_size`` per group (encoder and decoder use the
+    same groups, so both compute the same floats)."""
+    groups: list[list[int]] = []
+    for i, img in enumerate(images):
+        if groups and len(groups[-1]) < batch_size and images[groups[-1][0]].shape[-2:] == img.shape[-2:]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _size_groups(shapes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for i, s in enumerate(shapes):
+        if groups and len(groups[-1]) < batch_size and tuple(shapes[groups[-1][0]]) == tuple(s):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+@torch.no_grad()
+def _encode_batches(model, images, batch_size, device, context):
+    """Yield ``(indices, groups, reconstructions (uint8, per image))`` per batch of the images."""
+    for idx in _batches(images, batch_size):
+        x = torch.stack([images[i] for i in idx]).to(device).float().div(255.0)
+        groups, y_hat = model.encode_symbols(x, context)
+        recon = model.synthesize(y_hat, tuple(x.shape[-2:])).cpu()
+        yield idx, groups, [to_uint8(r) for r in recon]
+
+
+@torch.no_grad()
+def _decode_batch(model, read: Reader, count: int, size, device, context) -> list[Tensor]:
+    y_hat = model.decode_symbols(read, count, tuple(size), context, device)
+    return [to_uint8(r) for r in model.synthesize(y_hat, tuple(size)).cpu()]
+
+
+def _write_group(encoder, group: SymbolGroup, rows=slice(None)) -> None:
+    symbols = np.ascontiguousarray(group.symbols[rows].reshape(-1), dtype=np.int32)
+    if group.params:
+        encoder.encode(symbols, group.family, *(np.ascontiguousarray(p[rows].reshape(-1)) for p in group.params))
+    else:
+        encoder.encode(symbols, group.family)
+
+
+def _read_group(decoder, group: SymbolGroup, n: int, row: int | None = None) -> np.ndarray:
+    if group.params:
+        params = [np.ascontiguousarray((p if row is None else p[row : row + 1]).reshape(-1)) for p in group.params]
+        out = decoder.decode(group.family, *params)
+    else:
+        out = decoder.decode(group.family, n * group.count)
+    return np.asarray(out, dtype=np.int64).reshape(n, group.count)
+
+
+# ---------------------------------------------------------------------------------------------- one stream
+def encode(
+    model, images: Sequence[Tensor] | Tensor, fingerprint: str, batch_size: int = 500, device="cpu"
+) -> tuple[bytes, list[Tensor]]:
+    """One file's bytes for uint8 images ``(C, H, W)`` (a batch ``(N, C, H, W)`` or a list of any sizes), and the
+    reconstructions (uint8) the decoder will produce from it."""
+    import constriction
+
+    images = list(images)
+    if not images:
+        raise ValueError("no images to code")
+    batch_size = max(1, min(int(batch_size), 65535))
+    context = model.coding_context()
+    encoder = constriction.stream.queue.RangeEncoder()
+    recon: list[Tensor | None] = [None] * len(images)
+    for idx, groups, rec in _encode_batches(model, images, batch_size, device, context):
+        for group in groups:
+            _write_group(encoder, group)
+        for i, r in zip(idx, rec, strict=True):
+            recon[i] = r
+    stream = encoder.get_compressed().astype("<u4").tobytes()
+    shapes = [tuple(img.shape[-2:]) for img in images]
+    same = len(set(shapes)) == 1
+    channels = int(images[0].shape[0])
+    head = _HEAD.pack(
+        MAGIC, VERSION, 1 if same else 0, bytes.fromhex(fingerprint), channels, len(images), batch_size
+    )
+    dims = struct.pack("<HH", *shapes[0]) if same else b"".join(struct.pack("<HH", *s) for s in shapes)
+    return head + dims + _TAIL.pack(len(stream) // 4, zlib.crc32(stream)) + stream, recon
+
+
+def read_header(
+    data: bytes, source: str, fingerprint: str
+) -> tuple[int, list[tuple[int, int]], int, bytes]:
+    """Check a stream file's header against the checkpoint; returns ``(channels, image sizes, batch size,
+    stream bytes)``.
 
     Raises:
         UntrustedFileError: naming ``source``: not an aelab codec file, an unknown version, another checkpoint's
@@ -135,9 +170,9 @@ def read_header(data: bytes, source: str, fingerprint: str) -> tuple[int, list[t
         raise refuse(
             "not an aelab codec file (no AELC header); write one with aelab-compress on a codec checkpoint"
         )
-    magic, version, flags, fp, channels, count = _HEAD.unpack_from(data)
+    magic, version, flags, fp, channels, count, batch_size = _HEAD.unpack_from(data)
     if version != VERSION:
-        raise refuse(f"format version {version}, this aelab reads version {VERSION}")
+        raise refuse(f"format version {version}, this aelab reads version {VERSION} (compress the images again)")
     if fp.hex() != fingerprint:
         raise refuse(
             f"written with another checkpoint (its weights' fingerprint {fp.hex()[:16]}…, this checkpoint's "
@@ -156,34 +191,150 @@ def read_header(data: bytes, source: str, fingerprint: str) -> tuple[int, list[t
         raise refuse(f"truncated: the stream has {len(stream)} of its {4 * words} bytes")
     if zlib.crc32(stream) != crc:
         raise refuse("corrupted: the stream's CRC-32 does not match")
-    return int(channels), [tuple(s) for s in shapes], stream
+    return int(channels), [tuple(s) for s in shapes], max(1, int(batch_size)), stream
+
+
+def _check_channels(model, channels: int, source: str) -> None:
+    if channels != model.image_channels:
+        raise UntrustedFileError(
+            f"{source}: refused: {channels}-channel images, the codec codes {model.image_channels}-channel ones; "
+            "decode it with the checkpoint that wrote it; nothing was written"
+        )
 
 
 def decode(
-    model, data: bytes, source: str, fingerprint: str, batch_size: int = 500, device="cpu"
+    model, data: bytes, source: str, fingerprint: str, batch_size: int | None = None, device="cpu"
 ) -> list[Tensor]:
-    """The uint8 images ``(C, H, W)`` of a file (see :func:`read_header` for what is refused)."""
+    """The uint8 images ``(C, H, W)`` of a stream file (see :func:`read_header` for what is refused; the file's
+    own batch size is used, ``batch_size`` is ignored)."""
     import constriction
 
-    channels, shapes, stream = read_header(data, source, fingerprint)
-    if channels != model.image_channels:
-        raise UntrustedFileError(
-            f"{source}: refused: {channels}-channel images, the codec codes {model.image_channels}"
-        )
-    lo, sizes, family = _coding_models(model)
-    f = model.grid_factor
-    grids = [(-(-h // f), -(-w // f)) for h, w in shapes]
-    counts = [gh * gw for gh, gw in grids]
+    channels, shapes, file_batch, stream = read_header(data, source, fingerprint)
+    _check_channels(model, channels, source)
+    context = model.coding_context()
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(stream, dtype="<u4").astype(np.uint32))
-    per_channel = [decoder.decode(cat, sum(counts)).astype(np.int64) + lo[m] for m, cat in enumerate(family)]
-    latents, start = [], 0
-    for (gh, gw), n in zip(grids, counts, strict=True):
-        latents.append(
-            torch.from_numpy(np.stack([c[start : start + n].reshape(gh, gw) for c in per_channel]))
+    out: list[Tensor | None] = [None] * len(shapes)
+    for idx in _size_groups(shapes, file_batch):
+        images = _decode_batch(
+            model, lambda g, n=len(idx): _read_group(decoder, g, n), len(idx), shapes[idx[0]], device, context
         )
-        start += n
-    recon = reconstruct(model, latents, shapes, batch_size, device)
-    return [to_uint8(r) for r in recon]
+        for i, img in zip(idx, images, strict=True):
+            out[i] = img
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one file per image
+def _per_image_header(fp: bytes, channels: int, size: tuple[int, int]) -> bytes:
+    h, w = size
+    if not 1 <= channels <= 7:
+        raise ValueError(f"a per-image file holds 1 to 7 channels, not {channels}")
+    if max(h, w) > MAX_PER_IMAGE_SIDE:
+        raise ValueError(
+            f"a per-image file holds images up to {MAX_PER_IMAGE_SIDE} px a side, not {h}×{w}: code it into one "
+            "stream (aelab-compress without --per-image)"
+        )
+    small = h <= 255 and w <= 255
+    dims = bytes([h, w]) if small else bytes([h >> 4, ((h & 15) << 4) | (w >> 8), w & 255])
+    return bytes([PER_IMAGE_MARK | (small << 3) | channels]) + fp[:2], dims
+
+
+def per_image_header_size(data: bytes) -> int:
+    """The header bytes of a per-image file: 7 (sides up to 255 px) or 8."""
+    return 7 if data[0] & 8 else 8
+
+
+def _check16(fp: bytes, head: bytes, dims: bytes, payload: bytes) -> bytes:
+    return struct.pack("<H", zlib.crc32(fp + head + dims + payload) & 0xFFFF)
+
+
+def encode_each(
+    model, images: Sequence[Tensor] | Tensor, fingerprint: str, batch_size: int = 500, device="cpu"
+) -> tuple[list[bytes], list[Tensor]]:
+    """One file's bytes per uint8 image ``(C, H, W)`` (the format above), and the reconstructions (uint8) the
+    decoder gives (when it decodes the files in the same order, in batches of ``batch_size``).
+
+    Raises:
+        ValueError: an image over 4095 px a side, or with more than 7 channels.
+    """
+    import constriction
+
+    images = list(images)
+    fp = bytes.fromhex(fingerprint)
+    context = model.coding_context()
+    files: list[bytes | None] = [None] * len(images)
+    recon: list[Tensor | None] = [None] * len(images)
+    for idx, groups, rec in _encode_batches(model, images, batch_size, device, context):
+        for row, i in enumerate(idx):
+            encoder = constriction.stream.queue.RangeEncoder()
+            for group in groups:
+                _write_group(encoder, group, slice(row, row + 1))
+            payload = encoder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+            head, dims = _per_image_header(fp, int(images[i].shape[0]), tuple(images[i].shape[-2:]))
+            files[i] = head + _check16(fp, head, dims, payload) + dims + payload
+            recon[i] = rec[row]
+    return files, recon
+
+
+def read_per_image(data: bytes, source: str, fingerprint: str) -> tuple[int, tuple[int, int], bytes]:
+    """Check a per-image file against the checkpoint; returns ``(channels, (H, W), payload)``.
+
+    Raises:
+        UntrustedFileError: naming ``source``: not a per-image aelab file, another checkpoint's file, a
+            truncated or corrupted one.
+    """
+
+    def refuse(why: str) -> UntrustedFileError:
+        return UntrustedFileError(f"{source}: refused: {why}; nothing was written")
+
+    if len(data) < 7 or data[0] & 0xF0 != PER_IMAGE_MARK or not 1 <= data[0] & 7:
+        if data[:4] == MAGIC:
+            raise refuse("a whole-split stream, not a per-image file: decompress it as a file, not a folder")
+        raise refuse("not an aelab per-image codec file; write them with aelab-compress --per-image")
+    fp = bytes.fromhex(fingerprint)
+    if data[1:3] != fp[:2]:
+        raise refuse(
+            f"written with another checkpoint (its model tag {data[1:3].hex()}, this checkpoint's {fp[:2].hex()}); "
+            "decode it with the checkpoint that wrote it"
+        )
+    channels, small = data[0] & 7, bool(data[0] & 8)
+    n = 2 if small else 3
+    if len(data) < 5 + n:
+        raise refuse("truncated inside its header")
+    dims = data[5 : 5 + n]
+    size = (dims[0], dims[1]) if small else ((dims[0] << 4) | (dims[1] >> 4), ((dims[1] & 15) << 8) | dims[2])
+    payload = data[5 + n :]
+    if _check16(fp, data[:3], dims, payload) != data[3:5]:
+        raise refuse("truncated or corrupted: its check does not match its contents")
+    return channels, size, payload
+
+
+def decode_each(
+    model, files: Sequence[tuple[bytes, str]], fingerprint: str, batch_size: int = 500, device="cpu"
+) -> list[Tensor]:
+    """The uint8 image ``(C, H, W)`` of each per-image file ``(bytes, source name)``; every file is checked
+    (:func:`read_per_image`) before any is decoded."""
+    import constriction
+
+    headers = [read_per_image(data, source, fingerprint) for data, source in files]
+    for (channels, _, _), (_, source) in zip(headers, files, strict=True):
+        _check_channels(model, channels, source)
+    context = model.coding_context()
+    out: list[Tensor | None] = [None] * len(files)
+    for idx in _size_groups([h[1] for h in headers], batch_size):
+        decoders = []
+        for i in idx:
+            payload = headers[i][2]
+            payload += b"\0" * (-len(payload) % 4)
+            decoders.append(
+                constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+            )
+
+        def read(group: SymbolGroup, decoders=decoders) -> np.ndarray:
+            return np.concatenate([_read_group(d, group, 1, row) for row, d in enumerate(decoders)])
+
+        for i, img in zip(idx, _decode_batch(model, read, len(idx), headers[idx[0]][1], device, context), strict=True):
+            out[i] = img
+    return out
 
 
 def write(path: str | Path, data: bytes) -> int:

@@ -10,11 +10,13 @@ The family at a glance::
     ├── SparseAutoencoder                    # top-k or L1 sparse, overcomplete codes
     ├── RAE, WAE                             # deterministic AEs regularized to generate
     └── LearnedCodec(+ entropy model)        # rate + λ·distortion, entropy-coded latents
+        └── HyperpriorCodec(+ h_a, h_s)      # the latents' scales (and means) from side information
 """
 
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.codec import LearnedCodec
 from aelab.models.dae import DenoisingAutoencoder
+from aelab.models.hyperprior import HyperpriorCodec
 from aelab.models.iwae import IWAE
 from aelab.models.rae import RAE
 from aelab.models.sparse import SparseAutoencoder
@@ -30,6 +32,7 @@ __all__ = [
     "WAE",
     "Autoencoder",
     "DenoisingAutoencoder",
+    "HyperpriorCodec",
     "LearnedCodec",
     "SparseAutoencoder",
 ]

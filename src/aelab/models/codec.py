@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -73,23 +74,14 @@ class LearnedCodec(Autoencoder):
         return self.encoder.out_dim * self.encoder.grid[0] * self.encoder.grid[1]
 
     # ------------------------------------------------------------------ the Codec protocol (aelab.codecs)
-    def coding_tables(self):
-        """The entropy coder's model: per latent channel, the lowest coded value and the pmf over the support."""
-        return self.entropy_model.coding_tables()
-
     @property
     def image_channels(self) -> int:
         """C of the images this codec codes."""
         return int(self.encoder.in_shape[0])
 
-    @property
-    def grid_factor(self) -> int:
-        """Pixels per latent position along a side (``2 ** stages``)."""
-        return int(self.encoder.factor)
-
     def compress(self, images, fingerprint: str, batch_size: int = 500, device="cpu"):
-        """uint8 images ``(C, H, W)`` (any sizes) → ``(file bytes, the uint8 reconstructions its decoder gives)``
-        (:mod:`aelab.codecs.bitstream`)."""
+        """uint8 images ``(C, H, W)`` (any sizes) → ``(one file's bytes, the uint8 reconstructions its decoder
+        gives)`` (:mod:`aelab.codecs.bitstream`)."""
         return bitstream.encode(self, images, fingerprint, batch_size, device)
 
     def decompress(self, data: bytes, source: str, fingerprint: str, batch_size: int = 500, device="cpu"):
@@ -97,27 +89,92 @@ class LearnedCodec(Autoencoder):
         file."""
         return bitstream.decode(self, data, source, fingerprint, batch_size, device)
 
+    def compress_each(self, images, fingerprint: str, batch_size: int = 500, device="cpu"):
+        """uint8 images → ``(one file's bytes per image, the uint8 reconstructions)`` (header ≤ 8 bytes)."""
+        return bitstream.encode_each(self, images, fingerprint, batch_size, device)
+
+    def decompress_each(self, files, fingerprint: str, batch_size: int = 500, device="cpu"):
+        """Per-image files ``[(bytes, source name)]`` → their uint8 images (each file checked first)."""
+        return bitstream.decode_each(self, files, fingerprint, batch_size, device)
+
+    # ------------------------------------------------------------------ the symbols (aelab.codecs.bitstream)
+    def coding_context(self) -> dict:
+        """What the coder needs once per file: per latent channel the lowest coded value, the highest, and
+        constriction's categorical of the density's pmf over that support."""
+        import constriction
+
+        lo, pmfs = self.entropy_model.coding_tables()
+        cats = [constriction.stream.model.Categorical(p.astype(np.float64), perfect=False) for p in pmfs]
+        return {"lo": lo, "hi": lo + np.asarray([len(p) for p in pmfs]) - 1, "categorical": cats}
+
+    @staticmethod
+    def factorized_groups(v_hat: Tensor, context: dict) -> tuple[list[bitstream.SymbolGroup], Tensor]:
+        """Rounded values ``(B, M, h, w)`` clamped to the factorized density's support: one symbol group per
+        channel, and the clamped values (what the decoder rebuilds)."""
+        lo = torch.as_tensor(context["lo"], device=v_hat.device).view(1, -1, 1, 1)
+        hi = torch.as_tensor(context["hi"], device=v_hat.device).view(1, -1, 1, 1)
+        v_hat = torch.maximum(torch.minimum(v_hat, hi.to(v_hat.dtype)), lo.to(v_hat.dtype))
+        symbols = (v_hat.long() - lo).cpu().numpy().astype(np.int32)
+        b, m = symbols.shape[:2]
+        groups = [
+            bitstream.SymbolGroup(context["categorical"][c], symbols[:, c].size // b, symbols[:, c].reshape(b, -1))
+            for c in range(m)
+        ]
+        return groups, v_hat
+
+    @staticmethod
+    def factorized_read(read, count: int, grid: tuple[int, int], context: dict, device) -> Tensor:
+        """The inverse of :meth:`factorized_groups`: ``(count, M, h, w)`` values from the decoder."""
+        h, w = grid
+        channels = [
+            torch.from_numpy(read(bitstream.SymbolGroup(cat, h * w)) + int(lo)).view(count, h, w)
+            for cat, lo in zip(context["categorical"], context["lo"], strict=True)
+        ]
+        return torch.stack(channels, 1).float().to(device)
+
+    def latent_grid(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(h, w)`` of the latent map of an ``H × W`` image."""
+        f = int(self.encoder.factor)
+        return -(-size[0] // f), -(-size[1] // f)
+
+    def encode_symbols(self, x: Tensor, context: dict) -> tuple[list[bitstream.SymbolGroup], Tensor]:
+        """Images ``(B, C, H, W)`` in [0, 1] → the symbol groups of their rounded latents and ``ŷ`` (clamped)."""
+        return self.factorized_groups(torch.round(self.encoder(x)), context)
+
+    def decode_symbols(self, read, count: int, size: tuple[int, int], context: dict, device="cpu") -> Tensor:
+        """``ŷ (count, M, h, w)`` of ``count`` images of ``size`` from the groups :meth:`encode_symbols` wrote."""
+        return self.factorized_read(read, count, self.latent_grid(size), context, device)
+
+    # ------------------------------------------------------------------ the autoencoder's view
+    def quantized_latents(self, x: Tensor) -> Tensor:
+        """``ŷ (B, M, h, w)``: the latents the decoder synthesizes from (rounded; unclamped)."""
+        return torch.round(self.encoder(x))
+
     def latents(self, x: Tensor) -> Tensor:
         """The rounded latent map ``ŷ`` ``(B, M, h, w)`` of images ``(B, C, H, W)`` (what the bitstream holds)."""
-        return torch.round(self.encoder(x))
+        return self.quantized_latents(x)
 
     def synthesize(self, y_hat: Tensor, out_size: tuple[int, int] | None = None) -> Tensor:
         """Images ``(B, C, H, W)`` in [0, 1] from a latent map (cropped to ``out_size``, default the training size)."""
         return torch.sigmoid(self.decoder(y_hat, out_size))
 
     def encode(self, x: Tensor) -> Tensor:
-        """The rounded latents, flattened: ``(B, latent_dim)`` (training-size images)."""
-        return self.latents(x).flatten(1)
+        """The quantized latents, flattened: ``(B, latent_dim)`` (training-size images)."""
+        return self.quantized_latents(x).flatten(1)
 
     def decode(self, z: Tensor) -> Tensor:
         m, (h, w) = self.encoder.out_dim, self.encoder.grid
         return self.synthesize(z.view(-1, m, h, w))
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        return self.synthesize(self.latents(x), tuple(x.shape[-2:]))
+        return self.synthesize(self.quantized_latents(x), tuple(x.shape[-2:]))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.reconstruct(x)
+
+    def rate_bits(self, x: Tensor) -> Tensor:
+        """The estimated rate of each image at evaluation (rounded latents), in bits ``(B,)``."""
+        return -torch.log2(self.entropy_model.likelihood(self.quantized_latents(x))).flatten(1).sum(1)
 
     def distortion_of(self, x_hat: Tensor, target: Tensor) -> Tensor:
         if self.hparams.distortion == "mse":

@@ -6,11 +6,16 @@ Encoders map images ``(B, C, H, W)`` to feature vectors ``(B, out_dim)``; decode
 
 from aelab.models.components.conv import ConvDecoder, ConvEncoder
 from aelab.models.components.corruption import Corruption, GaussianNoise, Masking, SaltAndPepper
-from aelab.models.components.entropy import EntropyBottleneck
+from aelab.models.components.entropy import EntropyBottleneck, GaussianConditional
 from aelab.models.components.gdn import GDN
 from aelab.models.components.mlp import MLPDecoder, MLPEncoder
 from aelab.models.components.quantizer import VectorQuantizer
-from aelab.models.components.transforms import AnalysisTransform, SynthesisTransform
+from aelab.models.components.transforms import (
+    AnalysisTransform,
+    HyperAnalysis,
+    HyperSynthesis,
+    SynthesisTransform,
+)
 
 __all__ = [
     "GDN",
@@ -23,6 +28,9 @@ __all__ = [
     "MLPEncoder",
     "Masking",
     "EntropyBottleneck",
+    "GaussianConditional",
+    "HyperAnalysis",
+    "HyperSynthesis",
     "SaltAndPepper",
     "SynthesisTransform",
     "VectorQuantizer",

@@ -1,8 +1,10 @@
 """Entropy models of a learned codec's latents, named as CompressAI names them: :class:`EntropyBottleneck`, the
 learned fully factorized density of Ballé, Minnen, Singh, Hwang & Johnston, "Variational Image Compression with a
 Scale Hyperprior", ICLR 2018, Appendix 6.1 (CompressAI's ``EntropyBottleneck``; the whole model that uses it alone
-is CompressAI's ``FactorizedPrior``, here :class:`aelab.models.LearnedCodec`). It both trains the rate and
-drives the entropy coder, in float32 under any autocast.
+is CompressAI's ``FactorizedPrior``, here :class:`aelab.models.LearnedCodec`), and :class:`GaussianConditional`,
+the conditional Gaussian of the latents given a hyperprior's scales (and means) (Ballé et al. 2018, Sec. 3;
+Minnen, Ballé & Toderici, "Joint Autoregressive and Hierarchical Priors for Learned Image Compression", NeurIPS
+2018, Sec. 2). Each both trains the rate and drives the entropy coder, in float32 under any autocast.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from aelab.models.components.gdn import LowerBound
 
 
 class _MonotoneLayer(nn.Module):
@@ -106,3 +110,70 @@ class EntropyBottleneck(nn.Module):
             los.append(lo - limit)
             pmfs.append(np.maximum(pmf, 0.0))
         return np.asarray(los, dtype=np.int64), pmfs
+
+
+def scale_table(minimum: float = 0.11, maximum: float = 256.0, levels: int = 64) -> Tensor:
+    """CompressAI's default scale table: ``levels`` scales spaced evenly in log between ``minimum`` and
+    ``maximum`` (float64). The coder quantizes every predicted scale up to the next entry, so encoder and decoder
+    pick a model from the same finite set."""
+    return torch.exp(torch.linspace(math.log(minimum), math.log(maximum), int(levels), dtype=torch.float64))
+
+
+class GaussianConditional(nn.Module):
+    """The latents' density given a hyperprior's prediction: ``y ~ N(μ, σ²)`` convolved with U(−½, ½), so
+    ``p(ŷ) = Φ((½ − |ŷ − μ|)/σ) − Φ((−½ − |ŷ − μ|)/σ)`` (Ballé et al. 2018, eq. 11; the mean–scale form of
+    Minnen et al. 2018; evaluated on the side of the mean where Φ is accurate, as CompressAI does). Scales are
+    bounded below by ``scale_bound`` (CompressAI's 0.11) with a gradient that passes upwards.
+
+    At coding time a scale becomes the index of the next entry of :func:`scale_table` and the integer
+    ``round(y − μ)`` is coded with constriction's quantized Gaussian of that entry's scale over
+    ``[−max_symbol, max_symbol]`` (values outside are clamped).
+
+    Args:
+        scale_bound: the smallest scale, in latent units.
+        table_min, table_max, table_levels: the scale table (:func:`scale_table`).
+        max_symbol: the coded range of ``round(y − μ)`` is ``±max_symbol``.
+        likelihood_bound: the smallest probability a value gets in training.
+
+    Shapes: ``likelihood(y (B, M, h, w), scales (B, M, h, w), means (B, M, h, w) | None) → (B, M, h, w)``.
+    """
+
+    def __init__(
+        self,
+        scale_bound: float = 0.11,
+        table_min: float = 0.11,
+        table_max: float = 256.0,
+        table_levels: int = 64,
+        max_symbol: int = 1023,
+        likelihood_bound: float = 1e-9,
+    ) -> None:
+        super().__init__()
+        if not 0 < table_min < table_max or int(table_levels) < 2:
+            raise ValueError(
+                f"the scale table needs 0 < table_min ({table_min}) < table_max ({table_max}) and at least 2 levels"
+            )
+        self.lower_bound = LowerBound(scale_bound)
+        self.register_buffer("table", scale_table(table_min, table_max, table_levels), persistent=False)
+        self.max_symbol = int(max_symbol)
+        self.likelihood_bound = float(likelihood_bound)
+
+    def likelihood(self, y: Tensor, scales: Tensor, means: Tensor | None = None) -> Tensor:
+        """``p(y)`` of each (noisy or quantized) latent, in (0, 1] (float32)."""
+        with torch.autocast(y.device.type, enabled=False):
+            y, scales = y.float(), self.lower_bound(scales.float())
+            v = (y - means.float()).abs() if means is not None else y.abs()
+            normal = torch.distributions.Normal(0.0, 1.0)
+            p = normal.cdf((0.5 - v) / scales) - normal.cdf((-0.5 - v) / scales)
+            return p.clamp_min(self.likelihood_bound)
+
+    def indexes(self, scales: Tensor) -> Tensor:
+        """The scale table's index for each scale: the first entry at least as large (the last one above the
+        table), int64, same shape."""
+        s = scales.double().clamp_min(float(self.table[0]))
+        return torch.searchsorted(self.table.to(s.device), s.contiguous()).clamp_max(len(self.table) - 1)
+
+    def coding_family(self):
+        """constriction's model family for the coded integers (parameters: means 0, the table's scales)."""
+        import constriction
+
+        return constriction.stream.model.QuantizedGaussian(-self.max_symbol, self.max_symbol)
