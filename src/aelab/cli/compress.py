@@ -5,8 +5,10 @@
     aelab-compress CKPT --split test --format uint8 --out test_codes.npz
     aelab-decompress CKPT test_codes.npz --out-dir decoded/ [--limit 100]
     aelab-compress CODEC_CKPT --split test --out test.aelc      # a learned codec: one range-coded file
+    aelab-compress CODEC_CKPT --split test --per-image --out test_files/   # one file per image (00000.aelc, ...)
     aelab-compress CODEC_CKPT --photos --out photos.aelc        # data=photo_patches: the held-out photos, whole
     aelab-decompress CODEC_CKPT test.aelc --out-dir decoded/
+    aelab-decompress CODEC_CKPT test_files/ --out-dir decoded/  # every .aelc of the folder (00000.png, ...)
 
 ``aelab-compress`` encodes every image of a split with the checkpoint's encoder and writes the codes
 (float32, float16, or 8-bit with a per-dimension quantizer fitted on the *training* codes) to an
@@ -14,9 +16,10 @@ uncompressed ``.npz``; it prints the file's bytes per image and the compression 
 ``C·H·W``-byte images and against the gzip-compressed raw split. ``aelab-decompress`` decodes such a file to
 PNGs (grey or RGB, the data's size). Each codes file carries a fingerprint of the weights, latent size, format
 and quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
-A learned codec's checkpoint (``model=codec``) writes one file of range-coded latents instead
-(:mod:`aelab.codecs.bitstream`: header, fingerprint, one stream; its size is the rate), and decompress reproduces the
-encoder's reconstructions exactly; a truncated, corrupted or foreign file is refused naming it, before anything is
+A learned codec's checkpoint (``model=codec``, ``model=codec_hyperprior``) writes one file of range-coded
+latents instead (:mod:`aelab.codecs.bitstream`: header, fingerprint, one stream; its size is the rate), or with
+``--per-image`` one file per image into the ``--out`` folder (a 7–8-byte header: what a user who compresses one
+image gets), and decompress reproduces the encoder's reconstructions exactly; a truncated, corrupted or foreign file is refused naming it, before anything is
 written. Checkpoints of packages outside aelab load with ``--trust mypkg`` (or ``AELAB_TRUST=mypkg``).
 """
 
@@ -54,6 +57,9 @@ def compress(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output file (.npz of codes; a codec's .aelc bitstream)")
     p.add_argument(
         "--photos", action="store_true", help="a codec on data=photo_patches: code the held-out photos whole"
+    )
+    p.add_argument(
+        "--per-image", action="store_true", help="a learned codec: one file per image into the --out folder"
     )
     p.add_argument("--data-dir", default=None, help="data root (default: the one the run used)")
     args = p.parse_args(argv)
@@ -93,7 +99,7 @@ def decompress(argv: list[str] | None = None) -> int:
         parents=[checkpoint_parser()],
     )
     p.add_argument("ckpt", help="the checkpoint the codes were written with")
-    p.add_argument("codes", help=".npz written by aelab-compress")
+    p.add_argument("codes", help=".npz or .aelc written by aelab-compress, or a folder of per-image .aelc files")
     p.add_argument("--out-dir", required=True, help="folder for the PNGs (00000.png, ...)")
     p.add_argument("--limit", type=int, default=None, help="decode only the first N")
     args = p.parse_args(argv)
@@ -138,10 +144,26 @@ def _compress_bitstream(model, dm, args, device) -> int:
         images = dm.test_photos()
     else:
         images = list(dm.split_tensors(args.split)[0])
-    data, _ = model.compress(images, state_fingerprint(model.state_dict()), args.batch_size, device)
+    fingerprint = state_fingerprint(model.state_dict())
+    pixels = sum(img.shape[-1] * img.shape[-2] for img in images)
+    if args.per_image:
+        files, _ = model.compress_each(images, fingerprint, args.batch_size, device)
+        out = Path(args.out)
+        if out.is_file():
+            raise FileExistsError(f"--per-image writes into a folder; {out} is a file: name a folder with --out")
+        out.mkdir(parents=True, exist_ok=True)
+        width = max(5, len(str(len(files) - 1)))
+        for i, data in enumerate(files):
+            (out / f"{i:0{width}d}.aelc").write_bytes(data)
+        size = sum(len(f) for f in files)
+        print(
+            f"{len(images)} images → {out}/ (one file each): {size} bytes, {size / len(images):.2f} bytes/image, "
+            f"{8 * size / pixels:.4f} bits/pixel (headers included)"
+        )
+        return 0
+    data, _ = model.compress(images, fingerprint, args.batch_size, device)
     Path(args.out).write_bytes(data)
     size = len(data)
-    pixels = sum(img.shape[-1] * img.shape[-2] for img in images)
     print(
         f"{len(images)} images → {args.out}: {size} bytes, {size / len(images):.2f} bytes/image, "
         f"{8 * size / pixels:.4f} bits/pixel (header included)"
@@ -154,18 +176,25 @@ def _decompress_bitstream(model, args, device) -> int:
     from PIL import Image
 
     path = Path(args.codes)
-    if not path.is_file():
-        raise FileNotFoundError(f"codec file {path.resolve()} does not exist")
-    images = model.decompress(
-        path.read_bytes(), str(path), state_fingerprint(model.state_dict()), args.batch_size, device
-    )
-    if args.limit is not None:
-        images = images[: args.limit]
+    fingerprint = state_fingerprint(model.state_dict())
+    if path.is_dir():  # one file per image (aelab-compress --per-image)
+        paths = sorted(path.glob("*.aelc"))
+        if not paths:
+            raise FileNotFoundError(f"no .aelc files in {path.resolve()}; write them with aelab-compress --per-image")
+        paths = paths[: args.limit] if args.limit is not None else paths
+        images = model.decompress_each([(p.read_bytes(), str(p)) for p in paths], fingerprint, args.batch_size, device)
+        names = [p.stem for p in paths]
+    elif path.is_file():
+        images = model.decompress(path.read_bytes(), str(path), fingerprint, args.batch_size, device)
+        images = images[: args.limit] if args.limit is not None else images
+        names = [f"{i:05d}" for i in range(len(images))]
+    else:
+        raise FileNotFoundError(f"codec file or folder {path.resolve()} does not exist")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
+    for name, img in zip(names, images, strict=True):
         arr = img.numpy()
-        Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(out / f"{i:05d}.png")
+        Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).save(out / f"{name}.png")
     print(f"{len(images)} images decoded to {out}")
     return 0
 

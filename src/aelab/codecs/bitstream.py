@@ -12,10 +12,11 @@ image size for all), the checkpoint's fingerprint (SHA-256 of the weights, 32 by
 count (u32), batch size (u16: the images are coded in consecutive batches of one size, and decoded in the same
 ones), the image size (2 × u16) or one per image, the stream's length in 32-bit words (u32) and its CRC-32.
 
-**One file per image** (``--per-image``; header 7 bytes for images up to 255 px a side, 8 up to 4095 px):
-byte 0 = ``0xA0 | small << 3 | channels`` (``small``: the size in 2 × u8, else 2 × 12 bits), a 2-byte model
-tag (the fingerprint's first bytes), a 2-byte check (CRC-32 of the full fingerprint, the header and the payload,
-low 16 bits: a truncated, corrupted or foreign file fails it), the size; then the range coder's words with their
+**One file per image** (``--per-image``; header 5 bytes for an image of the codec's training size, 7 up to 255 px
+a side, 8 up to 4095 px): byte 0 = ``0xB0 | channels`` (the training size: no size field) or
+``0xA0 | small << 3 | channels`` (``small``: the size in 2 × u8, else 2 × 12 bits), a 2-byte model tag (the
+fingerprint's first bytes), a 2-byte check (CRC-32 of the full fingerprint, the header and the payload, low 16
+bits: a truncated, corrupted or foreign file fails it), the size; then the range coder's words with their
 trailing zero bytes dropped (the decoder reads missing words as zeros, so they cost nothing).
 
 Decoding refuses, naming the file and before writing anything: another format or version, another
@@ -40,7 +41,8 @@ MAGIC = b"AELC"
 VERSION = 2
 _HEAD = struct.Struct("<4sBB32sBIH")  # magic, version, flags, fingerprint, channels, count, batch size
 _TAIL = struct.Struct("<II")  # stream words, crc32
-PER_IMAGE_MARK = 0xA0  # high nibble of a per-image file's first byte (format 1)
+PER_IMAGE_MARK = 0xA0  # high nibble of a per-image file's first byte (format 1), its size in the header
+TRAINING_SIZE_MARK = 0xB0  # the same, an image of the codec's training size (no size field)
 MAX_PER_IMAGE_SIDE = 4095
 
 
@@ -198,7 +200,7 @@ def _check_channels(model, channels: int, source: str) -> None:
     if channels != model.image_channels:
         raise UntrustedFileError(
             f"{source}: refused: {channels}-channel images, the codec codes {model.image_channels}-channel ones; "
-            "decode it with the checkpoint that wrote it; nothing was written"
+            "nothing was written"
         )
 
 
@@ -224,10 +226,12 @@ def decode(
 
 
 # ---------------------------------------------------------------------------------------------- one file per image
-def _per_image_header(fp: bytes, channels: int, size: tuple[int, int]) -> bytes:
+def _per_image_header(fp: bytes, channels: int, size: tuple[int, int], training_size) -> tuple[bytes, bytes]:
     h, w = size
     if not 1 <= channels <= 7:
         raise ValueError(f"a per-image file holds 1 to 7 channels, not {channels}")
+    if tuple(size) == tuple(training_size):
+        return bytes([TRAINING_SIZE_MARK | channels]) + fp[:2], b""
     if max(h, w) > MAX_PER_IMAGE_SIDE:
         raise ValueError(
             f"a per-image file holds images up to {MAX_PER_IMAGE_SIDE} px a side, not {h}×{w}: code it into one "
@@ -239,7 +243,9 @@ def _per_image_header(fp: bytes, channels: int, size: tuple[int, int]) -> bytes:
 
 
 def per_image_header_size(data: bytes) -> int:
-    """The header bytes of a per-image file: 7 (sides up to 255 px) or 8."""
+    """The header bytes of a per-image file: 5 (the codec's training size), 7 (sides up to 255 px) or 8."""
+    if data[0] & 0xF0 == TRAINING_SIZE_MARK:
+        return 5
     return 7 if data[0] & 8 else 8
 
 
@@ -269,24 +275,30 @@ def encode_each(
             for group in groups:
                 _write_group(encoder, group, slice(row, row + 1))
             payload = encoder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
-            head, dims = _per_image_header(fp, int(images[i].shape[0]), tuple(images[i].shape[-2:]))
+            head, dims = _per_image_header(
+                fp, int(images[i].shape[0]), tuple(images[i].shape[-2:]), model.training_size
+            )
             files[i] = head + _check16(fp, head, dims, payload) + dims + payload
             recon[i] = rec[row]
     return files, recon
 
 
-def read_per_image(data: bytes, source: str, fingerprint: str) -> tuple[int, tuple[int, int], bytes]:
-    """Check a per-image file against the checkpoint; returns ``(channels, (H, W), payload)``.
+def read_per_image(
+    data: bytes, source: str, fingerprint: str, channels: int | None = None, training_size=None
+) -> tuple[int, tuple[int, int], bytes]:
+    """Check a per-image file against the checkpoint (and the codec's ``channels``); returns ``(channels, (H, W),
+    payload)`` (``training_size``: the size of a file without a size field).
 
     Raises:
-        UntrustedFileError: naming ``source``: not a per-image aelab file, another checkpoint's file, a
-            truncated or corrupted one.
+        UntrustedFileError: naming ``source``: not a per-image aelab file, another checkpoint's file, another
+            channel count, a truncated or corrupted one.
     """
 
     def refuse(why: str) -> UntrustedFileError:
         return UntrustedFileError(f"{source}: refused: {why}; nothing was written")
 
-    if len(data) < 7 or data[0] & 0xF0 != PER_IMAGE_MARK or not 1 <= data[0] & 7:
+    mark = data[0] & 0xF0 if data else 0
+    if len(data) < 5 or mark not in (PER_IMAGE_MARK, TRAINING_SIZE_MARK) or not data[0] & 7:
         if data[:4] == MAGIC:
             raise refuse("a whole-split stream, not a per-image file: decompress it as a file, not a folder")
         raise refuse("not an aelab per-image codec file; write them with aelab-compress --per-image")
@@ -296,16 +308,27 @@ def read_per_image(data: bytes, source: str, fingerprint: str) -> tuple[int, tup
             f"written with another checkpoint (its model tag {data[1:3].hex()}, this checkpoint's {fp[:2].hex()}); "
             "decode it with the checkpoint that wrote it"
         )
-    channels, small = data[0] & 7, bool(data[0] & 8)
-    n = 2 if small else 3
-    if len(data) < 5 + n:
-        raise refuse("truncated inside its header")
+    file_channels = data[0] & 7
+    if channels is not None and file_channels != channels:
+        raise refuse(f"{file_channels}-channel image, the codec codes {channels}-channel ones")
+    if mark == TRAINING_SIZE_MARK:
+        n, size = 0, tuple(training_size) if training_size is not None else None
+    else:
+        small = bool(data[0] & 8)
+        n = 2 if small else 3
+        if len(data) < 5 + n:
+            raise refuse("truncated inside its header")
     dims = data[5 : 5 + n]
-    size = (dims[0], dims[1]) if small else ((dims[0] << 4) | (dims[1] >> 4), ((dims[1] & 15) << 8) | dims[2])
+    if n == 2:
+        size = (dims[0], dims[1])
+    elif n == 3:
+        size = ((dims[0] << 4) | (dims[1] >> 4), ((dims[1] & 15) << 8) | dims[2])
     payload = data[5 + n :]
     if _check16(fp, data[:3], dims, payload) != data[3:5]:
         raise refuse("truncated or corrupted: its check does not match its contents")
-    return channels, size, payload
+    if size is None:
+        raise refuse("an image of the codec's training size, and no training size was given")
+    return file_channels, size, payload
 
 
 def decode_each(
@@ -315,9 +338,9 @@ def decode_each(
     (:func:`read_per_image`) before any is decoded."""
     import constriction
 
-    headers = [read_per_image(data, source, fingerprint) for data, source in files]
-    for (channels, _, _), (_, source) in zip(headers, files, strict=True):
-        _check_channels(model, channels, source)
+    headers = [
+        read_per_image(data, source, fingerprint, model.image_channels, model.training_size) for data, source in files
+    ]
     context = model.coding_context()
     out: list[Tensor | None] = [None] * len(files)
     for idx in _size_groups([h[1] for h in headers], batch_size):

@@ -79,6 +79,11 @@ class LearnedCodec(Autoencoder):
         """C of the images this codec codes."""
         return int(self.encoder.in_shape[0])
 
+    @property
+    def training_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the training images (a per-image file of this size carries no size field)."""
+        return tuple(int(s) for s in self.encoder.in_shape[1:])
+
     def compress(self, images, fingerprint: str, batch_size: int = 500, device="cpu"):
         """uint8 images ``(C, H, W)`` (any sizes) → ``(one file's bytes, the uint8 reconstructions its decoder
         gives)`` (:mod:`aelab.codecs.bitstream`)."""
