@@ -197,3 +197,52 @@ def test_the_default_eval_of_a_codec_runs_the_codec_sections_only(hyperprior_ckp
     assert metrics["test/compression/codecs_num_images"] == 60  # the classical codecs on the same images
     sections = {k.split("/")[1] for k in metrics if k.startswith("test/")}
     assert not sections & {"generation", "probe", "anomaly", "denoising", "likelihood", "latent"}
+
+
+def test_photo_crops_are_fresh_every_epoch_seeded_and_flipped(tmp_path):
+    from aelab.data import PhotoCropsDataModule
+    from aelab.data.bundled import random_crops
+    from aelab.errors import ConfigError
+
+    pytest.importorskip("skimage")
+    dm = PhotoCropsDataModule(str(tmp_path), crop_size=128, crops_per_epoch=16, val_crops=4, batch_size=8)
+    loader = dm.train_dataloader()
+    assert len(loader) == 2
+    first = torch.cat([x for x, _ in loader])
+    again = torch.cat([x for x, _ in loader])
+    loader.sampler.set_epoch(1)
+    second = torch.cat([x for x, _ in loader])
+    assert first.shape == (16, 3, 128, 128) and torch.equal(first, again) and not torch.equal(first, second)
+    assert dm.split_tensors("val")[0].shape == (4, 3, 128, 128)
+    # every crop is a window of a photo, flipped or not: photos of distinct pixel values (0..239) locate it
+    photos = [torch.arange(120, dtype=torch.uint8).view(1, 10, 12), 120 + torch.arange(120, dtype=torch.uint8).view(1, 12, 10)]
+    flipped = 0
+    for crop in random_crops(photos, 40, 4, torch.Generator().manual_seed(0)):
+        plain, mirrored = crop[0, 0, 0], crop[0, 0, -1]
+        hits = []
+        for start, c in ((plain, crop), (mirrored, crop.flip(-1))):
+            photo = photos[int(start) // 120]
+            r, col = divmod(int(start) % 120, photo.shape[2])
+            window = photo[:, r : r + 4, col : col + 4]
+            hits.append(window.shape == c.shape and torch.equal(window, c))
+        assert any(hits)
+        flipped += not hits[0]
+    assert 5 < flipped < 35  # about half flipped
+    with pytest.raises(ConfigError, match="crop_size"):
+        PhotoCropsDataModule(str(tmp_path), crop_size=400).setup()
+
+
+def test_whole_images_are_reflect_padded_to_the_grid():
+    import torch.nn.functional as F
+
+    from aelab.models.components import AnalysisTransform
+    from aelab.models.components.transforms import pad_to_grid
+
+    x = torch.rand(1, 3, 30, 21)
+    padded = pad_to_grid(x, 16)
+    assert padded.shape[-2:] == (32, 32)
+    assert torch.equal(padded, F.pad(x, (5, 6, 1, 1), mode="reflect"))
+    g_a = AnalysisTransform((3, 32, 32), 8, 4, stages=4)
+    assert torch.equal(g_a(x), g_a.net(padded))
+    tiny = pad_to_grid(torch.rand(1, 1, 3, 3), 16)  # too small to reflect: replicated
+    assert tiny.shape[-2:] == (16, 16) and torch.isfinite(tiny).all()

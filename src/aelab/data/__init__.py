@@ -2,7 +2,7 @@
 scikit-learn's 8×8 digits and patches of bundled photographs, with a device-resident fast path."""
 
 from aelab.data.base import ImageDataModule
-from aelab.data.bundled import DigitsDataModule, PhotoPatchesDataModule
+from aelab.data.bundled import DigitsDataModule, PhotoCropsDataModule, PhotoPatchesDataModule
 from aelab.data.contract import ImageData
 from aelab.data.folder import ImageFolderDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
@@ -15,6 +15,7 @@ __all__ = [
     "ImageDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
+    "PhotoCropsDataModule",
     "PhotoPatchesDataModule",
     "ResidentLoader",
     "to_unit",

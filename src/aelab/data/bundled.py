@@ -6,6 +6,8 @@
   ship; the test patches come from photographs held out whole, never seen in training
   (:class:`PhotoPatchesDataModule`). The whole test photographs are available too (``test_photos``), for
   codecs that code any image size.
+* ``data=photo_crops`` — the same photographs as fresh random crops of 128–256 px with flips every epoch, the
+  way learned codecs train (Ballé et al. 2018, Sec. 4; CompressAI's examples) (:class:`PhotoCropsDataModule`).
 """
 
 from __future__ import annotations
@@ -165,3 +167,117 @@ class PhotoPatchesDataModule(ImageDataModule):
     def test_photos(self) -> list[Tensor]:
         """The held-out photographs, whole: uint8 ``(3, H, W)`` each (their sizes differ)."""
         return [read_photo(*p) for p in TEST_PHOTOS]
+
+
+def random_crops(
+    photos: Sequence[Tensor], n: int, size: int, generator: torch.Generator, flips: bool = True
+) -> Tensor:
+    """``n`` random ``size``×``size`` crops of uint8 photos ``(C, H, W)``: a photo drawn by its number of crop
+    positions, a position uniformly, a horizontal flip with probability ½ (``flips``): ``(n, C, size, size)``."""
+    positions = torch.tensor([(p.shape[1] - size + 1) * (p.shape[2] - size + 1) for p in photos], dtype=torch.float64)
+    which = torch.multinomial(positions, n, replacement=True, generator=generator)
+    out = torch.empty(n, photos[0].shape[0], size, size, dtype=torch.uint8)
+    for i, k in enumerate(which.tolist()):
+        photo = photos[k]
+        top = int(torch.randint(photo.shape[1] - size + 1, (1,), generator=generator))
+        left = int(torch.randint(photo.shape[2] - size + 1, (1,), generator=generator))
+        crop = photo[:, top : top + size, left : left + size]
+        flip = flips and bool(torch.rand((), generator=generator) < 0.5)
+        out[i] = crop.flip(-1) if flip else crop
+    return out
+
+
+class _EpochSeed:
+    """The sampler Lightning sets the epoch on (``set_epoch``): the random crops' seed of the epoch."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epoch = int(n), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class RandomCropLoader:
+    """Training batches of fresh random crops every epoch (:func:`random_crops`), seeded by ``(seed, epoch,
+    rank)``: ``(x (B, C, S, S) float32 in [0, 1], labels −1)`` on ``device``; ``crops_per_epoch // world`` crops per
+    rank per epoch, whole batches only."""
+
+    def __init__(self, photos, size: int, batch_size: int, crops_per_epoch: int, seed: int, rank: int, world: int,
+                 device, flips: bool = True) -> None:  # fmt: skip
+        self.photos, self.size, self.flips = list(photos), int(size), bool(flips)
+        self.batch_size, self.seed, self.rank, self.device = int(batch_size), int(seed), int(rank), device
+        self.sampler = _EpochSeed(int(crops_per_epoch) // int(world))
+        self.batch_sampler = None
+
+    def __len__(self) -> int:
+        return max(1, len(self.sampler) // self.batch_size)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch * 1009 + self.rank)
+        for _ in range(len(self)):
+            x = random_crops(self.photos, self.batch_size, self.size, g, self.flips)
+            yield x.to(self.device).float().div_(255.0), torch.full((len(x),), -1, dtype=torch.long, device=self.device)
+
+
+class PhotoCropsDataModule(PhotoPatchesDataModule):
+    """Random crops of the bundled training photographs, fresh every epoch, with flips: images ``(B, 3, S, S)`` in
+    [0, 1], no labels (``data=photo_crops``; for learned codecs, whose latent map should be at least 8×8 per crop).
+
+    ``train`` draws ``crops_per_epoch`` new crops per epoch (seeded by ``shuffle_seed`` and the epoch); ``val`` is
+    ``val_crops`` fixed crops (seeded by ``split_seed``) of the same photographs; ``test`` the non-overlapping
+    ``S``×``S`` patches of the held-out photographs, and :meth:`test_photos` those photographs whole.
+
+    Args:
+        crop_size: S, the side of a crop in pixels (at most the smallest training photograph's side, 300).
+        crops_per_epoch: crops per training epoch.
+        val_crops: validation crops.
+        flips: random horizontal flips.
+        data_dir, batch_size, split_seed, shuffle_seed, resident, image_shape: as for
+            :class:`~aelab.data.ImageDataModule`.
+
+    Raises:
+        ConfigError: a crop larger than a training photograph.
+    """
+
+    name = "photo_crops"
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        crop_size: int = 128,
+        crops_per_epoch: int = 1024,
+        val_crops: int = 64,
+        flips: bool = True,
+        batch_size: int = 8,
+        **kwargs,
+    ) -> None:
+        super().__init__(data_dir=data_dir, patch_size=crop_size, stride=crop_size, batch_size=batch_size,
+                         val_size=int(val_crops), **kwargs)  # fmt: skip
+        self.crops_per_epoch, self.val_crops, self.flips = int(crops_per_epoch), int(val_crops), bool(flips)
+        if self.crops_per_epoch < self.batch_size:
+            raise ConfigError(
+                f"data.crops_per_epoch={crops_per_epoch} is less than one batch (data.batch_size={batch_size})"
+            )
+
+    def _train_photos(self) -> list[Tensor]:
+        photos = [read_photo(*p) for p in TRAIN_PHOTOS]
+        smallest = min(min(p.shape[1:]) for p in photos)
+        if self.patch_size > smallest:
+            raise ConfigError(
+                f"data.crop_size={self.patch_size} is larger than the smallest training photograph's side "
+                f"({smallest} px): set data.crop_size to at most {smallest}"
+            )
+        return photos
+
+    def load_pool(self) -> tuple[Tensor, None]:
+        g = torch.Generator().manual_seed(self.split_seed)
+        n = self.val_crops + min(self.crops_per_epoch, 256)  # val + a fixed sample of training crops (PCA, probes)
+        return random_crops(self._train_photos(), n, self.patch_size, g, self.flips), None
+
+    def train_dataloader(self):
+        rank, world = self._rank_world()
+        return RandomCropLoader(self._train_photos(), self.patch_size, self.batch_size // world,
+                                self.crops_per_epoch, self.shuffle_seed, rank, world, self._device(), self.flips)  # fmt: skip
