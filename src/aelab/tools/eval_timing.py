@@ -19,7 +19,7 @@ from pathlib import Path
 from aelab.rundir import RunDir
 
 #: the experiment a model's short run trains
-EXPERIMENTS = {"codec": "codec_mnist", "codec_hyperprior": "codec_mnist"}
+EXPERIMENTS = {"codec": "codec_mnist", "codec_hyperprior": "codec_hyperprior_mnist"}
 
 
 def _run(cmd: list[str], log: Path) -> float:
