@@ -37,6 +37,7 @@ DATA_OVERRIDES = {  # what each data config needs on the test machine (an image 
     "fashion_mnist": ["data.val_size=100", "data.download=false"],
     "digits": [],
     "photo_patches": ["data.stride=64"],
+    "photo_crops": ["data.crops_per_epoch=16", "data.val_crops=4"],
     "image_folder": ["data.image_size=32", "data.val_size=4", "data.test_size=4"],
 }
 
