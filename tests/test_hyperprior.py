@@ -12,7 +12,6 @@ import torch
 
 from aelab.checkpoint import load_model, state_fingerprint
 from aelab.codecs import bitstream
-from aelab.errors import UntrustedFileError
 from aelab.models.components import GaussianConditional
 
 
@@ -186,12 +185,16 @@ def test_the_default_eval_of_a_codec_runs_the_codec_sections_only(hyperprior_ckp
 
     model, _, _ = load_model(hyperprior_ckpt)
     cfg = compose_cfg(
-        "eval", [f"ckpt_path={hyperprior_ckpt}", "trainer.accelerator=cpu", "suite.codec_images=60"], tmp_path,
+        "eval",
+        [f"ckpt_path={hyperprior_ckpt}", "trainer.accelerator=cpu", "suite.codec_images=60"],
+        tmp_path,
         fake_data_dir,
     )
     metrics, _ = evaluate(cfg)
     assert metrics["test/codec/roundtrip_exact"] == 1.0 and metrics["test/codec/num_images"] == 60
-    files, _ = bitstream.encode_each(model, _test_images(hyperprior_ckpt)[:60], state_fingerprint(model.state_dict()))
+    files, _ = bitstream.encode_each(
+        model, _test_images(hyperprior_ckpt)[:60], state_fingerprint(model.state_dict())
+    )
     assert metrics["test/codec/bytes_per_image"] == pytest.approx(sum(len(f) for f in files) / 60)
     assert metrics["test/codec/header_bytes"] == 5  # the training size: no size field
     assert metrics["test/compression/codecs_num_images"] == 60  # the classical codecs on the same images
@@ -215,7 +218,10 @@ def test_photo_crops_are_fresh_every_epoch_seeded_and_flipped(tmp_path):
     assert first.shape == (16, 3, 128, 128) and torch.equal(first, again) and not torch.equal(first, second)
     assert dm.split_tensors("val")[0].shape == (4, 3, 128, 128)
     # every crop is a window of a photo, flipped or not: photos of distinct pixel values (0..239) locate it
-    photos = [torch.arange(120, dtype=torch.uint8).view(1, 10, 12), 120 + torch.arange(120, dtype=torch.uint8).view(1, 12, 10)]
+    photos = [
+        torch.arange(120, dtype=torch.uint8).view(1, 10, 12),
+        120 + torch.arange(120, dtype=torch.uint8).view(1, 12, 10),
+    ]
     flipped = 0
     for crop in random_crops(photos, 40, 4, torch.Generator().manual_seed(0)):
         plain, mirrored = crop[0, 0, 0], crop[0, 0, -1]

@@ -386,4 +386,6 @@ def test_on_a_folder_of_a_few_hundred_images_every_autoencoder_beats_pca_of_its_
     pca = PCA(code).fit(x_train)
     pca_mse = float(((pca.inverse_transform(pca.transform(x_test)) - x_test) ** 2).mean())
     mse = read_metrics(tmp_path / "run")["test/mse"]
-    assert mse <= pca_mse, f"{model} on {channels}-channel discs: test MSE {mse:.5f} vs PCA-{code} {pca_mse:.5f}"
+    assert mse <= pca_mse, (
+        f"{model} on {channels}-channel discs: test MSE {mse:.5f} vs PCA-{code} {pca_mse:.5f}"
+    )

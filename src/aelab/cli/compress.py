@@ -99,7 +99,9 @@ def decompress(argv: list[str] | None = None) -> int:
         parents=[checkpoint_parser()],
     )
     p.add_argument("ckpt", help="the checkpoint the codes were written with")
-    p.add_argument("codes", help=".npz or .aelc written by aelab-compress, or a folder of per-image .aelc files")
+    p.add_argument(
+        "codes", help=".npz or .aelc written by aelab-compress, or a folder of per-image .aelc files"
+    )
     p.add_argument("--out-dir", required=True, help="folder for the PNGs (00000.png, ...)")
     p.add_argument("--limit", type=int, default=None, help="decode only the first N")
     args = p.parse_args(argv)
@@ -150,7 +152,9 @@ def _compress_bitstream(model, dm, args, device) -> int:
         files, _ = model.compress_each(images, fingerprint, args.batch_size, device)
         out = Path(args.out)
         if out.is_file():
-            raise FileExistsError(f"--per-image writes into a folder; {out} is a file: name a folder with --out")
+            raise FileExistsError(
+                f"--per-image writes into a folder; {out} is a file: name a folder with --out"
+            )
         out.mkdir(parents=True, exist_ok=True)
         width = max(5, len(str(len(files) - 1)))
         for i, data in enumerate(files):
@@ -180,9 +184,13 @@ def _decompress_bitstream(model, args, device) -> int:
     if path.is_dir():  # one file per image (aelab-compress --per-image)
         paths = sorted(path.glob("*.aelc"))
         if not paths:
-            raise FileNotFoundError(f"no .aelc files in {path.resolve()}; write them with aelab-compress --per-image")
+            raise FileNotFoundError(
+                f"no .aelc files in {path.resolve()}; write them with aelab-compress --per-image"
+            )
         paths = paths[: args.limit] if args.limit is not None else paths
-        images = model.decompress_each([(p.read_bytes(), str(p)) for p in paths], fingerprint, args.batch_size, device)
+        images = model.decompress_each(
+            [(p.read_bytes(), str(p)) for p in paths], fingerprint, args.batch_size, device
+        )
         names = [p.stem for p in paths]
     elif path.is_file():
         images = model.decompress(path.read_bytes(), str(path), fingerprint, args.batch_size, device)

@@ -68,19 +68,9 @@ def to_uint8(image: Tensor) -> Tensor:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _batches(images: Sequence[Tensor], batch_size: int) -> list[list[int]]:
-    """Indices of consecutive images of one size, at most ``batch_size`` per group (encoder and decoder use the
-    same groups, so both compute the same floats)."""
-    groups: list[list[int]] = []
-    for i, img in enumerate(images):
-        if groups and len(groups[-1]) < batch_size and images[groups[-1][0]].shape[-2:] == img.shape[-2:]:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def _size_groups(shapes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+def size_groups(shapes: Sequence[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Indices of consecutive images of one size ``(H, W)``, at most ``batch_size`` per group (encoder and decoder
+    use the same groups, so both compute the same floats)."""
     groups: list[list[int]] = []
     for i, s in enumerate(shapes):
         if groups and len(groups[-1]) < batch_size and tuple(shapes[groups[-1][0]]) == tuple(s):
@@ -93,7 +83,7 @@ def _size_groups(shapes: Sequence[tuple[int, int]], batch_size: int) -> list[lis
 @torch.no_grad()
 def _encode_batches(model, images, batch_size, device, context):
     """Yield ``(indices, groups, reconstructions (uint8, per image))`` per batch of the images."""
-    for idx in _batches(images, batch_size):
+    for idx in size_groups([tuple(img.shape[-2:]) for img in images], batch_size):
         x = torch.stack([images[i] for i in idx]).to(device).float().div(255.0)
         groups, y_hat = model.encode_symbols(x, context)
         recon = model.synthesize(y_hat, tuple(x.shape[-2:])).cpu()
@@ -109,14 +99,18 @@ def _decode_batch(model, read: Reader, count: int, size, device, context) -> lis
 def _write_group(encoder, group: SymbolGroup, rows=slice(None)) -> None:
     symbols = np.ascontiguousarray(group.symbols[rows].reshape(-1), dtype=np.int32)
     if group.params:
-        encoder.encode(symbols, group.family, *(np.ascontiguousarray(p[rows].reshape(-1)) for p in group.params))
+        encoder.encode(
+            symbols, group.family, *(np.ascontiguousarray(p[rows].reshape(-1)) for p in group.params)
+        )
     else:
         encoder.encode(symbols, group.family)
 
 
 def _read_group(decoder, group: SymbolGroup, n: int, row: int | None = None) -> np.ndarray:
     if group.params:
-        params = [np.ascontiguousarray((p if row is None else p[row : row + 1]).reshape(-1)) for p in group.params]
+        params = [
+            np.ascontiguousarray((p if row is None else p[row : row + 1]).reshape(-1)) for p in group.params
+        ]
         out = decoder.decode(group.family, *params)
     else:
         out = decoder.decode(group.family, n * group.count)
@@ -154,9 +148,7 @@ def encode(
     return head + dims + _TAIL.pack(len(stream) // 4, zlib.crc32(stream)) + stream, recon
 
 
-def read_header(
-    data: bytes, source: str, fingerprint: str
-) -> tuple[int, list[tuple[int, int]], int, bytes]:
+def read_header(data: bytes, source: str, fingerprint: str) -> tuple[int, list[tuple[int, int]], int, bytes]:
     """Check a stream file's header against the checkpoint; returns ``(channels, image sizes, batch size,
     stream bytes)``.
 
@@ -174,7 +166,9 @@ def read_header(
         )
     magic, version, flags, fp, channels, count, batch_size = _HEAD.unpack_from(data)
     if version != VERSION:
-        raise refuse(f"format version {version}, this aelab reads version {VERSION} (compress the images again)")
+        raise refuse(
+            f"format version {version}, this aelab reads version {VERSION} (compress the images again)"
+        )
     if fp.hex() != fingerprint:
         raise refuse(
             f"written with another checkpoint (its weights' fingerprint {fp.hex()[:16]}…, this checkpoint's "
@@ -216,10 +210,13 @@ def decode(
     context = model.coding_context()
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(stream, dtype="<u4").astype(np.uint32))
     out: list[Tensor | None] = [None] * len(shapes)
-    for idx in _size_groups(shapes, file_batch):
-        images = _decode_batch(
-            model, lambda g, n=len(idx): _read_group(decoder, g, n), len(idx), shapes[idx[0]], device, context
-        )
+    for idx in size_groups(shapes, file_batch):
+        n = len(idx)
+
+        def read(group: SymbolGroup, n: int = n) -> np.ndarray:
+            return _read_group(decoder, group, n)
+
+        images = _decode_batch(model, read, n, shapes[idx[0]], device, context)
         for i, img in zip(idx, images, strict=True):
             out[i] = img
     return out
@@ -339,11 +336,12 @@ def decode_each(
     import constriction
 
     headers = [
-        read_per_image(data, source, fingerprint, model.image_channels, model.training_size) for data, source in files
+        read_per_image(data, source, fingerprint, model.image_channels, model.training_size)
+        for data, source in files
     ]
     context = model.coding_context()
     out: list[Tensor | None] = [None] * len(files)
-    for idx in _size_groups([h[1] for h in headers], batch_size):
+    for idx in size_groups([h[1] for h in headers], batch_size):
         decoders = []
         for i in idx:
             payload = headers[i][2]
@@ -355,7 +353,9 @@ def decode_each(
         def read(group: SymbolGroup, decoders=decoders) -> np.ndarray:
             return np.concatenate([_read_group(d, group, 1, row) for row, d in enumerate(decoders)])
 
-        for i, img in zip(idx, _decode_batch(model, read, len(idx), headers[idx[0]][1], device, context), strict=True):
+        for i, img in zip(
+            idx, _decode_batch(model, read, len(idx), headers[idx[0]][1], device, context), strict=True
+        ):
             out[i] = img
     return out
 

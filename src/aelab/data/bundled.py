@@ -174,7 +174,9 @@ def random_crops(
 ) -> Tensor:
     """``n`` random ``size``×``size`` crops of uint8 photos ``(C, H, W)``: a photo drawn by its number of crop
     positions, a position uniformly, a horizontal flip with probability ½ (``flips``): ``(n, C, size, size)``."""
-    positions = torch.tensor([(p.shape[1] - size + 1) * (p.shape[2] - size + 1) for p in photos], dtype=torch.float64)
+    positions = torch.tensor(
+        [(p.shape[1] - size + 1) * (p.shape[2] - size + 1) for p in photos], dtype=torch.float64
+    )
     which = torch.multinomial(positions, n, replacement=True, generator=generator)
     out = torch.empty(n, photos[0].shape[0], size, size, dtype=torch.uint8)
     for i, k in enumerate(which.tolist()):
@@ -219,7 +221,10 @@ class RandomCropLoader:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch * 1009 + self.rank)
         for _ in range(len(self)):
             x = random_crops(self.photos, self.batch_size, self.size, g, self.flips)
-            yield x.to(self.device).float().div_(255.0), torch.full((len(x),), -1, dtype=torch.long, device=self.device)
+            yield (
+                x.to(self.device).float().div_(255.0),
+                torch.full((len(x),), -1, dtype=torch.long, device=self.device),
+            )
 
 
 class PhotoCropsDataModule(PhotoPatchesDataModule):
@@ -274,7 +279,9 @@ class PhotoCropsDataModule(PhotoPatchesDataModule):
 
     def load_pool(self) -> tuple[Tensor, None]:
         g = torch.Generator().manual_seed(self.split_seed)
-        n = self.val_crops + min(self.crops_per_epoch, 256)  # val + a fixed sample of training crops (PCA, probes)
+        n = self.val_crops + min(
+            self.crops_per_epoch, 256
+        )  # val + a fixed sample of training crops (PCA, probes)
         return random_crops(self._train_photos(), n, self.patch_size, g, self.flips), None
 
     def train_dataloader(self):

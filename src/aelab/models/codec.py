@@ -122,7 +122,9 @@ class LearnedCodec(Autoencoder):
         symbols = (v_hat.long() - lo).cpu().numpy().astype(np.int32)
         b, m = symbols.shape[:2]
         groups = [
-            bitstream.SymbolGroup(context["categorical"][c], symbols[:, c].size // b, symbols[:, c].reshape(b, -1))
+            bitstream.SymbolGroup(
+                context["categorical"][c], symbols[:, c].size // b, symbols[:, c].reshape(b, -1)
+            )
             for c in range(m)
         ]
         return groups, v_hat

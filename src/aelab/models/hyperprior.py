@@ -71,7 +71,9 @@ class HyperpriorCodec(LearnedCodec):
         self.mean = bool(mean)
 
     # ------------------------------------------------------------------ the Gaussian's parameters
-    def gaussian_params(self, z_hat: Tensor, grid: tuple[int, int], exact: bool = False) -> tuple[Tensor, Tensor]:
+    def gaussian_params(
+        self, z_hat: Tensor, grid: tuple[int, int], exact: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """``(means, scales)`` ``(B, M, h, w)`` from ``ẑ`` (means 0 for the scale hyperprior); ``exact``: in
         float64 (the coder's, identical at encoder and decoder)."""
         if exact:
@@ -93,7 +95,10 @@ class HyperpriorCodec(LearnedCodec):
         b = y.shape[0]
         stds = gc.table[gc.indexes(scales)].cpu().numpy().reshape(b, -1)
         group = bitstream.SymbolGroup(
-            gc.coding_family(), stds.shape[1], q.cpu().numpy().astype(np.int32).reshape(b, -1), (np.zeros_like(stds), stds)
+            gc.coding_family(),
+            stds.shape[1],
+            q.cpu().numpy().astype(np.int32).reshape(b, -1),
+            (np.zeros_like(stds), stds),
         )
         return group, y_hat
 

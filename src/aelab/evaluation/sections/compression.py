@@ -217,7 +217,9 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
         out[f"{key}encode_images_per_s"] = len(images) / t_enc
         out[f"{key}decode_images_per_s"] = len(images) / t_dec
         data, stream_recon = model.compress(images, fingerprint, batch_size, ctx.device)
-        stream_decoded = model.decompress(data, "the evaluation's stream", fingerprint, batch_size, ctx.device)
+        stream_decoded = model.decompress(
+            data, "the evaluation's stream", fingerprint, batch_size, ctx.device
+        )
         out[f"{key}stream_bytes_per_image"] = len(data) / len(images)
         out[f"{key}stream_bits_per_pixel"] = 8 * len(data) / len(images) / pixels
         exact = all(torch.equal(a, b) for a, b in zip(recon, decoded, strict=True)) and all(
@@ -225,10 +227,9 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
         )
         out[f"{key}roundtrip_exact"] = float(exact)
         bits = 0.0
-        with torch.no_grad():
-            for img in images if prefix else []:
-                bits += model.rate_bits(img[None].to(ctx.device).float() / 255).sum().item()
-            for chunk in torch.stack(images).split(batch_size) if not prefix else []:
-                bits += model.rate_bits(chunk.to(ctx.device).float() / 255).sum().item()
+        with torch.no_grad():  # in batches of one image size (the held-out photos differ)
+            for idx in bitstream.size_groups([tuple(img.shape[-2:]) for img in images], batch_size):
+                x = torch.stack([images[i] for i in idx]).to(ctx.device).float() / 255
+                bits += model.rate_bits(x).sum().item()
         out[f"{key}estimated_bytes_per_image"] = bits / 8 / len(images)
     return out

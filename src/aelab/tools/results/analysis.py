@@ -49,9 +49,13 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
     (the one image count every codec was measured on), ``targets``."""
     out: dict[str, Any] = {}
     goals = references()["codec_targets"]
-    for data in sorted({n.split("/")[0] for n, p in parts.items() if p.get("group") == "codec" and "metrics" in p}):
+    for data in sorted(
+        {n.split("/")[0] for n, p in parts.items() if p.get("group") == "codec" and "metrics" in p}
+    ):
         runs = {
-            n: p for n, p in parts.items() if n.startswith(data + "/") and p.get("group") == "codec" and "metrics" in p
+            n: p
+            for n, p in parts.items()
+            if n.startswith(data + "/") and p.get("group") == "codec" and "metrics" in p
         }
         photos = data == "photo_patches"
         prefix, rate = ("photos/", "bits_per_pixel") if photos else ("", "bytes_per_image")
@@ -64,7 +68,10 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
             per_image = all(f"test/codec/{prefix}stream_{rate}" in m for m in metrics)
             curve = sorted((m[f"test/codec/{prefix}{rate}"], m[f"test/codec/{prefix}psnr"]) for m in metrics)
             stream = sorted(
-                (m.get(f"test/codec/{prefix}stream_{rate}", m[f"test/codec/{prefix}{rate}"]), m[f"test/codec/{prefix}psnr"])
+                (
+                    m.get(f"test/codec/{prefix}stream_{rate}", m[f"test/codec/{prefix}{rate}"]),
+                    m[f"test/codec/{prefix}psnr"],
+                )
                 for m in metrics
             )
             images = {m.get("test/codec/num_images") for m in metrics} | {
@@ -80,11 +87,16 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
                 "stream_bd_rate": {name: bd_rate(pts, stream) for name, pts in baselines.items()},
                 "bytes_at_25db": None if photos else rate_at(curve, 25.0),
                 "images": next(iter(images)) if len(images) == 1 else None,
-                "speed": {n: {k: p["metrics"][f"test/codec/{prefix}{k}_images_per_s"] for k in ("encode", "decode")}
-                          for n, p in members.items()},  # fmt: skip
+                "speed": {
+                    n: {k: p["metrics"][f"test/codec/{prefix}{k}_images_per_s"] for k in ("encode", "decode")}
+                    for n, p in members.items()
+                },  # fmt: skip
             }
         judged = [f for f, e in models.items() if e["per_image"]] or list(models)
-        best = min(judged, key=lambda f: (models[f]["bd_rate"].get("webp") is None, models[f]["bd_rate"].get("webp") or 0))
+        best = min(
+            judged,
+            key=lambda f: (models[f]["bd_rate"].get("webp") is None, models[f]["bd_rate"].get("webp") or 0),
+        )
         top = models[best]
         entry = {
             "rate": rate,

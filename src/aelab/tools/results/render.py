@@ -189,7 +189,10 @@ def render(results: dict[str, Any]) -> str:
             lines += [f"| {CLASSICAL_NAMES.get(k, k)} | {_num(v, '.1f')}% | {_num(f['stream_bd_rate'].get(k), '.1f')}% |"
                       for k, v in f["bd_rate"].items()]  # fmt: skip
             if f.get("bytes_at_25db") is not None:
-                lines += ["", f"At 25 dB: {f['bytes_at_25db']:.2f} bytes per image (interpolated between its λ points)."]
+                lines += [
+                    "",
+                    f"At 25 dB: {f['bytes_at_25db']:.2f} bytes per image (interpolated between its λ points).",
+                ]
             lines.append("")
     others = [
         n
