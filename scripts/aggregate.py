@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Mean ± std of every metric across runs — a thin driver of :mod:`aelab.tools.aggregate`."""
+"""Mean ± std of every metric across runs — a thin driver of :mod:`aelab_tools.aggregate`."""
 
 import sys
 
-from aelab.tools.aggregate import main
+from aelab_tools.aggregate import main
 
 if __name__ == "__main__":
     sys.exit(main())

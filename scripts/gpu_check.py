@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """``make gpu-check``: the GPU figures of the report in one prepared command (at most 8 minutes on one GPU).
 
-1. The speed benchmark's GPU rows (``aelab.tools.benchmark``): MLP AE, ConvAE and VAE at batch 256,
+1. The speed benchmark's GPU rows (``aelab_tools.benchmark``): MLP AE, ConvAE and VAE at batch 256,
    plain / plain-same-precision / aelab / aelab-dataloader and torch.compile on and off, interleaved rounds.
 2. A conv VAE (``experiment=conv_vae_best``) trained a fixed number of epochs, then its test NLL by the IWAE bound
    at k = 5000 on the first 1000 test images (the likelihood section, bf16 decoder).
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     bench_json.unlink()
     (out / "bench_gpu.json").write_text(json.dumps(result, indent=1) + "\n")
-    from aelab.tools.bench_report import load_docs, render
+    from aelab_tools.bench_report import load_docs, render
 
     (out / "BENCHMARKS.md").write_text(render(load_docs(out / "bench_gpu.json")))
     print(f"wrote {out / 'bench_gpu.json'} and {out / 'BENCHMARKS.md'}")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aelab.tools import figures as plots
+from aelab_tools import figures as plots
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from aelab.tools.results import codec_study, headline_rows, verdict
+from aelab_tools.ratedistortion import bd_rate, rate_at
+
+from aelab_tools.results import codec_study, headline_rows, verdict
 
 
 def test_verdict_of_each_operator():
@@ -102,8 +104,8 @@ def test_codec_study_bd_rates_rate_at_25db_and_targets():
 def test_kept_parts_and_the_baseline_table():
     """An earlier report's parts that this run did not redo stay, marked with that report's date; the baseline
     table shows model / PCA and the verdict where the data set has a target (digits: ≤ 0.9×)."""
-    from aelab.tools.results.cli import kept_parts
-    from aelab.tools.results.render import baseline_table
+    from aelab_tools.results.cli import kept_parts
+    from aelab_tools.results.render import baseline_table
 
     earlier = {"date": "2026-12-01", "command": "python scripts/results.py ...", "parts": {
         "digits/ae": {"metrics": {"test/mse": 0.03, "test/compression/pca_mse": 0.02}},
@@ -117,7 +119,7 @@ def test_kept_parts_and_the_baseline_table():
 
 
 def test_an_eval_study_re_measures_one_model_and_keeps_the_others():
-    from aelab.tools.eval_timing import merge_eval_studies, render_eval_study
+    from aelab_tools.eval_timing import merge_eval_studies, render_eval_study
 
     def study(cmd, date, models):
         return {"command": cmd, "date": date, "device": "CPU", "file": "study_eval.json", "epochs": 1,
@@ -131,3 +133,51 @@ def test_an_eval_study_re_measures_one_model_and_keeps_the_others():
     assert merged["models"]["ae"]["measured_by"] == {"command": "all", "date": "d1"}
     text = "\n".join(render_eval_study(merged))
     assert "| vqvae | quick | 90.0 | 90.0 | 95.0 |" in text and "ae: measured on d1 by `all`" in text
+
+
+def _cubic_curve(coeffs, psnrs):
+    """(rate, psnr) points of a curve whose log-rate is exactly the cubic ``coeffs`` (highest power first)."""
+    return [(float(np.exp(np.polyval(coeffs, p))), float(p)) for p in psnrs]
+
+
+def test_bd_rate_of_curved_partly_overlapping_curves_is_the_hand_integral():
+    """Two curves whose log-rates are exact, different cubics of PSNR, over partly overlapping PSNR ranges
+    (anchor 20–36 dB, test 26–42 dB): BD-rate = exp(mean over the *shared* 26–36 dB of Δ log R) − 1, with the
+    antiderivative written out here, and the reference ``bjontegaard`` package (method ``cubic``) agrees.
+    (Mutations: a linear fit, integration over the anchor's range, a 2- or 3-point minimum — each fails here.)"""
+    fa = [0.0008, -0.05, 1.4, -8.0]  # log R_anchor(p)
+    ft = [-0.0006, 0.06, -1.6, 16.5]  # log R_test(p): another shape, not a scaled copy
+    anchor = _cubic_curve(fa, np.linspace(20, 36, 6))
+    test = _cubic_curve(ft, np.linspace(26, 42, 6))
+
+    def antiderivative(c, p):  # ∫ (c0 p³ + c1 p² + c2 p + c3) dp
+        return c[0] * p**4 / 4 + c[1] * p**3 / 3 + c[2] * p**2 / 2 + c[3] * p
+
+    lo, hi = 26.0, 36.0
+    mean_delta = (
+        antiderivative(ft, hi) - antiderivative(ft, lo) - antiderivative(fa, hi) + antiderivative(fa, lo)
+    ) / (hi - lo)
+    hand = (math.exp(mean_delta) - 1) * 100
+    assert abs(hand) > 5  # a real difference, not 0
+    assert bd_rate(anchor, test) == pytest.approx(hand, rel=1e-6)
+    bjontegaard = pytest.importorskip("bjontegaard")
+    ref = bjontegaard.bd_rate(*zip(*anchor, strict=True), *zip(*test, strict=True), method="cubic",
+                              min_overlap=0.0)  # fmt: skip
+    assert bd_rate(anchor, test) == pytest.approx(ref, rel=1e-6)
+    # a rising then flattening curve of 4 points: the least a cubic needs; 3 are refused
+    assert bd_rate(anchor[:4], test[:4]) is not None
+    assert bd_rate(anchor[:3], test) is None and bd_rate(anchor, test[:3]) is None
+    assert bd_rate(_cubic_curve(fa, [20, 22, 24, 25]), test) is None  # no shared PSNR range
+
+
+# ------------------------------------------------------------------------------------------------ sparse AE
+
+
+def test_bd_rate_of_known_curves():
+    anchor = [(r, p) for r, p in zip([10, 20, 40, 80, 160], [20, 24, 28, 32, 36], strict=True)]
+    half = [(r / 2, p) for r, p in anchor]
+    assert bd_rate(anchor, half) == pytest.approx(-50.0, abs=1e-6)
+    assert bd_rate(anchor, anchor) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(anchor, [(r * 3, p) for r, p in anchor]) == pytest.approx(200.0, abs=1e-6)
+    assert bd_rate(anchor, [(r, p + 100) for r, p in anchor]) is None  # no common PSNR range
+    assert rate_at(anchor, 26) == pytest.approx(math.sqrt(20 * 40))

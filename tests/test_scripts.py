@@ -14,7 +14,7 @@ from helpers import run_subprocess
 
 
 def test_aggregate_mean_and_std(tmp_path, capsys):
-    from aelab.tools import aggregate as agg
+    from aelab_tools import aggregate as agg
 
     for i, v in enumerate([1.0, 2.0, 3.0, 4.0, 5.0]):
         (tmp_path / str(i)).mkdir()
@@ -33,7 +33,7 @@ def test_aggregate_mean_and_std(tmp_path, capsys):
 @pytest.mark.slow
 def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, capsys):
     monkeypatch.setenv("DATA_DIR", str(fake_data_dir))
-    from aelab.tools import one_class
+    from aelab_tools import one_class
 
     argv = ["one_class.py", "--classes", "0", "1", "--sweep-dir", str(tmp_path), "--device", "cpu",
             "data.val_size=100", "data.batch_size=10", "trainer.max_epochs=2", "callbacks=minimal",
@@ -102,8 +102,8 @@ def test_results_run_continue_and_render(tmp_path, fake_data_dir):
 def test_results_for_a_dataset_without_parts(tmp_path):
     """--data NAME: a data config the parts file has no parts for gets the five core models on it, with the given
     data overrides, remembered in the results folder; a dataset with parts keeps its own."""
-    from aelab.tools.results.cli import CORE_MODELS, derived_parts
-    from aelab.tools.results.runner import load_parts
+    from aelab_tools.results.cli import CORE_MODELS, derived_parts
+    from aelab_tools.results.runner import load_parts
 
     known = load_parts()["parts"]
     got = derived_parts(tmp_path, ["digits", "image_folder", "mnist"], known, ["data.root=/imgs"])
@@ -115,7 +115,7 @@ def test_results_for_a_dataset_without_parts(tmp_path):
 
 
 def test_headlines_and_parts_are_consistent():
-    from aelab.tools.results import load_headlines, load_parts
+    from aelab_tools.results import load_headlines, load_parts
 
     headlines, parts = load_headlines(), load_parts()["parts"]
     assert set(headlines) <= set(parts)
@@ -143,7 +143,7 @@ def test_gpu_check_rehearses_on_the_cpu(tmp_path, fake_data_dir):
 def test_every_part_of_the_parts_files_composes(make_cfg, parts_file):
     """Each part's training overrides compose as Hydra would run them (a misspelt override fails here, not an
     hour into make results); the quick file has the same parts as the full one."""
-    from aelab.tools.results.runner import PARTS_FILE, load_parts
+    from aelab_tools.results.runner import PARTS_FILE, load_parts
 
     spec = load_parts(PARTS_FILE.parent / parts_file)
     assert set(spec["parts"]) == set(load_parts()["parts"])
@@ -156,7 +156,7 @@ def test_every_part_of_the_parts_files_composes(make_cfg, parts_file):
 def test_parts_not_chosen_are_only_read(tmp_path, monkeypatch):
     """results --parts A: another part an earlier invocation trained but did not evaluate stays out of the
     report, and nothing is started for it (an evaluation started there once ran beside the one in progress)."""
-    from aelab.tools.results.cli import Runner, collect
+    from aelab_tools.results.cli import Runner, collect
 
     train = tmp_path / "mnist" / "ae" / "train"
     (train / "checkpoints").mkdir(parents=True)

@@ -1,6 +1,8 @@
 """Checkpoints: written atomically, read safely — every file a user hands in is untrusted.
 
-An aelab checkpoint is a Lightning checkpoint with the resolved run config stored under ``aelab_config``.
+An aelab checkpoint is a Lightning checkpoint of :class:`aelab.module.AutoencoderModule` (the model's weights under
+``net.``) with the resolved run config stored under ``aelab_config`` and its format under ``aelab_format``
+(:data:`FORMAT`; a checkpoint of another format is refused with what to do).
 
 **Writing** (:class:`AtomicCheckpointIO`, set in ``conf/trainer/default.yaml: plugins``): a local checkpoint goes
 to a temporary file in the target's folder, is ``fsync``-ed and renamed over the target, so a crash, a kill or a
@@ -43,19 +45,16 @@ from lightning_fabric.utilities.cloud_io import _is_local_file_protocol
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import ConfigError, UntrustedFileError
-from aelab.trust import (
-    CHECKPOINT_TARGETS,
-    RUN_TARGETS,
-    allowlist,
-    check_config_tree,
-    renamed,
-    trusted_prefixes,
-)
+from aelab.trust import CHECKPOINT_TARGETS, RUN_TARGETS, allowlist, check_config_tree, trusted_prefixes
 
 log = logging.getLogger("aelab")
 
 CONFIG_KEY = "aelab_config"  # where the resolved run config is stored inside checkpoints
 CHOICES_KEY = "aelab_choices"  # the Hydra group choices of the run (model=conv_ae, ...)
+FORMAT_KEY = "aelab_format"  # the checkpoint format
+#: 2: the model is a plain nn.Module under ``net.`` of the one LightningModule (1: models were LightningModules)
+FORMAT = 2
+NET_PREFIX = "net."
 
 #: the last checkpoint :func:`read_checkpoint` read and checked, handed to Lightning's loader once
 _handoff: dict[str, Any] = {}
@@ -115,7 +114,12 @@ def read_checkpoint(path: str | Path, trust: Sequence[str] = ()) -> dict[str, An
     stored = ckpt[CONFIG_KEY]
     if not isinstance(stored, dict):
         raise UntrustedFileError(f"{path} is not an aelab checkpoint: its '{CONFIG_KEY}' is not a mapping")
-    stored = ckpt[CONFIG_KEY] = renamed(stored)
+    if ckpt.get(FORMAT_KEY) != FORMAT:
+        raise UntrustedFileError(
+            f"{path} was written by an older aelab (checkpoint format {ckpt.get(FORMAT_KEY, 1)}: its model was a "
+            f"LightningModule); this aelab reads format {FORMAT}: retrain it with aelab-train and the overrides in "
+            "its run's .hydra/overrides.yaml"
+        )
     # The whole tree may only name aelab's, torch.optim's, Lightning's and the trusted packages' classes, each
     # of the kind its place needs (a LightningModule at model, a LightningDataModule at data, ...); the parts
     # built from a checkpoint (model, data) only models, components, datamodules and optimizers (and trusted
@@ -151,14 +155,35 @@ def model_choice(ckpt: Mapping[str, Any]) -> str:
     return f"{model.get('_target_', '?').rpartition('.')[2]} with {enc}"
 
 
+def net_state(ckpt: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The model's own state dict in a checkpoint (its ``net.`` entries, the prefix removed)."""
+    n = len(NET_PREFIX)
+    return {k[n:]: v for k, v in ckpt["state_dict"].items() if k.startswith(NET_PREFIX)}
+
+
+def _resizable(model: torch.nn.Module) -> set[str]:
+    """State-dict keys whose shape follows the data they hold (an entropy model's frozen tables)."""
+    return {
+        f"{name}.{buffer}" if name else buffer
+        for name, module in model.named_modules()
+        for buffer in getattr(module, "table_buffers", ())
+    }
+
+
 def check_state_matches(model: torch.nn.Module, ckpt: Mapping[str, Any], path: str | Path, fix: str) -> None:
-    """Refuse a checkpoint whose weights do not fit ``model`` (names and shapes), before Lightning loads it.
+    """Refuse a checkpoint whose weights do not fit the model ``model`` (an ``nn.Module``: names and shapes), before
+    anything loads it.
 
     Raises:
         ConfigError: naming the model the checkpoint holds and ``fix``.
     """
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+    resizable = _resizable(model)
+    want = {k: () if k in resizable else tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {
+        k: () if k in resizable else tuple(v.shape)
+        for k, v in net_state(ckpt).items()
+        if isinstance(v, torch.Tensor)
+    }
     if want == got:
         return
     missing, unexpected = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
@@ -174,7 +199,8 @@ def check_state_matches(model: torch.nn.Module, ckpt: Mapping[str, Any], path: s
 
 
 def load_model(ckpt_path: str | Path, device: torch.device | str = "cpu", trust: Sequence[str] = ()):
-    """The model of an aelab checkpoint, rebuilt from its checked config, in eval mode on ``device``.
+    """The model (a plain ``nn.Module``) of an aelab checkpoint, rebuilt from its checked config, in eval mode on
+    ``device``: what a plain PyTorch program loads.
 
     Returns:
         ``(model, run config, checkpoint dict)``.
@@ -186,7 +212,7 @@ def load_model(ckpt_path: str | Path, device: torch.device | str = "cpu", trust:
     run_cfg = OmegaConf.create(ckpt[CONFIG_KEY])
     model = instantiate(run_cfg.model)
     check_state_matches(model, ckpt, ckpt_path, "the file's weights do not fit its own stored config")
-    model.load_state_dict(ckpt["state_dict"])
+    model.load_state_dict(net_state(ckpt))
     return model.to(device).eval(), run_cfg, ckpt
 
 

@@ -31,6 +31,24 @@ class DataError(AelabError, RuntimeError):
     """Data that exists but cannot be used (truncated, corrupt, not an image, too small); names the file."""
 
 
+class DivergenceError(AelabError, FloatingPointError):
+    """A loss became NaN or infinite: the run stops with the step, the epoch and the fixes."""
+
+
+class DeviceError(AelabError, RuntimeError):
+    """The configured trainer cannot run on this machine (``trainer=gpu`` without a GPU, ...)."""
+
+
+def divergence_message(what: str, step: int | None = None, epoch: int | None = None) -> str:
+    """The line a diverged run stops with: what happened, where, and the fixes."""
+    where = f"by step {step} (epoch {epoch})" if step is not None else ""
+    return (
+        f"training diverged: {what} {where}. Lower the learning rate (optimizer.lr=...), clip gradients "
+        "(trainer.gradient_clip_val=1.0) or check the input range; the checkpoints of the last finite epoch are kept "
+        "and no non-finite checkpoint or metric was written"
+    )
+
+
 class SearchSpaceError(ValueError):
     """A search space, metric or storage of an Optuna sweep that cannot work; the message names it and the fix."""
 
@@ -62,8 +80,11 @@ __all__ = [
     "AelabError",
     "ConfigError",
     "DataError",
+    "DeviceError",
+    "DivergenceError",
     "MissingDataError",
     "SearchSpaceError",
     "UntrustedFileError",
+    "divergence_message",
     "exit_with_one_line",
 ]

@@ -18,7 +18,8 @@ from aelab import jobs, reporting
 from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, load_run_config, read_checkpoint
-from aelab.errors import ConfigError
+from aelab.errors import ConfigError, DeviceError
+from aelab.module import AutoencoderModule
 from aelab.resume import record_resume, resume_config
 from aelab.rundir import RunDir
 from aelab.trust import check_run_targets, trusted_prefixes
@@ -44,6 +45,52 @@ def preflight(cfg: DictConfig) -> tuple[str, ...]:
     return trust
 
 
+def build_module(cfg: DictConfig, net=None) -> AutoencoderModule:
+    """The LightningModule of a run: its model (``cfg.model``, an ``nn.Module``), optimizer, scheduler and
+    evaluation seed."""
+    scheduler = cfg.get("scheduler")
+    return AutoencoderModule(
+        net=instantiate(cfg.model) if net is None else net,
+        optimizer=instantiate(cfg.optimizer) if cfg.get("optimizer") else None,
+        scheduler=instantiate(scheduler) if scheduler else None,
+        scheduler_interval=str(cfg.get("scheduler_interval") or "epoch"),
+        eval_seed=int(cfg.get("eval_seed", 1234)),
+    )
+
+
+def build_trainer(trainer_cfg: DictConfig, **kwargs) -> pl.Trainer:
+    """The Lightning trainer of ``trainer_cfg``; a trainer this machine cannot run (``trainer=gpu`` without a GPU,
+    an unknown strategy) is refused with one line.
+
+    Raises:
+        DeviceError: naming the trainer setting and a fix.
+    """
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(trainer_cfg, **kwargs)
+    except Exception as err:  # Hydra wraps the trainer's own error
+        cause = err
+        while cause is not None and not isinstance(cause, MisconfigurationException):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        first = str(cause).strip().splitlines()[0]
+        raise DeviceError(
+            f"trainer (accelerator={trainer_cfg.get('accelerator')}, devices={trainer_cfg.get('devices')}, "
+            f"strategy={trainer_cfg.get('strategy')}) cannot run here: {first} Choose one that fits this machine, "
+            "e.g. trainer=cpu or trainer=default (the accelerator found)"
+        ) from None
+
+
+def attach_data_shape(cfg: DictConfig, datamodule) -> None:
+    """Fill ``data.shape`` from the data when the config leaves it to the data (``null``: a table's feature count is
+    known once the file is read), so the model's ``${data.shape}`` resolves."""
+    if OmegaConf.select(cfg, "data.shape") is None and hasattr(datamodule, "shape"):
+        with open_dict(cfg):
+            cfg.data.shape = list(datamodule.shape)
+
+
 def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit, then test the best checkpoint; write ``metrics.json`` and the hparams entry with the final metrics.
 
@@ -55,57 +102,81 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
         resumed: the run continues in its own folder (``resume=``); changes the advice of a shape mismatch.
 
     Returns:
-        ``(test metrics, objects)`` with the instantiated ``model``, ``datamodule`` and ``trainer``.
+        ``(test metrics, objects)`` with the ``module`` (its ``net`` is the model), ``datamodule`` and ``trainer``.
     """
     trust = preflight(cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    ckpt = read_checkpoint(ckpt_path, trust) if ckpt_path else None  # an unreadable or old one: refused first
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     apply_matmul_precision(cfg)
 
     datamodule: pl.LightningDataModule = instantiate(cfg.data)
-    model: pl.LightningModule = instantiate(cfg.model)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path:
+    attach_data_shape(cfg, datamodule)
+    module = build_module(cfg)
+    if ckpt is not None:
         # Lightning loads it through aelab's CheckpointIO, which takes this read (checked, safe) over
         fix = (
             "the resume overrides change the model's shape; drop them (a resumed run keeps its model)"
             if resumed
             else "add that model's override (e.g. model=conv_ae), or continue its run with aelab-train resume=<run dir>"
         )
-        check_state_matches(model, read_checkpoint(ckpt_path, trust), ckpt_path, fix)
+        check_state_matches(module.net, ckpt, ckpt_path, fix)
     preemption = Preemption(cfg.paths.output_dir)
     # the guard first: a diverged run stops before any other callback sees its weights
-    callbacks = [DivergenceGuard(), RNGState(), *instantiate_group(cfg.get("callbacks"), "callbacks")]
-    callbacks += [ConfigInCheckpoint(cfg), preemption]
+    callbacks = [DivergenceGuard(int(cfg.get("nan_check_every", 50) or 0)), RNGState()]
+    callbacks += [*instantiate_group(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(cfg), preemption]
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=_plugins(cfg)
-    )
+    trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=_plugins(cfg))
+    run_dir = RunDir(cfg.paths.output_dir)
 
     reporting.log_config_text(loggers, cfg)
-    with jobs.config_for_children(trainer, cfg):
+    with jobs.local_ranks(trainer, cfg, on_failure=lambda why: run_dir.mark("FAILED", why)):
         try:
-            trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            trainer.fit(model=module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except BaseException as err:
             if preemption.stopped_by:
                 raise RunInterrupted(preemption.stopped_by, cfg.paths.output_dir) from err
             raise
 
         metrics: dict[str, float] = {}
-        ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        run_dir = RunDir(cfg.paths.output_dir)
-        best = {"best_ckpt": run_dir.relative(ckpt)} if ckpt else {}
+        ckpt_file = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = {"best_ckpt": run_dir.relative(ckpt_file)} if ckpt_file else {}
         if cfg.get("test"):
-            if not ckpt:
+            if not ckpt_file:
                 log.warning("no best checkpoint (e.g. fast_dev_run): testing the current weights")
-            trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt or None, weights_only=True)
+            trainer.test(model=module, datamodule=datamodule, ckpt_path=ckpt_file or None, weights_only=True)
             metrics = reporting.collect_metrics(trainer, "test/")
+            if trainer.is_global_zero:
+                metrics |= anomaly_figures(cfg, module.net, datamodule, trainer, loggers)
             reporting.report_final_metrics(
-                loggers, cfg, metrics, cfg.paths.output_dir, ckpt or "current weights", record=best
+                loggers, cfg, metrics, cfg.paths.output_dir, ckpt_file or "current weights", record=best
             )
         elif best and trainer.is_global_zero:
             run_dir.record(**best)
-    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
+    return metrics, {"module": module, "datamodule": datamodule, "trainer": trainer}
+
+
+def anomaly_figures(cfg: DictConfig, net, datamodule, trainer, loggers) -> dict[str, float]:
+    """For data whose test split marks anomalies (the data contract's ``anomaly_labels``: a table's labelled
+    records, an image set's held-out classes), the evaluation suite's ``anomaly`` section right after the test,
+    so a training run reports its detection figures and baselines; ``{}`` for other data."""
+    labels = getattr(datamodule, "anomaly_labels", None)
+    if not callable(labels) or labels("test") is None:
+        return {}
+    from aelab.evaluation.context import EvalContext
+    from aelab.evaluation.sections import anomaly
+
+    ctx = EvalContext(
+        net,
+        datamodule,
+        cfg.paths.output_dir,
+        trainer.strategy.root_device,
+        1000,
+        loggers,
+        trainer.global_step,
+    )
+    return anomaly(ctx)
 
 
 def _plugins(cfg: DictConfig) -> list:
@@ -188,7 +259,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     apply_matmul_precision(cfg)
     validate_loggers(cfg)
     run_cfg = load_run_config(cfg.ckpt_path, trusted_prefixes(cfg.get("trust")))
-    model: pl.LightningModule = instantiate(run_cfg.model)
+    module = AutoencoderModule(instantiate(run_cfg.model), eval_seed=int(run_cfg.get("eval_seed", 1234)))
     data_cfg = run_cfg.data if cfg.get("data_from_checkpoint", True) else cfg.data
     data_cfg = OmegaConf.merge(data_cfg, {"data_dir": cfg.paths.data_dir})
     datamodule: pl.LightningDataModule = instantiate(data_cfg)
@@ -197,23 +268,23 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer_cfg = cfg.trainer
     if cfg.get("precision_from_checkpoint", True) and run_cfg.get("trainer", {}).get("precision"):
         trainer_cfg = OmegaConf.merge(trainer_cfg, {"precision": run_cfg.trainer.precision})
-    trainer: pl.Trainer = instantiate(trainer_cfg, logger=loggers or False, callbacks=[])
+    trainer = build_trainer(trainer_cfg, logger=loggers or False, callbacks=[])
     reporting.log_config_text(loggers, cfg)
-    trainer.test(model=model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    trainer.test(model=module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     metrics = reporting.collect_metrics(trainer, "test/")
     suite_cfg = cfg.get("suite")
     if suite_cfg is not None and suite_cfg.enabled and trainer.is_global_zero:
         from aelab.evaluation.suite import run_suite
 
         extra = run_suite(
-            model, datamodule, suite_cfg, cfg.paths.output_dir, trainer.strategy.root_device,
+            module.net, datamodule, suite_cfg, cfg.paths.output_dir, trainer.strategy.root_device,
             loggers=loggers, step=trainer.global_step, precision=str(trainer_cfg.precision),
         )  # fmt: skip
         reporting.log_scalars(loggers, extra, trainer.global_step)
         metrics = dict(sorted({**metrics, **extra}.items()))
     hp_cfg = OmegaConf.merge(run_cfg, {"data": OmegaConf.to_container(data_cfg)})
     reporting.report_final_metrics(loggers, hp_cfg, metrics, cfg.paths.output_dir, cfg.ckpt_path)
-    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
+    return metrics, {"module": module, "datamodule": datamodule, "trainer": trainer}
 
 
 def _chosen_on_the_command_line(prefixes: tuple[str, ...]) -> bool:

@@ -27,12 +27,8 @@ _NOT_HPARAMS = {
     "in_shape",
     "out_shape",
     "out_dim",
-    "nan_check_every",
-    "compile",
-    "compile_mode",
-    "channels_last",
     "fused",
-    "eval_seed",
+    "image_shape",
 }
 
 
@@ -61,6 +57,8 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
     ``_target_``, paths or data-loading settings."""
     c = OmegaConf.to_container(cfg, resolve=True)
     out = _model_hparams(c.get("model") or {}, "model/")
+    for group in ("optimizer", "scheduler"):
+        out |= _model_hparams(c.get(group), f"{group}/") if c.get(group) else {f"{group}/class": "None"}
     data, trainer = c.get("data") or {}, c.get("trainer") or {}
     out |= {
         "data/name": str(data.get("_target_", "")).rpartition(".")[2],

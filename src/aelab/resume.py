@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aelab.errors import ConfigError, MissingDataError
 from aelab.rundir import RunDir
-from aelab.trust import RUN_RESOLVERS, RUN_TARGETS, allowlist, check_config_tree, renamed, trusted_prefixes
+from aelab.trust import RUN_RESOLVERS, RUN_TARGETS, allowlist, check_config_tree, trusted_prefixes
 from aelab.utils import runs
 from aelab.utils.config import compose_config
 
@@ -68,10 +68,6 @@ def resume_config(run_dir: str | Path, overrides: list[str]) -> DictConfig:
         "config", [o for o in overrides if not o.lstrip("+~").startswith("trust=")], run_dir / ".hydra"
     )
     OmegaConf.update(cfg, "trust", trust, force_add=True)  # the reader's, never the folder's
-    stored = OmegaConf.to_container(cfg, resolve=False)
-    if renamed(stored) != stored:  # a folder written by an older aelab names a class that has moved
-        cfg = OmegaConf.create(renamed(stored))
-        OmegaConf.set_struct(cfg, True)
     # what will be built: the stored config as the resume's own overrides left it
     check_config_tree(
         OmegaConf.to_container(cfg, resolve=False),

@@ -64,17 +64,13 @@ class RunDir:
 
     @property
     def best_ckpt(self) -> Path | None:
-        """The best checkpoint the run recorded (``metrics.json: best_ckpt``) when it is still there; for a folder
-        that recorded none (written before aelab recorded it) its one kept ``epoch_*.ckpt``; else ``last.ckpt`` when
-        it exists; else ``None``."""
+        """The best checkpoint the run recorded (``metrics.json: best_ckpt``) when it is still there, else
+        ``last.ckpt`` when it exists, else ``None``."""
         recorded = self.metrics().get("best_ckpt")
         if isinstance(recorded, str) and recorded:
             path = self.path / recorded
             if path.is_file():
                 return path
-        kept = sorted(self.checkpoints.glob("epoch_*.ckpt")) if self.checkpoints.is_dir() else []
-        if len(kept) == 1:
-            return kept[0]
         return self.last_ckpt if self.last_ckpt.is_file() else None
 
     def relative(self, path: str | Path) -> str:

@@ -40,8 +40,8 @@ def check_space(params: Mapping[str, Any], job_cfg: DictConfig) -> dict[str, dic
     """Validate ``hydra.sweeper.params`` against the composed job config.
 
     Each leaf is ``{type: float|int, low, high, log?, step?}`` or ``{type: categorical, choices: [...]}``,
-    nested along its config path (``model: {optimizer: {lr: {type: float, ...}}}``, so that the command line can
-    reach it: ``hydra.sweeper.params.model.optimizer.lr.high=0.1``) or under a dotted key; the path must
+    nested along its config path (``optimizer: {lr: {type: float, ...}}``, so that the command line can
+    reach it: ``hydra.sweeper.params.optimizer.lr.high=0.1``) or under a dotted key; the path must
     exist in the job config.
 
     Raises:
@@ -57,7 +57,7 @@ def check_space(params: Mapping[str, Any], job_cfg: DictConfig) -> dict[str, dic
         if OmegaConf.select(job_cfg, path, default="__absent__") == "__absent__":
             raise SearchSpaceError(
                 f"hparams_search: parameter {path!r} is not in the run config; use a key that exists, "
-                "e.g. model.optimizer.lr or model.latent_dim"
+                "e.g. optimizer.lr or model.latent_dim"
             )
         if not isinstance(spec, dict) or spec.get("type") not in DISTRIBUTIONS:
             raise SearchSpaceError(

@@ -4,7 +4,7 @@
 Every config aelab instantiates is checked before anything is built: the one a user composes on the command
 line, a run folder's (``resume=``) and a checkpoint's (``aelab-eval``, ``aelab-compress``, the one-class and
 results tools). A ``_target_`` must name a class under an allowed module prefix, of the kind its place in the
-config needs (a LightningModule at ``model``, a LightningDataModule at ``data``, a Callback under
+config needs (an ``nn.Module`` at ``model``, a LightningDataModule at ``data``, a Callback under
 ``callbacks``, a Logger under ``logger``, ...). A function, or a class of the wrong kind, is refused.
 
 **Trust is declared by the reader, never by the file.** The user trusts more module prefixes with the
@@ -30,6 +30,7 @@ TRUST_ENV = "AELAB_TRUST"
 #: module prefixes whose classes a checkpoint's ``model`` and ``data`` sections may name, with the kinds allowed
 CHECKPOINT_TARGETS: dict[str, tuple[str, ...]] = {
     "aelab.models.": ("torch.nn.Module",),
+    "aelab.codecs.": ("torch.nn.Module",),
     "aelab.data.": ("pytorch_lightning.LightningDataModule",),
     "torch.optim.": (
         "torch.optim.Optimizer",
@@ -61,7 +62,7 @@ TRUSTED_KINDS = (
 
 #: the kind an object must be at a place of the config (``*`` stands for any one key)
 KIND_AT = {
-    "model": "pytorch_lightning.LightningModule",
+    "model": "torch.nn.Module",
     "data": "pytorch_lightning.LightningDataModule",
     "ood": "pytorch_lightning.LightningDataModule",
     "callbacks.*": "pytorch_lightning.Callback",
@@ -86,12 +87,6 @@ RUN_RESOLVERS = frozenset(
         "aelab.rank0",
     }
 )
-
-#: targets that moved, as stored by older aelab versions → where they live now
-RENAMED = {
-    "aelab.utils.checkpoint_io.AtomicCheckpointIO": "aelab.checkpoint.AtomicCheckpointIO",
-    "aelab.models.components.FactorizedPrior": "aelab.models.components.EntropyBottleneck",  # CompressAI's name
-}
 
 _INTERPOLATION = re.compile(r"\$\{")
 _RESOLVER = re.compile(r"\$\{\s*([\w.]+)\s*:")
@@ -177,7 +172,6 @@ def check_target(target: Any, where: str, source: str, allowed: Mapping[str, tup
     """
     if not isinstance(target, str):
         raise UntrustedFileError(f"{source}: refused {where}._target_={target!r}: not a class path")
-    target = RENAMED.get(target, target)
     prefix = next((p for p in allowed if target == p or target.startswith(p)), None)
     if prefix is None:
         named = _already_imported(
@@ -255,18 +249,6 @@ def check_config_tree(
             )
     elif not (tree is None or isinstance(tree, bool | int | float)):
         raise UntrustedFileError(f"{source}: refused {where}: unexpected value of type {type(tree).__name__}")
-
-
-def renamed(tree: Any) -> Any:
-    """``tree`` with the targets of :data:`RENAMED` (stored by older aelab versions) at their current place."""
-    if isinstance(tree, Mapping):
-        return {
-            k: (RENAMED.get(v, v) if k == "_target_" and isinstance(v, str) else renamed(v))
-            for k, v in tree.items()
-        }
-    if isinstance(tree, list | tuple):
-        return [renamed(v) for v in tree]
-    return tree
 
 
 def check_run_targets(tree: Mapping[str, Any], source: str, trust: Sequence[str] = ()) -> None:

@@ -36,9 +36,10 @@ def reconstruction_pairs(x: Tensor, x_hat: Tensor, per_row: int = 8) -> Tensor:
 
 
 @torch.no_grad()
-def prior_samples(model, n: int, seed: int = 0) -> Tensor:
-    """``n`` images from a generative model's prior (``model.sample``), drawn with a generator seeded ``seed``."""
-    gen = torch.Generator(device=model.device).manual_seed(int(seed))
+def prior_samples(model, n: int, seed: int = 0, device: torch.device | str = "cpu") -> Tensor:
+    """``n`` images from a generative model's prior (``model.sample``), drawn with a generator on ``device`` (where
+    the model is) seeded ``seed``."""
+    gen = torch.Generator(device=device).manual_seed(int(seed))
     return model.sample(int(n), generator=gen)
 
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from aelab import visuals
 from aelab.media import Media
-from aelab.models.capabilities import Denoising, Generative
+from aelab.models.capabilities import Autoencoding, Denoising, Generative
 
 
 def sharded(trainer: pl.Trainer) -> bool:
@@ -36,7 +36,11 @@ class _Dashboard(pl.Callback):
         self.every_n_epochs = max(1, int(every_n_epochs))
         self._batch: tuple[Tensor, Tensor | None] | None = None
 
-    def applies(self, pl_module: pl.LightningModule) -> bool:
+    #: draws pictures of the examples (skipped for data that are not images: no ``image_shape`` in the contract)
+    images_only = True
+
+    def applies(self, net) -> bool:
+        """Whether this dashboard shows something of the model ``net`` (the LightningModule's ``net``)."""
         return True
 
     def fixed_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Tensor, Tensor | None]:
@@ -46,7 +50,10 @@ class _Dashboard(pl.Callback):
         return x.to(pl_module.device), y
 
     def _can_draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-        if not trainer.is_global_zero or not self.applies(pl_module) or not trainer.loggers:
+        if not trainer.is_global_zero or not self.applies(pl_module.net) or not trainer.loggers:
+            return False
+        datamodule = getattr(trainer, "datamodule", None)
+        if self.images_only and getattr(datamodule, "image_shape", None) is None:
             return False
         if sharded(trainer):
             rank_zero_warn(
@@ -59,7 +66,7 @@ class _Dashboard(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            self.draw(Media(trainer.loggers), trainer, pl_module)
+            self.draw(Media(trainer.loggers), trainer, pl_module)  # pl_module.net is the model drawn
         pl_module.train(was_training)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -88,19 +95,21 @@ class ReconstructionLogger(_Dashboard):
 
     def draw(self, media, trainer, pl_module) -> None:
         x, _ = self.fixed_batch(trainer, pl_module)
-        pairs = visuals.reconstruction_pairs(x, pl_module.reconstruct(x), self.per_row)
+        pairs = visuals.reconstruction_pairs(x, pl_module.net.reconstruct(x), self.per_row)
         media.image("reconstructions", pairs, trainer.global_step)
 
 
 class DenoisingLogger(_Dashboard):
     """``denoising``: clean / corrupted (seeded) / denoised rows; only for models with a ``corruption``."""
 
-    def applies(self, pl_module) -> bool:
-        return isinstance(pl_module, Denoising)
+    def applies(self, net) -> bool:
+        return isinstance(net, Denoising)
 
     def draw(self, media, trainer, pl_module) -> None:
         x, _ = self.fixed_batch(trainer, pl_module)
-        media.image("denoising", visuals.rows(*visuals.denoising_strip(pl_module, x)), trainer.global_step)
+        media.image(
+            "denoising", visuals.rows(*visuals.denoising_strip(pl_module.net, x)), trainer.global_step
+        )
 
 
 class GenerationLogger(_Dashboard):
@@ -119,26 +128,31 @@ class GenerationLogger(_Dashboard):
         self.interpolation_steps = interpolation_steps
         self.seed = seed
 
-    def applies(self, pl_module) -> bool:
-        return isinstance(pl_module, Generative)
+    def applies(self, net) -> bool:
+        return isinstance(net, Generative)
 
     def draw(self, media, trainer, pl_module) -> None:
-        samples = visuals.prior_samples(pl_module, self.num_samples, self.seed)
+        samples = visuals.prior_samples(pl_module.net, self.num_samples, self.seed, pl_module.device)
         media.image("samples", visuals.grid(samples), trainer.global_step)
         x, _ = self.fixed_batch(trainer, pl_module)
-        path = visuals.interpolation(pl_module, x[0], x[1], self.interpolation_steps)
+        path = visuals.interpolation(pl_module.net, x[0], x[1], self.interpolation_steps)
         media.image("interpolation", visuals.rows(path), trainer.global_step)
 
 
 class _LatentDashboard(_Dashboard):
     """Base of the latent-space views: codes ``encode(x)`` of the first ``num_images`` validation images."""
 
+    images_only = False
+
     def __init__(self, num_images: int = 1000, **kwargs) -> None:
         super().__init__(num_images=num_images, **kwargs)
 
+    def applies(self, net) -> bool:
+        return isinstance(net, Autoencoding)
+
     def codes(self, trainer, pl_module) -> tuple[Tensor, Tensor | None, Tensor]:
         x, y = self.fixed_batch(trainer, pl_module)
-        z = torch.cat([pl_module.encode(c).flatten(1) for c in x.split(500)])
+        z = torch.cat([pl_module.net.encode(c).flatten(1) for c in x.split(500)])
         return x, y, z.float().cpu()
 
 
@@ -154,8 +168,8 @@ class LatentHistogramLogger(_LatentDashboard):
 class LatentScatterLogger(_LatentDashboard):
     """``latent/scatter``: matplotlib scatter of 2-D codes coloured by class (only when ``latent_dim == 2``)."""
 
-    def applies(self, pl_module) -> bool:
-        return getattr(pl_module, "latent_dim", None) == 2
+    def applies(self, net) -> bool:
+        return isinstance(net, Autoencoding) and net.latent_dim == 2
 
     def draw(self, media, trainer, pl_module) -> None:
         import matplotlib
@@ -197,4 +211,5 @@ class LatentProjectorLogger(_LatentDashboard):
         x, y, z = self.codes(trainer, pl_module)
         names = trainer.datamodule.class_names
         labels = None if y is None else [names[i] if names else str(i) for i in y.tolist()]
-        media.embedding("latent", z, labels, x.cpu(), trainer.global_step)
+        images = x.cpu() if getattr(trainer.datamodule, "image_shape", None) is not None else None
+        media.embedding("latent", z, labels, images, trainer.global_step)

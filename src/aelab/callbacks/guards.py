@@ -1,7 +1,7 @@
 """What every training run carries besides the model: the divergence guard and the RNG state in checkpoints.
 
 Both are callbacks that ``aelab-train`` always adds (first in the list, so a diverged run stops before any other
-callback sees its weights); the model keeps its setting ``model.nan_check_every``.
+callback sees its weights); the guard's interval is the run's ``nan_check_every``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from aelab.models.autoencoder import divergence_message
+from aelab.errors import DivergenceError, divergence_message
 
 
 class DivergenceGuard(pl.Callback):
@@ -21,13 +21,17 @@ class DivergenceGuard(pl.Callback):
     Every training loss is checked on the device (no host sync) before its backward pass; the flag is read (one
     sync; reduced over DDP ranks) every ``model.nan_check_every`` global steps, before every validation during
     fitting and at every training epoch end — so a diverged run stops before a checkpoint, a dashboard or a metric
-    sees its weights. ``nan_check_every: 0`` reads it only at those epoch boundaries.
+    sees its weights.
+
+    Args:
+        check_every: read the flag every this many global steps (a host sync); 0: only at those epoch boundaries.
 
     Raises:
-        FloatingPointError: naming the step, the epoch and the fixes.
+        DivergenceError: naming the step, the epoch and the fixes (one line on the command line).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, check_every: int = 50) -> None:
+        self.check_every = int(check_every)
         self._nonfinite: Tensor | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -36,8 +40,7 @@ class DivergenceGuard(pl.Callback):
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Tensor) -> None:
         bad = ~torch.isfinite(loss.detach())  # stays on the device
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
-        n = int(pl_module.hparams.get("nan_check_every", 50) or 0)
-        if n and trainer.global_step % n == 0:
+        if self.check_every and trainer.global_step % self.check_every == 0:
             self.check(trainer, pl_module)
 
     def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -48,7 +51,7 @@ class DivergenceGuard(pl.Callback):
         if trainer.world_size > 1:
             diverged = trainer.strategy.reduce_boolean_decision(diverged, all=False)
         if diverged:
-            raise FloatingPointError(
+            raise DivergenceError(
                 divergence_message(
                     "the training loss became NaN or infinite", trainer.global_step, trainer.current_epoch
                 )

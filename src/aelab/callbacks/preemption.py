@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from aelab.checkpoint import CHOICES_KEY, CONFIG_KEY
+from aelab.checkpoint import CHOICES_KEY, CONFIG_KEY, FORMAT, FORMAT_KEY
 from aelab.rundir import RunDir
 
 log = logging.getLogger("aelab")
@@ -169,3 +169,4 @@ class ConfigInCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.cfg
         checkpoint[CHOICES_KEY] = self.choices
+        checkpoint[FORMAT_KEY] = FORMAT

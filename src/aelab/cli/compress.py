@@ -17,7 +17,7 @@ uncompressed ``.npz``; it prints the file's bytes per image and the compression 
 PNGs (grey or RGB, the data's size). Each codes file carries a fingerprint of the weights, latent size, format
 and quantizer it was written with; decompress refuses a file written by another checkpoint, naming both.
 A learned codec's checkpoint (``model=codec``, ``model=codec_hyperprior``) writes one file of range-coded
-latents instead (:mod:`aelab.codecs.bitstream`: header, fingerprint, one stream; its size is the rate), or with
+latents instead (:mod:`aelab.codecs.container`: header, fingerprint, the images' strings), or with
 ``--per-image`` one file per image into the ``--out`` folder (a 7–8-byte header: what a user who compresses one
 image gets), and decompress reproduces the encoder's reconstructions exactly; a truncated, corrupted or foreign file is refused naming it, before anything is
 written. Checkpoints of packages outside aelab load with ``--trust mypkg`` (or ``AELAB_TRUST=mypkg``).
@@ -34,12 +34,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torchvision.utils import save_image
 
-from aelab import codecs
 from aelab.checkpoint import load_model, state_fingerprint
 from aelab.cli import checkpoint_parser, returns_code
-from aelab.codecs import Codec
+from aelab.codecs import classical, codes, container
 from aelab.errors import UntrustedFileError
 from aelab.evaluation.metrics import map_batches
+from aelab.models.capabilities import Compressor
 from aelab.trust import trusted_prefixes
 
 
@@ -53,7 +53,7 @@ def compress(argv: list[str] | None = None) -> int:
     )
     p.add_argument("ckpt", help="checkpoint written by aelab-train")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
-    p.add_argument("--format", choices=codecs.FORMATS, default="uint8", help="how each code number is stored")
+    p.add_argument("--format", choices=codes.FORMATS, default="uint8", help="how each code number is stored")
     p.add_argument("--out", required=True, help="output file (.npz of codes; a codec's .aelc bitstream)")
     p.add_argument(
         "--photos", action="store_true", help="a codec on data=photo_patches: code the held-out photos whole"
@@ -70,20 +70,20 @@ def compress(argv: list[str] | None = None) -> int:
     dm = instantiate(data_cfg)
     if hasattr(dm, "prepare_data"):
         dm.prepare_data()
-    if isinstance(model, Codec):  # the model writes its own files
+    if isinstance(model, Compressor):  # the model writes its own files
         return _compress_bitstream(model, dm, args, device)
     images, labels = dm.split_tensors(args.split)
-    raw = codecs.raw_bytes_per_image(images.shape[1:])
-    codes = map_batches(model.encode, images, args.batch_size, device)
+    raw = classical.raw_bytes_per_image(images.shape[1:])
+    z = map_batches(model.encode, images, args.batch_size, device)
     quantizer = None
     if args.format == "uint8":
-        quantizer = codecs.AffineQuantizer.fit(
+        quantizer = codes.AffineQuantizer.fit(
             map_batches(model.encode, dm.split_tensors("train")[0], args.batch_size, device)
         )
-    stored = codecs.encode_codes(codes, args.format, quantizer)
-    size = codecs.save_codes(args.out, stored, quantizer, labels, state_fingerprint(ckpt["state_dict"]))
+    stored = codes.encode_codes(z, args.format, quantizer)
+    size = codes.save_codes(args.out, stored, quantizer, labels, state_fingerprint(model.state_dict()))
     per_image = size / len(images)
-    gz = codecs.gzip_bytes_per_image(images)
+    gz = classical.gzip_bytes_per_image(images)
     print(
         f"{len(images)} images → {args.out}: {size} bytes, {per_image:.1f} bytes/image; "
         f"ratio {raw / per_image:.1f}x vs raw ({raw} B), {gz / per_image:.1f}x vs gzip ({gz:.1f} B/image)"
@@ -108,11 +108,11 @@ def decompress(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     model, _, ckpt = load_model(args.ckpt, device, trusted_prefixes(args.trust))
-    if isinstance(model, Codec):
-        return _decompress_bitstream(model, args, device)
-    stored, quantizer, fingerprint = codecs.load_codes(args.codes)
-    expected = codecs.codes_fingerprint(
-        state_fingerprint(ckpt["state_dict"]), model.latent_dim, codecs.code_format(stored), quantizer
+    if isinstance(model, Compressor):
+        return _decompress_bitstream(model, args)
+    stored, quantizer, fingerprint = codes.load_codes(args.codes)
+    expected = codes.codes_fingerprint(
+        state_fingerprint(model.state_dict()), model.latent_dim, codes.code_format(stored), quantizer
     )
     if fingerprint != expected:
         raise UntrustedFileError(
@@ -123,12 +123,12 @@ def decompress(argv: list[str] | None = None) -> int:
         )
     if args.limit is not None:
         stored = stored[: args.limit]
-    codes = codecs.decode_codes(stored, quantizer)
+    z = codes.decode_codes(stored, quantizer)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         i = 0
-        for chunk in codes.split(args.batch_size):
+        for chunk in z.split(args.batch_size):
             for img in model.decode(chunk.to(device)).cpu():
                 save_image(img, out / f"{i:05d}.png")
                 i += 1
@@ -146,10 +146,11 @@ def _compress_bitstream(model, dm, args, device) -> int:
         images = dm.test_photos()
     else:
         images = list(dm.split_tensors(args.split)[0])
+    model.update()  # a checkpoint of aelab-train holds its tables; a model of your own may not
     fingerprint = state_fingerprint(model.state_dict())
     pixels = sum(img.shape[-1] * img.shape[-2] for img in images)
     if args.per_image:
-        files, _ = model.compress_each(images, fingerprint, args.batch_size, device)
+        files, _ = container.encode_each(model, images, fingerprint, args.batch_size, device)
         out = Path(args.out)
         if out.is_file():
             raise FileExistsError(
@@ -165,7 +166,7 @@ def _compress_bitstream(model, dm, args, device) -> int:
             f"{8 * size / pixels:.4f} bits/pixel (headers included)"
         )
         return 0
-    data, _ = model.compress(images, fingerprint, args.batch_size, device)
+    data, _ = container.encode(model, images, fingerprint, args.batch_size, device)
     Path(args.out).write_bytes(data)
     size = len(data)
     print(
@@ -175,11 +176,12 @@ def _compress_bitstream(model, dm, args, device) -> int:
     return 0
 
 
-def _decompress_bitstream(model, args, device) -> int:
+def _decompress_bitstream(model, args) -> int:
     """A learned codec's file back to PNGs; everything is checked before the output folder is created."""
     from PIL import Image
 
     path = Path(args.codes)
+    model.update()
     fingerprint = state_fingerprint(model.state_dict())
     if path.is_dir():  # one file per image (aelab-compress --per-image)
         paths = sorted(path.glob("*.aelc"))
@@ -188,12 +190,12 @@ def _decompress_bitstream(model, args, device) -> int:
                 f"no .aelc files in {path.resolve()}; write them with aelab-compress --per-image"
             )
         paths = paths[: args.limit] if args.limit is not None else paths
-        images = model.decompress_each(
-            [(p.read_bytes(), str(p)) for p in paths], fingerprint, args.batch_size, device
+        images = container.decode_each(
+            model, [(p.read_bytes(), str(p)) for p in paths], fingerprint, args.batch_size
         )
         names = [p.stem for p in paths]
     elif path.is_file():
-        images = model.decompress(path.read_bytes(), str(path), fingerprint, args.batch_size, device)
+        images = container.decode(model, path.read_bytes(), str(path), fingerprint)
         images = images[: args.limit] if args.limit is not None else images
         names = [f"{i:05d}" for i in range(len(images))]
     else:

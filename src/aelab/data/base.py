@@ -81,8 +81,9 @@ class ImageDataModule(pl.LightningDataModule):
         pin_memory: pin host memory (DataLoader path only).
         train_classes: keep only these class indices in ``train`` and ``val`` (the one-class anomaly protocol);
             ``test`` always keeps every class.
-        image_shape: ``(C, H, W)`` the config says the images have (the models read it); checked against the
-            data. ``None``: not checked.
+        shape: ``(C, H, W)`` the config says the images have (the models read ``data.shape``); checked against
+            the data. ``None``: not checked.
+        bounded: the values are in [0, 1] (always, for images: the models end in a sigmoid; checked).
 
     Raises:
         ConfigError: on a batch size that does not divide by the world size, an impossible split, an
@@ -107,11 +108,14 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         train_classes: Sequence[int] | None = None,
-        image_shape: Sequence[int] | None = None,
+        shape: Sequence[int] | None = None,
         binary: bool = False,
+        bounded: bool = True,
     ) -> None:
         super().__init__()
         self.binary = bool(binary)
+        if not bounded:
+            raise ConfigError("data.bounded=false: images are pixels in [0, 1]; leave data.bounded=true")
         if resident not in (True, False, "auto"):
             raise ConfigError(f"data.resident={resident!r} must be true, false or auto")
         self.data_dir = Path(data_dir)
@@ -125,7 +129,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.pin_memory = bool(pin_memory)
         # plain Python values only (not OmegaConf lists)
         self.train_classes = None if train_classes is None else [int(c) for c in train_classes]
-        self.configured_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self.configured_shape = None if shape is None else tuple(int(s) for s in shape)
         self._splits: dict[str, tuple[Tensor, Tensor | None]] = {}
         self._device_splits: dict[str, tuple[Tensor, Tensor]] = {}
         self._class_names: list[str] | None = (
@@ -147,6 +151,11 @@ class ImageDataModule(pl.LightningDataModule):
     def cache_dir(self) -> Path:
         """``<data_dir>/aelab-cache``: decoded images, feature networks trained on this data."""
         return self.data_dir / "aelab-cache"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape of one example: ``(C, H, W)`` of every image."""
+        return self.image_shape
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -197,8 +206,8 @@ class ImageDataModule(pl.LightningDataModule):
         want = self.configured_shape
         if want is not None and tuple(x.shape[1:]) != want:
             raise ConfigError(
-                f"data.image_shape={list(want)} but the {self.name} images are {list(x.shape[1:])} (C, H, W): "
-                "leave data.image_shape to its default (the models read the shape from the data)"
+                f"data.shape={list(want)} but the {self.name} images are {list(x.shape[1:])} (C, H, W): "
+                "leave data.shape to its default (the models read the shape from the data)"
             )
         return x.contiguous(), (None if y is None else y.long())
 

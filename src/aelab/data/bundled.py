@@ -31,7 +31,7 @@ class DigitsDataModule(ImageDataModule):
 
     Args:
         data_dir, batch_size, val_size, test_size, split_seed, shuffle_seed, resident, num_workers, pin_memory,
-            train_classes, image_shape: as for :class:`~aelab.data.ImageDataModule`.
+            train_classes, shape, bounded: as for :class:`~aelab.data.ImageDataModule`.
     """
 
     name = "digits"
@@ -133,7 +133,7 @@ class PhotoPatchesDataModule(ImageDataModule):
         patch_size: P, the side of a patch in pixels.
         stride: the step between training patches (P: no overlap).
         data_dir, batch_size, val_size, split_seed, shuffle_seed, resident, num_workers, pin_memory,
-            image_shape: as for :class:`~aelab.data.ImageDataModule`.
+            shape, bounded: as for :class:`~aelab.data.ImageDataModule`.
     """
 
     name = "photo_patches"
@@ -240,7 +240,7 @@ class PhotoCropsDataModule(PhotoPatchesDataModule):
         crops_per_epoch: crops per training epoch.
         val_crops: validation crops.
         flips: random horizontal flips.
-        data_dir, batch_size, split_seed, shuffle_seed, resident, image_shape: as for
+        data_dir, batch_size, split_seed, shuffle_seed, resident, shape, bounded: as for
             :class:`~aelab.data.ImageDataModule`.
 
     Raises:

@@ -191,7 +191,7 @@ class ImageFolderDataModule(ImageDataModule):
         channels: 1 (grey) or 3 (RGB); every image is converted.
         upscale: enlarge an image smaller than ``image_size`` (the count is logged); ``False`` refuses it.
         data_dir, batch_size, val_size, test_size, split_seed, shuffle_seed, resident, num_workers, pin_memory,
-            train_classes, image_shape: as for :class:`~aelab.data.ImageDataModule`.
+            train_classes, shape, bounded: as for :class:`~aelab.data.ImageDataModule`.
 
     Raises:
         MissingDataError: when ``root`` or ``test_root`` is not a folder.
@@ -215,8 +215,9 @@ class ImageFolderDataModule(ImageDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         train_classes: Sequence[int] | None = None,
-        image_shape: Sequence[int] | None = None,
+        shape: Sequence[int] | None = None,
         binary: bool = False,
+        bounded: bool = True,
         upscale: bool = True,
     ) -> None:
         if root in (None, "", "???"):
@@ -233,8 +234,9 @@ class ImageFolderDataModule(ImageDataModule):
             num_workers=num_workers,
             pin_memory=pin_memory,
             train_classes=train_classes,
-            image_shape=image_shape,
+            shape=shape,
             binary=binary,
+            bounded=bounded,
         )
         self.root = Path(root).expanduser()
         self.test_root = None if test_root in (None, "") else Path(test_root).expanduser()

@@ -74,7 +74,7 @@ class MNISTDataModule(ImageDataModule):
             uncompressed or as ``.gz``.
         download: let torchvision try to download missing files in ``prepare_data``.
         batch_size, val_size, split_seed, shuffle_seed, resident, num_workers, pin_memory, train_classes,
-            image_shape: as for :class:`~aelab.data.ImageDataModule` (``val_size`` 5000 of the official 60k
+            shape, bounded: as for :class:`~aelab.data.ImageDataModule` (``val_size`` 5000 of the official 60k
             training images by default; the official 10k test images are the test split).
 
     Raises:
@@ -102,8 +102,9 @@ class MNISTDataModule(ImageDataModule):
         pin_memory: bool = False,
         train_classes: Sequence[int] | None = None,
         download: bool = True,
-        image_shape: Sequence[int] | None = None,
+        shape: Sequence[int] | None = None,
         binary: bool = False,
+        bounded: bool = True,
     ) -> None:
         super().__init__(
             data_dir=data_dir,
@@ -115,8 +116,9 @@ class MNISTDataModule(ImageDataModule):
             num_workers=num_workers,
             pin_memory=pin_memory,
             train_classes=train_classes,
-            image_shape=image_shape,
+            shape=shape,
             binary=binary,
+            bounded=bounded,
         )
         self.download = download
 

@@ -1,4 +1,5 @@
-"""What every evaluation section shares, built once per ``aelab-eval``."""
+"""What every evaluation section shares, built once per ``aelab-eval``; and :func:`requires`, how a section says
+what a model must be able to do for it to apply."""
 
 from __future__ import annotations
 
@@ -11,20 +12,34 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from aelab import codecs as coding
+from aelab.codecs import classical
+from aelab.codecs import pca as pca_codec
 from aelab.evaluation.metrics import map_batches, to_float
+from aelab.models.capabilities import Autoencoding
 
 log = logging.getLogger("aelab")
 
 
+def requires(*protocols: type, images: bool = False):
+    """Mark a section function with what it measures: it applies (``enabled: auto``) to models that implement
+    every one of ``protocols`` (:mod:`aelab.models.capabilities`) and, with ``images``, to data that are images."""
+
+    def mark(fn):
+        fn.requires, fn.images = tuple(protocols), bool(images)
+        return fn
+
+    return mark
+
+
 class EvalContext:
-    """The model on its device in eval mode, the data (through the data contract, :class:`aelab.data.ImageData`),
-    the batch size and output folder, and what several sections use — test codes (timed), reconstructions,
-    training codes and the PCA baseline of the code size — each computed on first use.
+    """The model on its device in eval mode, the data (through the data contract, :class:`aelab.data.Data`), the
+    batch size and output folder, and what several sections use — test codes (timed), reconstructions, training
+    codes and the PCA baseline of the code size — each computed on first use.
 
     Args:
-        model: an aelab model.
-        datamodule: its datamodule (``split_tensors`` gives uint8 images ``(N, C, H, W)`` and labels or ``None``).
+        model: an aelab model (a plain ``nn.Module``).
+        datamodule: its datamodule (``split_tensors`` gives the examples ``(N, *shape)``, uint8 images or float
+            rows, and labels or ``None``).
         output_dir: where sections write files (PNGs, scores) beside ``metrics.json``.
         device: where the model runs.
         batch_size: images per forward pass.
@@ -55,18 +70,21 @@ class EvalContext:
         self.step = int(step)
         self.train_u8, self.train_y = datamodule.split_tensors("train")
         self.test_u8, self.test_y = datamodule.split_tensors("test")
-        self.image_shape: tuple[int, int, int] = tuple(self.test_u8.shape[1:])
-        self.x_test = to_float(self.test_u8)  # (N, C, H, W) in [0, 1]
-        t0 = time.perf_counter()
-        self.codes_test = self.map(self.model.encode, self.test_u8)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        self.encode_images_per_s = len(self.test_u8) / (time.perf_counter() - t0)
+        self.image_shape: tuple[int, ...] = tuple(self.test_u8.shape[1:])  # (C, H, W), or (F,) for table rows
+        self.x_test = to_float(self.test_u8)  # (N, *shape); pixels in [0, 1]
+        self.encode_images_per_s: float | None = None
+        self.codes_test: Tensor | None = None
+        if isinstance(self.model, Autoencoding):
+            t0 = time.perf_counter()
+            self.codes_test = self.map(self.model.encode, self.test_u8)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self.encode_images_per_s = len(self.test_u8) / (time.perf_counter() - t0)
 
     @property
     def raw_bytes(self) -> int:
         """Bytes of one raw uint8 image: ``C·H·W``."""
-        return coding.raw_bytes_per_image(self.image_shape)
+        return classical.raw_bytes_per_image(self.image_shape)
 
     @property
     def labelled(self) -> bool:
@@ -101,7 +119,7 @@ class EvalContext:
     def pca(self):
         """scikit-learn PCA with as many components as the code has dimensions (:attr:`pca_size`), fitted on the
         training images."""
-        return coding.fit_pca(to_float(self.train_u8), self.pca_size)
+        return pca_codec.fit_pca(to_float(self.train_u8), self.pca_size)
 
     @cached_property
     def pca_codes(self) -> tuple[Tensor, Tensor]:
@@ -112,4 +130,4 @@ class EvalContext:
 
     def pca_decode(self, codes: Tensor) -> Tensor:
         """PCA codes back to images ``(N, C, H, W)`` in [0, 1]."""
-        return coding.pca_decode(self.pca, codes, self.image_shape)
+        return pca_codec.pca_decode(self.pca, codes, self.image_shape)

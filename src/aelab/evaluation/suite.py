@@ -22,15 +22,22 @@ from aelab.evaluation.context import EvalContext
 log = logging.getLogger("aelab")
 
 
-def applies(name: str, section, model) -> bool:
+def applies(name: str, section, model, datamodule=None) -> bool:
     """Whether section ``name`` runs for ``model``: ``enabled: true`` always, ``false`` never, ``auto`` (the default)
-    when the model declares it in ``eval_sections`` (a model class attribute: the sections that measure something
-    about it)."""
+    when the model can do what the section measures (the protocols of :mod:`aelab.models.capabilities` the section
+    function declares with :func:`~aelab.evaluation.context.requires`) and, for a section about images, the data
+    are images (the data contract's ``image_shape``)."""
     if section is None:
         return False
     enabled = section.get("enabled", True)
     if enabled == "auto":
-        return name in tuple(getattr(model, "eval_sections", ()) or ())
+        from hydra.utils import get_method
+
+        fn = get_method(section["_target_"])
+        needs = getattr(fn, "requires", ())
+        if getattr(fn, "images", False) and getattr(datamodule, "image_shape", True) is None:
+            return False
+        return all(isinstance(model, protocol) for protocol in needs)
     if not isinstance(enabled, bool):
         raise ConfigError(f"suite.sections.{name}.enabled={enabled!r} must be auto, true or false")
     return enabled
@@ -59,18 +66,17 @@ def run_suite(
 
     t_start = time.perf_counter()
     sections = cfg.get("sections") or {}
-    chosen = [name for name, section in sections.items() if applies(name, section, model)]
+    chosen = [name for name, section in sections.items() if applies(name, section, model, datamodule)]
     left_out = [name for name, section in sections.items() if section is not None and name not in chosen]
     if left_out:
         log.info(
-            "evaluation sections not run for %s: %s (switch one on with suite.sections.<name>.enabled=true)",
+            "evaluation sections that do not apply to %s: %s (switch one on with suite.sections.<name>.enabled=true)",
             type(model).__name__, ", ".join(left_out),
         )  # fmt: skip
     ctx = EvalContext(model, datamodule, output_dir, device, int(cfg.batch_size), loggers, step, precision)
-    out: dict[str, float] = {
-        "test/timing/encode_images_per_s": ctx.encode_images_per_s,
-        "test/suite/full": float(cfg.get("name") == "full"),
-    }
+    out: dict[str, float] = {"test/suite/full": float(cfg.get("name") == "full")}
+    if ctx.encode_images_per_s is not None:
+        out["test/timing/encode_images_per_s"] = ctx.encode_images_per_s
     bar = tqdm(chosen, desc="evaluation", unit="section", leave=True, dynamic_ncols=True)
     for name in bar:
         bar.set_postfix_str(name)

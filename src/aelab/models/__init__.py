@@ -1,4 +1,6 @@
-"""aelab's LightningModules.
+"""aelab's models: plain ``torch.nn.Module`` s whose ``forward`` returns a :class:`ModelOutput` (the loss, the
+logits, the latents and each term named). They need no Lightning: aelab's one LightningModule
+(:class:`aelab.module.AutoencoderModule`) trains any of them, and so does ten lines of plain PyTorch.
 
 The family at a glance::
 
@@ -8,16 +10,16 @@ The family at a glance::
     │   └── IWAE(+ k samples)                # the importance-weighted bound as the objective
     ├── VQVAE(+ quantizer)                   # codes from a learned codebook (EMA, restarts)
     ├── SparseAutoencoder                    # top-k or L1 sparse, overcomplete codes
-    ├── RAE, WAE                             # deterministic AEs regularized to generate
-    └── LearnedCodec(+ entropy model)        # rate + λ·distortion, entropy-coded latents
-        └── HyperpriorCodec(+ h_a, h_s)      # the latents' scales (and means) from side information
+    └── RAE, WAE                             # deterministic AEs regularized to generate (a regularizer each)
+
+The learned image codecs (CompressAI's ``FactorizedPrior``, ``ScaleHyperprior``, ``MeanScaleHyperprior``) live
+with their entropy models and file format in :mod:`aelab.codecs`.
 """
 
 from aelab.models.autoencoder import Autoencoder
-from aelab.models.codec import LearnedCodec
 from aelab.models.dae import DenoisingAutoencoder
-from aelab.models.hyperprior import HyperpriorCodec
 from aelab.models.iwae import IWAE
+from aelab.models.outputs import ModelOutput
 from aelab.models.rae import RAE
 from aelab.models.sparse import SparseAutoencoder
 from aelab.models.vae import VAE
@@ -32,7 +34,6 @@ __all__ = [
     "WAE",
     "Autoencoder",
     "DenoisingAutoencoder",
-    "HyperpriorCodec",
-    "LearnedCodec",
+    "ModelOutput",
     "SparseAutoencoder",
 ]

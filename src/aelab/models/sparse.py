@@ -1,40 +1,49 @@
-"""Sparse autoencoders: an overcomplete code of which only a few units are active per image."""
+"""Sparse autoencoders: an overcomplete code of which only a few units are active per example."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torchmetrics import Metric
 
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.code_metrics import DeadFraction
-from aelab.models.outputs import LossOutput
+from aelab.models.outputs import ModelOutput
+
+SPARSITIES = ("topk", "l1")
+
+
+class UnitNormColumns(nn.Module):
+    """A parametrization keeping every column of a weight ``(out, in)`` at unit L2 norm: ``W = V / ‖V‖_col``. The
+    gradient reaching ``V`` is the gradient of ``W`` with its component along each column removed (divided by
+    ‖V‖), which is Gao et al.'s projection; the renormalization after each step is implicit."""
+
+    def forward(self, v: Tensor) -> Tensor:
+        return v / v.norm(dim=0, keepdim=True).clamp_min(1e-12)
 
 
 class SparseAutoencoder(Autoencoder):
     """A sparse autoencoder: ``z = sparsify(encoder(x))``, ``x̂ = decoder(z)``.
 
-    * ``sparsity="topk"`` — only the ``k`` largest pre-activations of each code survive, through a ReLU
-      (Makhzani & Frey, "k-Sparse Autoencoders", ICLR 2014; the TopK activation of Gao et al., "Scaling and
-      Evaluating Sparse Autoencoders", 2024, eq. 3): exactly at most ``k`` active units per image.
-    * ``sparsity="l1"`` — ``z = ReLU(encoder(x))`` with ``l1_coeff · ‖z‖₁`` (mean over images) added to the loss.
+    * ``sparsity="topk"``: only the ``k`` largest pre-activations of each code survive, through a ReLU (Makhzani &
+      Frey, "k-Sparse Autoencoders", ICLR 2014; the TopK activation of Gao et al., "Scaling and Evaluating Sparse
+      Autoencoders", 2024, eq. 3): at most ``k`` active units per example.
+    * ``sparsity="l1"``: ``z = ReLU(encoder(x))`` with ``l1_coeff · ‖z‖₁`` (mean over examples) added to the loss.
 
     Against dead latents (Gao et al. 2024, Sec. 2.4 and Appendix A), each optional:
 
     * ``aux_k > 0``: the AuxK loss. A latent that has not fired for ``dead_steps`` training steps is dead; the
       ``aux_k`` largest pre-activations among the dead ones, ``z_aux``, model what the live code missed:
-      ``L_aux = mean (x − dec_out(s + W_dec z_aux))²`` with ``s`` the (detached) logits of the main
-      reconstruction — for a linear decoder output this is Gao et al.'s ``‖e − ê‖²``, ``e = x − x̂``,
-      ``ê = W_dec z_aux``; the loss adds ``aux_coeff · L_aux`` (their α = 1/32).
-    * ``unit_norm_decoder``: the columns of the decoder's first linear layer (one per latent) are kept at unit
-      norm: the gradient's component along each column is removed before the step and the columns are
-      renormalized after it.
+      ``L_aux = loss(s + W_dec z_aux, x)`` with ``s`` the (detached) logits of the main reconstruction; for a
+      linear decoder output this is Gao et al.'s ``‖e − ê‖²``, ``e = x − x̂``, ``ê = W_dec z_aux``. The loss
+      adds ``aux_coeff · L_aux`` (their α = 1/32).
+    * ``unit_norm_decoder``: the decoder's columns (one per latent) stay at unit norm (:class:`UnitNormColumns`).
     * ``tied_init``: the encoder's first linear layer starts as the transpose of the decoder's.
 
     Args:
-        encoder, decoder, latent_dim, loss, optimizer, scheduler, compile, compile_mode, nan_check_every,
-            channels_last, eval_seed: as for :class:`~aelab.models.Autoencoder` (``latent_dim`` typically larger
-            than the image: an overcomplete code).
+        encoder, decoder, latent_dim, loss, output: as for :class:`~aelab.models.Autoencoder` (``latent_dim``
+            typically larger than the input: an overcomplete code).
         sparsity: ``topk`` or ``l1``.
         k: active units per code with ``topk``.
         l1_coeff: weight of the L1 penalty with ``l1``.
@@ -44,15 +53,13 @@ class SparseAutoencoder(Autoencoder):
         unit_norm_decoder: keep the decoder's latent columns at unit norm.
         tied_init: initialize the encoder's first linear layer as the decoder's transpose.
 
-    Metrics, besides the AE's: ``*/sparsity/l0`` (active units per image, mean), ``*/sparsity/l1`` (‖z‖₁ per
-    image), and over the whole split ``val|test/sparsity/dead_fraction`` (the fraction of code units never
-    active).
+    Terms: ``sparsity/l0`` (active units per example), ``sparsity/l1`` (‖z‖₁ per example), ``sparsity/aux``
+    (training, with AuxK); over a whole split ``sparsity/dead_fraction`` (:meth:`split_metrics`).
 
     Raises:
-        ValueError: for an unknown ``sparsity``, or ``k`` outside [1, latent_dim].
+        ValueError: for an unknown ``sparsity``, ``k`` or ``aux_k`` outside [1, latent_dim], or dictionary options
+            with a decoder that is not one linear layer.
     """
-
-    extra_terms = ("sparsity/l0", "sparsity/l1")  # and train/sparsity/aux with aux_k
 
     def __init__(
         self,
@@ -70,39 +77,37 @@ class SparseAutoencoder(Autoencoder):
         **kwargs,
     ) -> None:
         super().__init__(encoder, decoder, latent_dim=latent_dim, **kwargs)
-        if sparsity not in ("topk", "l1"):
-            raise ValueError(f"model.sparsity must be 'topk' or 'l1', got {sparsity!r}")
+        if sparsity not in SPARSITIES:
+            raise ValueError(f"model.sparsity must be one of {SPARSITIES}, got {sparsity!r}")
         if sparsity == "topk" and not 1 <= int(k) <= self.latent_dim:
             raise ValueError(f"model.k={k} must be in [1, latent_dim={self.latent_dim}]")
         if not 0 <= int(aux_k) <= self.latent_dim:
             raise ValueError(f"model.aux_k={aux_k} must be in [0, latent_dim={self.latent_dim}]")
-        #: training steps since each latent last fired (the AuxK loss's dead latents)
-        self.register_buffer(  # not in checkpoints: a resumed run counts afresh
+        self.sparsity, self.k, self.l1_coeff = sparsity, int(k), float(l1_coeff)
+        self.aux_k, self.aux_coeff, self.dead_steps = int(aux_k), float(aux_coeff), int(dead_steps)
+        #: training steps since each latent last fired (the AuxK loss's dead latents; a resumed run counts afresh)
+        self.register_buffer(
             "steps_since_fired", torch.zeros(self.latent_dim, dtype=torch.long), persistent=False
         )
-        if (unit_norm_decoder or tied_init or aux_k) and self.decoder_weight() is None:
+        linear = self._decoder_linear()
+        if (unit_norm_decoder or tied_init or aux_k) and linear is None:
             raise ValueError(
                 "model.unit_norm_decoder, tied_init and aux_k need a decoder that is one Linear layer from the code "
-                "to the pixels (model.decoder.hidden_dims=[] with MLP parts)"
+                "to the outputs (model.decoder.hidden_dims=[] with MLP parts)"
             )
         if unit_norm_decoder:
-            self._normalize_decoder()
+            parametrize.register_parametrization(linear, "weight", UnitNormColumns())
         if tied_init:
-            enc = self.encoder_weight()
-            if enc is None or enc.shape != self.decoder_weight().T.shape:
+            enc = next((m for m in self.encoder.modules() if isinstance(m, nn.Linear)), None)
+            if enc is None or enc.weight.shape != linear.weight.T.shape:
                 raise ValueError(
                     "model.tied_init needs an encoder whose first layer is the decoder's transposed shape"
                 )
             with torch.no_grad():
-                enc.copy_(self.decoder_weight().T)
+                enc.weight.copy_(linear.weight.T)
 
     # ------------------------------------------------------------------ the decoder's dictionary
-    def _first_linear(self, module: nn.Module) -> nn.Linear | None:
-        return next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
-
-    def decoder_weight(self) -> Tensor | None:
-        """``W_dec`` ``(C·H·W, latent_dim)``: the decoder's weight when the decoder is one linear layer from the code
-        to the pixels (no hidden layer, no convolution), else None."""
+    def _decoder_linear(self) -> nn.Linear | None:
         layers = [
             m for m in self.decoder.modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d)
         ]
@@ -112,72 +117,59 @@ class SparseAutoencoder(Autoencoder):
             or layers[0].in_features != self.latent_dim
         ):
             return None
-        return layers[0].weight
+        return layers[0]
 
-    def encoder_weight(self) -> Tensor | None:
-        """The encoder's first linear layer's weight ``(·, C·H·W)``, or None."""
-        lin = self._first_linear(self.encoder)
-        return None if lin is None else lin.weight
-
-    @torch.no_grad()
-    def _normalize_decoder(self) -> None:
-        w = self.decoder_weight()
-        w.div_(w.norm(dim=0, keepdim=True).clamp_min(1e-12))
-
-    def on_after_backward(self) -> None:
-        if self.hparams.get("unit_norm_decoder") and self.decoder_weight().grad is not None:
-            w = self.decoder_weight()
-            with torch.no_grad():  # the gradient's component along each unit column changes only its norm
-                w.grad.sub_(w * (w.grad * w).sum(0, keepdim=True))
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.hparams.get("unit_norm_decoder"):
-            self._normalize_decoder()
+    def decoder_weight(self) -> Tensor | None:
+        """``W_dec`` ``(outputs, latent_dim)``: the decoder's weight when the decoder is one linear layer from the
+        code to the outputs (no hidden layer, no convolution), else None."""
+        linear = self._decoder_linear()
+        return None if linear is None else linear.weight
 
     def sparsify(self, h: Tensor) -> Tensor:
         """The sparse code of encoder outputs ``(B, latent_dim)``."""
-        if self.hparams.sparsity == "l1":
+        if self.sparsity == "l1":
             return torch.relu(h)
-        top = torch.topk(h, int(self.hparams.k), dim=1)
+        top = torch.topk(h, self.k, dim=1)
         return torch.zeros_like(h).scatter(1, top.indices, torch.relu(top.values))
 
     def encode(self, x: Tensor) -> Tensor:
         """Sparse codes ``(B, latent_dim)`` (non-negative; at most ``k`` non-zero with ``topk``)."""
         return self.sparsify(self.encoder(x))
 
-    def make_metrics(self, stage: str) -> dict[str, Metric]:
-        return {**super().make_metrics(stage), "sparsity/dead_fraction": DeadFraction(self.latent_dim)}
+    # ------------------------------------------------------------------ the objective
+    def split_metrics(self) -> dict[str, Metric]:
+        return {"sparsity/dead_fraction": DeadFraction(self.latent_dim)}
 
     def aux_loss(self, h: Tensor, logits: Tensor, target: Tensor, dead: Tensor) -> Tensor:
-        """The AuxK loss (see the class docstring) of pre-activations ``h`` ``(B, latent_dim)``, the main logits
-        and the ``dead`` mask ``(latent_dim,)``; 0 when no latent is dead."""
+        """The AuxK loss (see the class docstring) of pre-activations ``h`` ``(B, latent_dim)``, the main logits and
+        the ``dead`` mask ``(latent_dim,)``; 0 when no latent is dead."""
         n_dead = int(dead.sum())
         if n_dead == 0:
             return torch.zeros((), device=h.device)
         masked = h.masked_fill(~dead, float("-inf"))
-        top = torch.topk(masked, min(int(self.hparams.aux_k), n_dead), dim=1)
+        top = torch.topk(masked, min(self.aux_k, n_dead), dim=1)
         z_aux = torch.zeros_like(h).scatter(1, top.indices, torch.relu(top.values))
         e_hat = (z_aux @ self.decoder_weight().T).view_as(logits)
         return self.reconstruction_loss(logits.detach() + e_hat, target)
 
-    def loss_terms(
-        self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> LossOutput:
-        h = self.encoder(x_in)
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
+    ) -> ModelOutput:
+        h = self.encoder(x)
         z = self.sparsify(h)
         logits = self.decoder(z)
         l1 = z.abs().sum(1).mean()
-        loss = self.reconstruction_loss(logits, target)
-        if self.hparams.sparsity == "l1":
-            loss = loss + self.hparams.l1_coeff * l1
-        extras = {"sparsity/l0": (z != 0).sum(1).float().mean(), "sparsity/l1": l1}
-        if stage == "train" and self.hparams.get("aux_k"):
+        loss = self.reconstruction_loss(logits, x)
+        if self.sparsity == "l1":
+            loss = loss + self.l1_coeff * l1
+        terms = {"sparsity/l0": (z != 0).sum(1).float().mean(), "sparsity/l1": l1.detach()}
+        if self.training and self.aux_k:
             with torch.no_grad():
-                fired = (z != 0).any(0)
-                self.steps_since_fired.add_(1).masked_fill_(fired, 0)
-            aux = self.aux_loss(h, logits, target, self.steps_since_fired > int(self.hparams.dead_steps))
-            loss = loss + self.hparams.aux_coeff * aux
-            extras["sparsity/aux"] = aux.detach()
-        if stage == "train":
-            return LossOutput(loss, None, extras)
-        return LossOutput(loss, torch.sigmoid(logits), {**extras, "sparsity/dead_fraction": z})
+                self.steps_since_fired.add_(1).masked_fill_((z != 0).any(0), 0)
+            aux = self.aux_loss(h, logits, x, self.steps_since_fired > self.dead_steps)
+            loss = loss + self.aux_coeff * aux
+            terms["sparsity/aux"] = aux.detach()
+        out = ModelOutput(loss, logits, z, terms, output=self.output)
+        if not self.training:
+            out.stats = {"sparsity/dead_fraction": z}
+        return out

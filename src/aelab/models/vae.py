@@ -5,46 +5,41 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aelab.models import objectives
 from aelab.models.autoencoder import Autoencoder
-from aelab.models.distributions import LOG_2PI, gaussian_kl
-from aelab.models.outputs import LossOutput
+from aelab.models.outputs import ModelOutput, activate
+
+LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 class VAE(Autoencoder):
     """VAE with a diagonal-Gaussian posterior ``q(z|x) = N(μ(x), σ²(x))`` and prior ``N(0, I)``.
 
-    The encoder is any aelab encoder with ``out_dim = 2 * latent_dim``; its output is split into μ and
-    log σ². ``z = μ + σ ⊙ ε`` with ``ε ~ N(0, I)`` (the reparameterization trick, Kingma & Welling 2014,
-    Sec. 2.4). The decoder gives pixel logits.
+    The encoder is any aelab encoder with ``out_dim = 2 * latent_dim``; its output is split into μ and log σ².
+    ``z = μ + σ ⊙ ε`` (the reparameterization trick, Kingma & Welling 2014, Sec. 2.4); the decoder gives logits.
 
     Args:
-        encoder, decoder, optimizer, scheduler, compile, compile_mode, nan_check_every: as for
-            :class:`~aelab.models.Autoencoder`.
+        encoder, decoder, output: as for :class:`~aelab.models.Autoencoder`.
         latent_dim: size of z.
-        likelihood: ``"bernoulli"`` (decoder logits, for binary or [0, 1] pixels) or ``"gaussian"``
-            (decoder mean ``sigmoid(logits)``, standard deviation ``sigma``).
-        sigma: the Gaussian likelihood's standard deviation (pixel units); ``None`` learns one global σ.
-        binarize: dynamic binarization: every step the input *and* target are resampled as
-            ``Bernoulli(x)`` (validation/test use a seeded generator), as in the VAE/IWAE literature.
+        likelihood: ``bernoulli`` (decoder logits, for binary or [0, 1] pixels) or ``gaussian`` (mean
+            ``output(logits)``, standard deviation ``sigma``).
+        sigma: the Gaussian likelihood's standard deviation (data units); ``None`` learns one global σ.
+        binarize: dynamic binarization: input *and* target resampled as ``Bernoulli(x)`` each step, as in the
+            VAE/IWAE literature (from ``generator`` when one is given: seeded in validation/test).
         kl_coeff: β, the weight of the KL term (β-VAE, Higgins et al. 2017); 1 gives the ELBO.
-        kl_warmup_steps: β grows linearly from 0 to ``kl_coeff`` over this many training steps
-            (Bowman et al. 2016; Sønderby et al. 2016); 0 disables warm-up.
-        eval_seed: seed of the validation/test binarization and posterior samples.
+        kl_warmup_steps: β grows linearly from 0 to ``kl_coeff`` over this many training steps (Bowman et al.
+            2016; Sønderby et al. 2016); 0 disables warm-up. Needs the ``step`` argument of :meth:`forward`.
 
-    Losses are sums over pixels, averaged over the batch, in nats. Metrics: ``*/elbo`` is the negative
-    ELBO per image in nats (``recon + kl``, lower is better, β = 1), ``*/recon`` = −E_q[log p(x|z)],
-    ``*/kl``; plus ``*/mse`` and ``*/psnr`` of the reconstruction from the posterior mean μ.
-    ``*/loss`` is ``recon + β kl`` (β without warm-up outside training).
+    The loss is ``recon + β·kl``: sums over values, means over the batch, in nats. Terms: ``elbo`` (the negative
+    ELBO per example, ``recon + kl``, β = 1), ``recon`` (−E_q[log p(x|z)]), ``kl``. The reconstruction is the
+    decoder mean at the posterior mean.
 
     Raises:
-        ValueError: on an encoder whose ``out_dim`` is not ``2 * latent_dim``, or an unknown likelihood.
+        ValueError: on an encoder whose ``out_dim`` is not ``2 * latent_dim``, an unknown likelihood, or a
+            Bernoulli likelihood without a sigmoid output.
     """
-
-    extra_terms = ("elbo", "recon", "kl")
-    eval_sections = (*Autoencoder.eval_sections, "likelihood", "generation")
 
     def __init__(
         self,
@@ -56,12 +51,17 @@ class VAE(Autoencoder):
         binarize: bool = False,
         kl_coeff: float = 1.0,
         kl_warmup_steps: int = 0,
-        eval_seed: int = 1234,
-        **kwargs,
+        output: str = "sigmoid",
     ) -> None:
-        super().__init__(encoder, decoder, latent_dim=latent_dim, loss="bce", eval_seed=eval_seed, **kwargs)
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        loss = "bce" if likelihood == "bernoulli" else "mse"
+        super().__init__(encoder, decoder, latent_dim=latent_dim, loss=loss, output=output)
+        self.likelihood, self.binarize = likelihood, bool(binarize)
+        self.kl_coeff, self.kl_warmup_steps = float(kl_coeff), int(kl_warmup_steps)
+        if sigma is not None and float(sigma) <= 0:
+            raise ValueError(f"model.sigma={sigma} must be > 0 (or null to learn it)")
+        self.sigma = None if sigma is None else float(sigma)
         self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and sigma is None else None
 
     def encoder_out_dim(self, latent_dim: int) -> int:
@@ -70,77 +70,80 @@ class VAE(Autoencoder):
 
     # ------------------------------------------------------------------ probabilistic parts
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(μ, log σ²)``, each ``(B, latent_dim)``, of q(z|x) for images ``(B, C, H, W)``."""
+        """``(μ, log σ²)``, each ``(B, latent_dim)``, of q(z|x) for inputs ``(B, *shape)``."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
-    @staticmethod
-    def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``z = μ + exp(½ log σ²) ⊙ ε``, ``ε ~ N(0, I)``; differentiable in μ and log σ²."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
     def log_likelihood(self, logits: Tensor, target: Tensor) -> Tensor:
-        """log p(x|z) per image in nats, summed over pixels: ``(B, C, H, W) → (B,)``."""
-        if self.hparams.likelihood == "bernoulli":
-            return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
-        mean = torch.sigmoid(logits)
-        log_sigma = (
-            self.log_sigma if self.log_sigma is not None else torch.tensor(math.log(self.hparams.sigma))
-        )
-        log_sigma = log_sigma.to(mean)
-        sq = ((target - mean) / log_sigma.exp()).pow(2)
-        return (-0.5 * sq - log_sigma - 0.5 * LOG_2PI).flatten(1).sum(1)
+        """log p(x|z) per example in nats, summed over values: ``(B, *shape) → (B,)``."""
+        if self.likelihood == "bernoulli":
+            return objectives.bernoulli_log_likelihood(logits, target)
+        log_sigma = self.log_sigma if self.log_sigma is not None else torch.tensor(math.log(self.sigma))
+        return objectives.gaussian_log_likelihood(activate(logits, self.output), target, log_sigma)
 
-    def beta(self) -> float:
-        """Current KL weight: ``kl_coeff * min(1, step / kl_warmup_steps)`` while training."""
-        warm = self.hparams.kl_warmup_steps
-        frac = 1.0 if not warm or not self.training else min(1.0, self.global_step / warm)
-        return self.hparams.kl_coeff * frac
+    def log_px(self, target: Tensor, z: Tensor) -> Tensor:
+        """log p(target|z) of latents ``z (S, B, D)`` for each of the ``S`` samples: ``(S, B)`` nats (one decoder
+        pass over all ``S·B`` codes; under an autocast the decoder runs at its precision, the likelihood in
+        float32)."""
+        s, b, d = z.shape
+        logits = self.decoder(z.reshape(s * b, d))  # at whatever precision an enclosing autocast asks
+        target_s = target.unsqueeze(0).expand(s, *target.shape).reshape(s * b, *target.shape[1:])
+        with torch.autocast(z.device.type, enabled=False):  # the likelihood itself in float32
+            return self.log_likelihood(logits.float(), target_s.float()).view(s, b)
 
-    # ------------------------------------------------------------------ API
-    def encode(self, x: Tensor) -> Tensor:
-        """Posterior mean μ ``(B, latent_dim)`` (the deterministic code used for features/plots)."""
-        return self.posterior(x)[0]
+    def likelihood_input(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """What the likelihood is evaluated on: ``Bernoulli(x)`` when the model was trained binarized, else ``x``."""
+        return torch.bernoulli(x, generator=generator) if self.binarize else x
 
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Decoder mean at the posterior mean, ``(B, C, H, W)`` in [0, 1]."""
-        return self.decode(self.encode(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.reconstruct(x)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images ``(n, C, H, W)`` in [0, 1]: decoder means at ``z ~ N(0, I)``."""
-        z = torch.randn((n, self.latent_dim), generator=generator, device=self.device)
-        return self.decode(z)
-
-    # ------------------------------------------------------------------ training hooks
-    def model_input(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        if not self.hparams.binarize:
-            return x, x
-        xb = torch.bernoulli(x, generator=generator)
-        return xb, xb
+    def inputs(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        x_in = self.likelihood_input(x, generator)
+        return x_in, x_in
 
     def elbo_terms(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Per image, in nats, with one posterior sample: ``(−log p(target|z), KL(q(z|x_in) ‖ p(z)), μ)``.
-
-        Shapes: ``(B, C, H, W)`` inputs → ``(B,), (B,), (B, latent_dim)``; the negative ELBO is the sum of
-        the first two (Kingma & Welling 2014, eq. 10).
-        """
+        """Per example, in nats, with one posterior sample: ``(−log p(target|z), KL(q(z|x_in) ‖ p(z)), μ)``:
+        ``(B,), (B,), (B, latent_dim)``; the negative ELBO is the sum of the first two (Kingma & Welling 2014,
+        eq. 10)."""
         mu, logvar = self.posterior(x_in)
-        z = self.reparameterize(mu, logvar, generator)
-        return -self.log_likelihood(self.decoder(z), target), gaussian_kl(mu, logvar), mu
+        z = objectives.reparameterize(mu, logvar, generator)
+        return -self.log_likelihood(self.decoder(z), target), objectives.gaussian_kl(mu, logvar), mu
 
-    def loss_terms(
-        self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> LossOutput:
-        recon_i, kl_i, mu = self.elbo_terms(x_in, target, generator)
-        recon, kl = recon_i.mean(), kl_i.mean()
-        beta = self.beta() if stage == "train" else self.hparams.kl_coeff
-        loss = recon + beta * kl
-        x_hat = None if stage == "train" else self.decode(mu)
-        return LossOutput(loss, x_hat, {"elbo": recon + kl, "recon": recon, "kl": kl})
+    def negative_elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The −ELBO (nats) of each example of a clean batch, one posterior sample (binarized first when the model
+        was trained so): ``(B, *shape) → (B,)``: the VAE's anomaly score."""
+        x_in = self.likelihood_input(x, generator)
+        recon, kl, _ = self.elbo_terms(x_in, x_in, generator)
+        return recon + kl
+
+    # ------------------------------------------------------------------ the autoencoder's view
+    def encode(self, x: Tensor) -> Tensor:
+        """Posterior mean μ ``(B, latent_dim)`` (the deterministic code used for features and plots)."""
+        return self.posterior(x)[0]
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` decoder means ``(n, *shape)`` at ``z ~ N(0, I)``."""
+        device = generator.device if generator is not None else next(self.parameters()).device
+        return self.decode(torch.randn((n, self.latent_dim), generator=generator, device=device))
+
+    # ------------------------------------------------------------------ the objective
+    def objective(
+        self, mu: Tensor, logvar: Tensor, target: Tensor, generator: torch.Generator | None, step: int | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``recon + β·kl`` (β with its warm-up while training) and the terms, for a posterior and its target."""
+        z = objectives.reparameterize(mu, logvar, generator)
+        recon = -self.log_likelihood(self.decoder(z), target).mean()
+        kl = objectives.gaussian_kl(mu, logvar).mean()
+        beta = objectives.kl_weight(self.kl_coeff, self.kl_warmup_steps, step if self.training else None)
+        terms = {"elbo": (recon + kl).detach(), "recon": recon.detach(), "kl": kl.detach()}
+        return recon + beta * kl, terms
+
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
+    ) -> ModelOutput:
+        x_in, target = self.inputs(x, generator)
+        mu, logvar = self.posterior(x_in)
+        loss, terms = self.objective(mu, logvar, target, generator, step)
+        reconstruction = None if self.training else self.decode(mu)
+        return ModelOutput(loss, None, mu, terms, reconstruction=reconstruction, output=self.output)

@@ -1,5 +1,5 @@
-"""Vector-quantized autoencoder (van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete Representation
-Learning", NeurIPS 2017)."""
+"""Vector-quantized autoencoder (van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete Representation Learning",
+NeurIPS 2017)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torchmetrics import Metric
 from aelab.models.autoencoder import Autoencoder
 from aelab.models.code_metrics import CodebookUsage, CodePerplexity
 from aelab.models.components.quantizer import VectorQuantizer, perplexity
-from aelab.models.outputs import LossOutput
+from aelab.models.outputs import ModelOutput
 
 
 class VQVAE(Autoencoder):
@@ -19,33 +19,26 @@ class VQVAE(Autoencoder):
     The encoder's output is a set of vectors of ``quantizer.code_dim``: a feature map ``(B, D, h, w)`` from a
     spatial conv encoder (``ConvEncoder(spatial=True)``, one code per position of the ``h × w`` grid), or a flat
     ``(B, P·D)`` from an MLP encoder (``P`` codes). Each vector is replaced by its nearest codebook entry
-    (:class:`~aelab.models.components.VectorQuantizer`; straight-through gradient, commitment loss, EMA codebook,
-    dead-code restarts). An image is thus ``P`` indices of ``ceil(log2 K)`` bits each: the compression section
-    stores exactly those.
+    (:class:`~aelab.models.components.VectorQuantizer`: straight-through gradient, commitment loss, EMA codebook,
+    dead-code restarts). An image is thus ``P`` indices of ``ceil(log2 K)`` bits each.
 
     Args:
-        encoder: a spatial conv encoder with ``out_dim = code_dim``, or an MLP encoder with ``out_dim = P · code_dim``.
-        decoder: its mirror (a spatial conv decoder with ``latent_dim = code_dim``, or an MLP decoder with
-            ``latent_dim = P · code_dim``).
+        encoder: a spatial conv encoder with ``out_dim = code_dim``, or an MLP encoder with
+            ``out_dim = P · code_dim``.
+        decoder: its mirror (``latent_dim = code_dim`` spatial, ``P · code_dim`` MLP).
         quantizer: the codebook.
         code_dim: the code dimension the config shares between the parts (checked against the quantizer's).
-        loss, optimizer, scheduler, compile, compile_mode, nan_check_every, channels_last, eval_seed: as for
-            :class:`~aelab.models.Autoencoder` (``loss="mse"``, van den Oord et al.'s choice, by default).
+        loss, output: as for :class:`~aelab.models.Autoencoder` (``mse``, van den Oord et al.'s choice, by default).
 
     The code of an image (:meth:`encode`) is its quantized vectors, flattened: ``(B, latent_dim)`` with
-    ``latent_dim = P · code_dim``; :meth:`code_indices` and :meth:`codes_from_indices` convert to and from the
-    ``(B, P)`` indices. Metrics, besides the AE's: ``*/commitment`` (β‖z_e − sg[e]‖²), ``*/codebook`` (0 with EMA),
-    ``train/vq/perplexity`` (per batch), ``val|test/vq/perplexity`` and ``val|test/vq/codebook_usage`` over the
-    whole split (:mod:`aelab.models.code_metrics`).
+    ``latent_dim = P · code_dim``; :meth:`code_indices` / :meth:`codes_from_indices` convert to and from the
+    ``(B, P)`` indices. Terms: ``commitment`` (β‖z_e − sg[e]‖²), ``codebook`` (0 with EMA), and in training
+    ``vq/perplexity`` of the batch; over a whole split ``vq/perplexity`` and ``vq/codebook_usage``
+    (:meth:`split_metrics`).
 
     Raises:
         ValueError: when the encoder's output does not split into ``code_dim`` vectors.
     """
-
-    extra_terms = ("commitment", "codebook")
-    #: no denoising strip unless asked (suite.sections.denoising.enabled=true): its codes are not trained for it
-    eval_sections = tuple(s for s in Autoencoder.eval_sections if s != "denoising")
-    hparams_ignore = (*Autoencoder.hparams_ignore, "quantizer")
 
     def __init__(
         self,
@@ -54,10 +47,9 @@ class VQVAE(Autoencoder):
         quantizer: VectorQuantizer,
         code_dim: int | None = None,
         loss: str = "mse",
-        **kwargs,
+        output: str = "sigmoid",
     ) -> None:
-        self._codebook_size = int(quantizer.num_codes)  # make_metrics (in super().__init__) needs it
-        super().__init__(encoder, decoder, latent_dim=None, loss=loss, **kwargs)
+        super().__init__(encoder, decoder, latent_dim=None, loss=loss, output=output)
         self.quantizer = quantizer
         d = quantizer.code_dim
         if code_dim is not None and int(code_dim) != d:
@@ -68,7 +60,7 @@ class VQVAE(Autoencoder):
                     f"a spatial VQ-VAE needs encoder.out_dim = decoder.latent_dim = quantizer.code_dim = {d}, got "
                     f"{encoder.out_dim} and {decoder.latent_dim}: leave them to ${{model.code_dim}}"
                 )
-            self.grid = tuple(encoder.grid)
+            self.grid: tuple[int, int] | None = tuple(encoder.grid)
             self.positions = self.grid[0] * self.grid[1]
         else:
             if encoder.out_dim % d or decoder.latent_dim != encoder.out_dim:
@@ -82,7 +74,8 @@ class VQVAE(Autoencoder):
     # ------------------------------------------------------------------ codes
     @property
     def codebook_size(self) -> int:
-        return self._codebook_size
+        """K, the codebook entries."""
+        return int(self.quantizer.num_codes)
 
     @property
     def latent_dim(self) -> int:
@@ -109,48 +102,38 @@ class VQVAE(Autoencoder):
 
     def decode(self, z: Tensor) -> Tensor:
         """Images ``(B, C, H, W)`` in [0, 1] from flattened code vectors ``(B, latent_dim)``."""
-        return torch.sigmoid(
-            self.decoder(self._decoder_input(z.reshape(-1, self.quantizer.code_dim), len(z)))
-        )
+        return super().decode(self._decoder_input(z.reshape(-1, self.quantizer.code_dim), len(z)))
 
     def code_indices(self, codes: Tensor) -> Tensor:
-        """Codebook indices ``(N, P)`` of codes ``(N, latent_dim)`` (each vector's nearest entry)."""
+        """Codebook indices ``(N, P)`` of codes ``(N, latent_dim)`` (each vector's nearest entry), on the CPU."""
+        device = self.quantizer.embedding.device
         return (
-            self.quantizer.nearest(
-                codes.reshape(-1, self.quantizer.code_dim).to(self.quantizer.embedding.device)
-            )
+            self.quantizer.nearest(codes.reshape(-1, self.quantizer.code_dim).to(device))
             .view(len(codes), -1)
             .cpu()
         )
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
         """Codes ``(N, latent_dim)`` of codebook indices ``(N, P)``."""
-        return self.quantizer.lookup(indices.long().to(self.quantizer.embedding.device)).reshape(
-            len(indices), -1
-        )
+        device = self.quantizer.embedding.device
+        return self.quantizer.lookup(indices.long().to(device)).reshape(len(indices), -1)
 
-    # ------------------------------------------------------------------ training
-    def make_metrics(self, stage: str) -> dict[str, Metric]:
-        k = self._codebook_size
-        return {
-            **super().make_metrics(stage),
-            "vq/perplexity": CodePerplexity(k),
-            "vq/codebook_usage": CodebookUsage(k),
-        }
+    # ------------------------------------------------------------------ the objective
+    def split_metrics(self) -> dict[str, Metric]:
+        k = self.codebook_size
+        return {"vq/perplexity": CodePerplexity(k), "vq/codebook_usage": CodebookUsage(k)}
 
-    def loss_terms(
-        self, x_in: Tensor, target: Tensor, stage: str, generator: torch.Generator | None = None
-    ) -> LossOutput:
-        h = self.encoder(x_in)
-        quantized, indices, losses = self.quantizer(self._vectors(h))
-        logits = self.decoder(self._decoder_input(quantized, len(x_in)))
-        recon = self.reconstruction_loss(logits, target)
-        loss = recon + losses["commitment"] + losses["codebook"]
-        extras: dict[str, Tensor] = {**losses}
-        if stage == "train":
-            counts = torch.bincount(indices, minlength=self._codebook_size)
-            extras["vq/perplexity"] = perplexity(counts)
-            return LossOutput(loss, None, extras)
-        extras["vq/perplexity"] = indices
-        extras["vq/codebook_usage"] = indices
-        return LossOutput(loss, torch.sigmoid(logits), extras)
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
+    ) -> ModelOutput:
+        quantized, indices, losses = self.quantizer(self._vectors(self.encoder(x)))
+        z = self._decoder_input(quantized, len(x))
+        logits = self.decoder(z)
+        loss = self.reconstruction_loss(logits, x) + losses["commitment"] + losses["codebook"]
+        terms = {name: value.detach() for name, value in losses.items()}
+        out = ModelOutput(loss, logits, z, terms, output=self.output)
+        if self.training:
+            terms["vq/perplexity"] = perplexity(torch.bincount(indices, minlength=self.codebook_size))
+        else:
+            out.stats = {"vq/perplexity": indices, "vq/codebook_usage": indices}
+        return out

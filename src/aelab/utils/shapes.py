@@ -31,3 +31,10 @@ def shape_of(channels: int, image_size: int | Sequence[int]) -> list[int]:
     if channels not in (1, 3):
         raise ConfigError(f"data.channels={channels!r} must be 1 (grey) or 3 (RGB)")
     return [int(channels), *image_size_hw(image_size)]
+
+
+def grid_padding(h: int, w: int, factor: int) -> tuple[int, int, int, int]:
+    """``(left, right, top, bottom)`` padding that makes ``h × w`` a multiple of ``factor`` in both sides
+    (centred: the odd pixel goes right and bottom)."""
+    ph, pw = -h % factor, -w % factor
+    return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2

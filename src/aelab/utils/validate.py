@@ -90,16 +90,16 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
         "'model.decoder.channels=[64,32]'",
     ),
     (
-        "model.optimizer.lr",
+        "optimizer.lr",
         lambda v: _num(v) and v > 0,
         "a finite learning rate > 0",
-        "model.optimizer.lr=1e-3",
+        "optimizer.lr=1e-3",
     ),
     (
-        "model.optimizer.weight_decay",
+        "optimizer.weight_decay",
         lambda v: _num(v) and v >= 0,
         "a finite value >= 0",
-        "model.optimizer.weight_decay=0",
+        "optimizer.weight_decay=0",
     ),
     (
         "model.corruption.sigma",
@@ -121,7 +121,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ),
     ("model.kl_coeff", lambda v: _num(v) and v >= 0, "β >= 0", "model.kl_coeff=1.0"),
     ("model.kl_warmup_steps", lambda v: _int(v) and v >= 0, "an integer >= 0", "model.kl_warmup_steps=0"),
-    ("model.nan_check_every", lambda v: _int(v) and v >= 0, "an integer >= 0", "model.nan_check_every=50"),
+    ("nan_check_every", lambda v: _int(v) and v >= 0, "an integer >= 0", "nan_check_every=50"),
     (
         "trainer.max_epochs",
         lambda v: v is None or (_int(v) and (v >= 1 or v == -1)),

@@ -9,17 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aelab import codecs as coding
 from aelab.checkpoint import state_fingerprint
-from aelab.codecs import bitstream
-from aelab.evaluation.context import EvalContext
+from aelab.codecs import classical, codes, container
+from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.metrics import (
     mse_per_image,
     psnr_per_image,
     ssim_window,
     to_float,
 )
-from aelab.models.capabilities import Quantized
+from aelab.models.capabilities import Autoencoding, Compressor, Quantized
 
 log = logging.getLogger("aelab")
 
@@ -33,16 +32,17 @@ def _code_methods(ctx: EvalContext) -> dict:
     }
 
 
+@requires(Autoencoding, images=True)
 def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[str, float]:
     """Codes written to real files — at float32 / float16 / 8 bits, or as codebook indices for a vector-quantized
     model — beside PCA of the same size, JPEG (with and without its header), PNG and gzip; bytes per image and
     ratios against the raw ``C·H·W``-byte image (``test/compression/raw_bytes_per_image``)."""
     out: dict[str, float] = {"test/compression/raw_bytes_per_image": float(ctx.raw_bytes)}
     n = len(ctx.codes_test)
-    gz = coding.gzip_bytes_per_image(ctx.test_u8)
+    gz = classical.gzip_bytes_per_image(ctx.test_u8)
     out["test/compression/gzip_bytes_per_image"] = gz
     out["test/compression/gzip_ratio_vs_raw"] = ctx.raw_bytes / gz
-    _, png_sizes, _ = coding.codec_roundtrip(ctx.test_u8, "png")
+    _, png_sizes, _ = classical.codec_roundtrip(ctx.test_u8, "png")
     out["test/compression/png_bytes_per_image"] = sum(png_sizes) / n
 
     def record(name: str, per_image: float, rec: torch.Tensor) -> None:
@@ -54,27 +54,27 @@ def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[st
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(ctx.model, Quantized):  # codebook indices, packed at ceil(log2 K) bits each
             indices = ctx.model.code_indices(ctx.codes_test)
-            size = coding.save_indices(Path(tmp) / "vq.npz", indices, ctx.model.codebook_size)
+            size = codes.save_indices(Path(tmp) / "vq.npz", indices, ctx.model.codebook_size)
             rec = ctx.map(
-                ctx.model.decode, ctx.model.codes_from_indices(coding.load_indices(Path(tmp) / "vq.npz"))
+                ctx.model.decode, ctx.model.codes_from_indices(codes.load_indices(Path(tmp) / "vq.npz"))
             )
             record("vq_indices", size / n, rec)
             out["test/compression/vq_indices_bits_per_image"] = 8 * size / n
-        for name, (train_codes, codes, decode) in _code_methods(ctx).items():
+        for name, (train_codes, test_codes, decode) in _code_methods(ctx).items():
             if name == "ae" and isinstance(ctx.model, Quantized):
                 continue  # its codes are the indices above
-            quantizer = coding.AffineQuantizer.fit(train_codes)  # fitted on the training codes
-            for fmt in coding.FORMATS:
-                stored = coding.encode_codes(codes, fmt, quantizer)
-                size = coding.save_codes(
+            quantizer = codes.AffineQuantizer.fit(train_codes)  # fitted on the training codes
+            for fmt in codes.FORMATS:
+                stored = codes.encode_codes(test_codes, fmt, quantizer)
+                size = codes.save_codes(
                     Path(tmp) / f"{name}_{fmt}.npz", stored, quantizer if fmt == "uint8" else None
                 )
-                rec = decode(coding.decode_codes(stored, quantizer))
+                rec = decode(codes.decode_codes(stored, quantizer))
                 record(f"{name}_{fmt}", size / n, rec)
                 if fmt == "float32":
                     out[f"test/compression/{name}_mse"] = mse_per_image(rec, ctx.x_test).mean().item()
     for q in jpeg_qualities:
-        dec, sizes, payloads = coding.codec_roundtrip(ctx.test_u8, "jpeg", int(q))
+        dec, sizes, payloads = classical.codec_roundtrip(ctx.test_u8, "jpeg", int(q))
         out[f"test/compression/jpeg_q{q}_bytes_per_image"] = sum(sizes) / n
         out[f"test/compression/jpeg_q{q}_payload_bytes_per_image"] = sum(payloads) / n
         out[f"test/compression/jpeg_q{q}_ratio_vs_raw"] = ctx.raw_bytes / (sum(sizes) / n)
@@ -120,6 +120,7 @@ def _test_sets(ctx: EvalContext, num_images: int | None) -> dict[str, list[torch
     return sets
 
 
+@requires(Compressor, images=True)
 def classical_codecs(
     ctx: EvalContext,
     codecs=("jpeg", "webp", "avif", "jxl"),
@@ -147,16 +148,16 @@ def classical_codecs(
         return json.loads(cache.read_text())
     out: dict[str, float] = {}
     for name in [*codecs, *lossless]:
-        why = coding.codec_available(name)
+        why = classical.codec_available(name)
         if why:
             log.warning("classical codec %s skipped: %s", name, why)
             continue
         for prefix, images in sets.items():
             pixels = sum(img.shape[-1] * img.shape[-2] for img in images) / len(images)
-            points = [None] if coding.CODECS[name].lossless else list(qualities)
+            points = [None] if classical.CODECS[name].lossless else list(qualities)
             for q in points:
                 decoded, sizes, payloads = zip(
-                    *(coding.codec_roundtrip(img[None], name, q) for img in images), strict=True
+                    *(classical.codec_roundtrip(img[None], name, q) for img in images), strict=True
                 )
                 base = f"test/compression/{prefix}{name}" + ("" if q is None else f"_q{q}")
                 per_image = sum(s[0] for s in sizes) / len(images)
@@ -173,11 +174,12 @@ def classical_codecs(
     return out
 
 
+@requires(Compressor, images=True)
 def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None) -> dict[str, float]:
-    """A learned codec's real files (:mod:`aelab.codecs.bitstream`, through the :class:`~aelab.codecs.Codec`
-    protocol), on the first ``num_images`` test images (null: all; the suite gives it the classical codecs' count,
-    so every codec is measured on the same images: ``test/codec/num_images``) and, for photograph data, on the
-    held-out photographs whole (``test/codec/photos/...``):
+    """A learned codec's real files (:mod:`aelab.codecs.container`, through the
+    :class:`~aelab.models.capabilities.Compressor` protocol), on the first ``num_images`` test images (null: all;
+    the suite gives it the classical codecs' count, so every codec is measured on the same images:
+    ``test/codec/num_images``) and, for photograph data, on the held-out photographs whole (``test/codec/photos/...``):
 
     - one file per image, as the classical codecs are measured (headers counted): ``bytes_per_image``,
       ``bits_per_pixel`` and ``header_bytes`` (per file);
@@ -185,14 +187,11 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
     - PSNR (dB) / SSIM (MS-SSIM for large images) of the decoded images; encode and decode throughput of the
       per-image files (images/s); ``roundtrip_exact`` = 1 when both formats decode to the encoder's
       reconstructions bit for bit; ``estimated_bytes_per_image``: the model's rate estimate of the same images
-      (what training minimized), for the coder's overhead.
-
-    Learned codecs only."""
+      (what training minimized), for the coder's overhead."""
     import time
 
     model = ctx.model
-    if not isinstance(model, coding.Codec):
-        return {}
+    model.update()  # the checkpoint's tables are its weights'; rebuilt here for a model updated by hand
     fingerprint = state_fingerprint(model.state_dict())
     out: dict[str, float] = {}
     out["test/codec/num_images"] = float(
@@ -202,24 +201,22 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
         key = f"test/codec/{prefix}"
         pixels = sum(img.shape[-1] * img.shape[-2] for img in images) / len(images)
         t0 = time.perf_counter()
-        files, recon = model.compress_each(images, fingerprint, batch_size, ctx.device)
+        files, recon = container.encode_each(model, images, fingerprint, batch_size, ctx.device)
         t_enc = time.perf_counter() - t0
         t0 = time.perf_counter()
-        decoded = model.decompress_each(
-            [(f, f"image {i}") for i, f in enumerate(files)], fingerprint, batch_size, ctx.device
+        decoded = container.decode_each(
+            model, [(f, f"image {i}") for i, f in enumerate(files)], fingerprint, batch_size
         )
         t_dec = time.perf_counter() - t0
         per_image = sum(len(f) for f in files) / len(images)
         out[f"{key}bytes_per_image"] = per_image
         out[f"{key}bits_per_pixel"] = 8 * per_image / pixels
-        out[f"{key}header_bytes"] = float(np.mean([bitstream.per_image_header_size(f) for f in files]))
+        out[f"{key}header_bytes"] = float(np.mean([container.per_image_header_size(f) for f in files]))
         out |= {f"{key}{k}": v for k, v in _image_quality(decoded, images).items()}
         out[f"{key}encode_images_per_s"] = len(images) / t_enc
         out[f"{key}decode_images_per_s"] = len(images) / t_dec
-        data, stream_recon = model.compress(images, fingerprint, batch_size, ctx.device)
-        stream_decoded = model.decompress(
-            data, "the evaluation's stream", fingerprint, batch_size, ctx.device
-        )
+        data, stream_recon = container.encode(model, images, fingerprint, batch_size, ctx.device)
+        stream_decoded = container.decode(model, data, "the evaluation's stream", fingerprint)
         out[f"{key}stream_bytes_per_image"] = len(data) / len(images)
         out[f"{key}stream_bits_per_pixel"] = 8 * len(data) / len(images) / pixels
         exact = all(torch.equal(a, b) for a, b in zip(recon, decoded, strict=True)) and all(
@@ -228,7 +225,7 @@ def codec(ctx: EvalContext, batch_size: int = 500, num_images: int | None = None
         out[f"{key}roundtrip_exact"] = float(exact)
         bits = 0.0
         with torch.no_grad():  # in batches of one image size (the held-out photos differ)
-            for idx in bitstream.size_groups([tuple(img.shape[-2:]) for img in images], batch_size):
+            for idx in container.size_groups([tuple(img.shape[-2:]) for img in images], batch_size):
                 x = torch.stack([images[i] for i in idx]).to(ctx.device).float() / 255
                 bits += model.rate_bits(x).sum().item()
         out[f"{key}estimated_bytes_per_image"] = bits / 8 / len(images)

@@ -9,9 +9,9 @@ from torchvision.utils import save_image
 
 from aelab import visuals
 from aelab.evaluation import fid as frechet
-from aelab.evaluation.context import EvalContext
+from aelab.evaluation.context import EvalContext, requires
 from aelab.media import Media
-from aelab.models.capabilities import Generative, Quantized
+from aelab.models.capabilities import Autoencoding, Generative, Quantized
 from aelab.samplers import generate, make_sampler
 
 log = logging.getLogger("aelab")
@@ -28,6 +28,7 @@ def default_sampler(model, samplers=("autoregressive",)) -> str:
     return "gaussian"
 
 
+@requires(Autoencoding, images=True)
 def fid(
     ctx: EvalContext,
     num_samples: int = 10000,
@@ -96,17 +97,16 @@ def fid(
     return out
 
 
+@requires(Generative, images=True)
 def generation(
     ctx: EvalContext, num_samples: int = 64, interpolation_steps: int = 10, seed: int = 0
 ) -> dict[str, float]:
     """``samples.png`` (prior samples) and ``interpolation.png`` (two test images and the path between their
     codes) beside ``metrics.json`` and in the loggers; generative models only. No figures."""
     model, x_test = ctx.model, ctx.x_test
-    if not isinstance(model, Generative):
-        return {}
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     media = Media(ctx.loggers)
-    samples = visuals.grid(visuals.prior_samples(model, int(num_samples), int(seed)))
+    samples = visuals.grid(visuals.prior_samples(model, int(num_samples), int(seed), ctx.device))
     path = visuals.rows(
         visuals.interpolation(
             model, x_test[0].to(ctx.device), x_test[1].to(ctx.device), int(interpolation_steps)

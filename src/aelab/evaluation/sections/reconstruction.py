@@ -7,18 +7,20 @@ import math
 
 import torch
 
-from aelab import codecs as coding
-from aelab.evaluation.context import EvalContext
+from aelab.codecs.pca import fit_pca
+from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.metrics import (
     mse_per_image,
     psnr_per_image,
     reconstruction_metrics,
     to_float,
 )
+from aelab.models.capabilities import Autoencoding, Reconstructs
 
 log = logging.getLogger("aelab")
 
 
+@requires(Reconstructs, images=True)
 def reconstruction(ctx: EvalContext) -> dict[str, float]:
     """``test/bce`` and ``test/ssim`` (``test/mse`` and ``test/psnr`` come from the DDP-correct test loop), and the
     baseline a model must beat to have learned anything image-specific: the MSE and PSNR of the training images'
@@ -33,6 +35,7 @@ def reconstruction(ctx: EvalContext) -> dict[str, float]:
     }
 
 
+@requires(Autoencoding, images=True)
 def denoising(
     ctx: EvalContext, sigmas=(0.1, 0.3, 0.5, 0.7), pca_components=(8, 16, 32, 64, 128), seed: int = 0
 ) -> dict[str, float]:
@@ -42,7 +45,7 @@ def denoising(
     x_test = ctx.x_test
     limit = min(math.prod(ctx.image_shape), len(ctx.train_u8))
     comps = sorted({min(int(c), limit) for c in pca_components})
-    pca = coding.fit_pca(to_float(ctx.train_u8), max(comps))
+    pca = fit_pca(to_float(ctx.train_u8), max(comps))
     mean = torch.from_numpy(pca.mean_).float()
     basis = torch.from_numpy(pca.components_).float()  # (max, C·H·W), ordered by variance
     for sigma in sigmas:

@@ -8,17 +8,19 @@ import numpy as np
 import torch
 
 from aelab.errors import ConfigError, MissingDataError
-from aelab.evaluation.context import EvalContext
+from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
 from aelab.evaluation.metrics import (
     auroc,
     mse_per_image,
 )
-from aelab.evaluation.scores import anomaly_scores, elbo_scores, is_probabilistic
+from aelab.evaluation.scores import anomaly_scores, elbo_scores
+from aelab.models.capabilities import Autoencoding, Probabilistic
 
 log = logging.getLogger("aelab")
 
 
+@requires(Autoencoding)
 def features(
     ctx: EvalContext, knn_k: int = 5, max_train: int | None = None, seed: int = 0
 ) -> dict[str, float]:
@@ -46,6 +48,7 @@ def features(
     }
 
 
+@requires(Autoencoding)
 def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict[str, float]:
     """AUROC of the anomaly scores (reconstruction error; −ELBO for a VAE): one-class when the run kept only some
     classes (``data.train_classes``: ``test/anomaly/oneclass_auroc``), and the test split against the test split of
@@ -60,7 +63,7 @@ def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict
     out: dict[str, float] = {}
     model, bs, device = ctx.model, ctx.batch_size, ctx.device
     score_in = mse_per_image(ctx.recon, ctx.x_test)
-    probabilistic = is_probabilistic(model)
+    probabilistic = isinstance(model, Probabilistic)
     if probabilistic:
         elbo_in = elbo_scores(model, ctx.x_test, bs, device, seed=0)
     classes = ctx.datamodule.train_classes

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.models.components.mlp import activation_module as make_activation
+from aelab.utils.shapes import grid_padding
 
 
 def stages_for(h: int, w: int, stages: int, min_grid: int = 1) -> int:
@@ -26,12 +27,6 @@ def stages_for(h: int, w: int, stages: int, min_grid: int = 1) -> int:
     while s > 1 and math.ceil(min(h, w) / 2**s) < int(min_grid):
         s -= 1
     return s
-
-
-def grid_padding(h: int, w: int, factor: int) -> tuple[int, int, int, int]:
-    """``(left, right, top, bottom)`` zero padding that makes ``h × w`` a multiple of ``factor`` in both sides."""
-    ph, pw = -h % factor, -w % factor
-    return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
 
 class ConvEncoder(nn.Module):

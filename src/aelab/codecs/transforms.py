@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aelab.models.components.conv import grid_padding
-from aelab.models.components.gdn import GDN
+from aelab.codecs.gdn import GDN
+from aelab.codecs.integer import fixed_point_forward
+from aelab.utils.shapes import grid_padding
 
 
 class AnalysisTransform(nn.Module):
@@ -166,7 +167,15 @@ class HyperSynthesis(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z_hat: Tensor, grid: tuple[int, int]) -> Tensor:
+        return self.crop(self.net(z_hat), grid)
+
+    def crop(self, out: Tensor, grid: tuple[int, int]) -> Tensor:
+        """The centred ``grid`` of an output map (the latents' grid; the side information covers a multiple)."""
         h, w = grid
-        out = self.net(z_hat)
         left, _, top, _ = grid_padding(h, w, self.factor)
         return out[..., top : top + h, left : left + w]
+
+    def forward_exact(self, z_hat: Tensor, grid: tuple[int, int], bits: int = 14) -> Tensor:
+        """:meth:`forward` in exact fixed point (:func:`aelab.codecs.integer.fixed_point_forward`) on the integers
+        ``ẑ``: float64 integers, the parameters times ``2**bits``, on the CPU."""
+        return self.crop(fixed_point_forward(self.net, z_hat, 0, bits, bits), grid)

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from aelab import CONF_DIR
-from aelab.tools.results.analysis import codec_study, generation_table, headline_rows
-from aelab.tools.results.figure_set import make_figures
-from aelab.tools.results.render import render
-from aelab.tools.results.runner import PARTS_FILE, REPO, SCHEMA, Runner, load_headlines, load_parts, shown
 from aelab.utils.device import device_name
+from aelab_tools.results.analysis import codec_study, generation_table, headline_rows
+from aelab_tools.results.figure_set import make_figures
+from aelab_tools.results.render import render
+from aelab_tools.results.runner import PARTS_FILE, REPO, SCHEMA, Runner, load_headlines, load_parts, shown
 
 # ---------------------------------------------------------------------------------------------- the command
 CORE_MODELS = ("ae", "dae", "vae", "conv_ae", "conv_vae")  # the models a dataset without parts gets

@@ -161,7 +161,7 @@ class Runner:
     def one_class(self, overrides: list[str]) -> dict[str, Any]:
         """The one-class protocol over MNIST's digits (``scripts/one_class.py``)."""
         out = self.root / "mnist" / "one_class"
-        cmd = [sys.executable, "-m", "aelab.tools.one_class", "--sweep-dir", str(out), *overrides]
+        cmd = [sys.executable, "-m", "aelab_tools.one_class", "--sweep-dir", str(out), *overrides]
         self.timings = self._read()
         if not ((out / "one_class.json").is_file() and "one_class:cmd" in self.timings):
             t = self.run(cmd, self.root / "mnist" / "one_class.log")

@@ -50,10 +50,10 @@ from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.checkpoint import load_model
 from aelab.evaluation import sections
 from aelab.evaluation.context import EvalContext
-from aelab.tools.bench_report import NOISY_SPREAD, load_docs, render
-from aelab.tools.eval_timing import eval_study, merge_eval_studies
 from aelab.utils.config import CONF_DIR, compose_config
 from aelab.utils.device import device_name
+from aelab_tools.bench_report import NOISY_SPREAD, load_docs, render
+from aelab_tools.eval_timing import eval_study, merge_eval_studies
 
 REPO = CONF_DIR.parent  # the checkout holding conf/
 VARIANTS = ("plain", "plain-same-precision", "aelab", "aelab-dataloader")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aelab.tools.results.analysis import CLASSICAL_NAMES, verdict
-from aelab.tools.results.runner import references
+from aelab_tools.results.analysis import CLASSICAL_NAMES, verdict
+from aelab_tools.results.runner import references
 
 
 # ---------------------------------------------------------------------------------------------- the report

@@ -11,9 +11,9 @@ import torch
 from aelab import visuals
 from aelab.checkpoint import load_model
 from aelab.evaluation.metrics import map_batches
-from aelab.tools import figures as plots
-from aelab.tools.results.analysis import CLASSICAL_NAMES
-from aelab.tools.results.runner import references
+from aelab_tools import figures as plots
+from aelab_tools.results.analysis import CLASSICAL_NAMES
+from aelab_tools.results.runner import references
 
 
 # ---------------------------------------------------------------------------------------------- figures

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aelab.tools.eval_timing import render_eval_study
+from aelab_tools.eval_timing import render_eval_study
 
 NOISY_SPREAD = 0.20  # per-round ratios that spread by more than this mark a run noisy
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from aelab.codecs import display_name
-from aelab.evaluation.ratedistortion import bd_rate, common_range, rate_at
-from aelab.tools.results.runner import references
+from aelab.codecs.classical import display_name
+from aelab_tools.ratedistortion import bd_rate, common_range, rate_at
+from aelab_tools.results.runner import references
 
 
 # ---------------------------------------------------------------------------------------------- derived figures

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from aelab.codecs import display_name  # noqa: E402
+from aelab.codecs.classical import display_name  # noqa: E402
 
 WIDTH = 7.0  # inches: a page width at 100 dpi is about 700 px
 
