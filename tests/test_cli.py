@@ -205,13 +205,13 @@ def test_the_recorded_best_checkpoint_is_lightnings_with_several_kept(tmp_path, 
     assert run.finished and run.status is None
 
 
-def test_a_run_folder_from_before_best_ckpt_was_recorded(tmp_path):
-    """No best_ckpt in metrics.json (an older aelab): the one kept epoch_*.ckpt is the best, not last.ckpt."""
+def test_the_best_checkpoint_is_the_recorded_one_else_last(tmp_path):
+    """metrics.json's best_ckpt when it is there; without it (a run stopped before testing), last.ckpt."""
     run = RunDir(tmp_path)
     run.checkpoints.mkdir()
     for name in ("epoch_003.ckpt", "last.ckpt"):
         (run.checkpoints / name).write_bytes(b"x")
     (tmp_path / "metrics.json").write_text('{"test/mse": 0.01}')
-    assert run.best_ckpt == run.checkpoints / "epoch_003.ckpt"
-    run.record(best_ckpt="checkpoints/last.ckpt")
-    assert run.best_ckpt == run.last_ckpt and run.metrics()["test/mse"] == 0.01
+    assert run.best_ckpt == run.last_ckpt
+    run.record(best_ckpt="checkpoints/epoch_003.ckpt")
+    assert run.best_ckpt == run.checkpoints / "epoch_003.ckpt" and run.metrics()["test/mse"] == 0.01

@@ -364,7 +364,7 @@ def _golden_codec() -> MeanScaleHyperprior:
     model = MeanScaleHyperprior(hidden_channels=6, latent_channels=4, hyper_channels=3).eval()
     rng = np.random.default_rng(0)
     with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
+        for _name, p in sorted(model.named_parameters()):
             p.copy_(torch.from_numpy(rng.normal(0, 0.3, p.shape)).to(p.dtype))
     model.update(force=True)
     return model
@@ -372,7 +372,10 @@ def _golden_codec() -> MeanScaleHyperprior:
 
 def _golden_images() -> list[torch.Tensor]:
     rng = np.random.default_rng(1)
-    return [torch.from_numpy(rng.integers(0, 256, size=(1, h, w), dtype=np.uint8)) for h, w in ((28, 28), (16, 20))]
+    return [
+        torch.from_numpy(rng.integers(0, 256, size=(1, h, w), dtype=np.uint8))
+        for h, w in ((28, 28), (16, 20))
+    ]
 
 
 def test_the_golden_codec_writes_the_stored_bytes():
@@ -528,12 +531,16 @@ def test_a_stream_file_through_the_command_lines(hyperprior_ckpt, tmp_path, caps
     assert compress([str(hyperprior_ckpt), "--out", str(out)]) == 0
     size = out.stat().st_size
     assert f"{size} bytes, {size / 200:.2f} bytes/image" in capsys.readouterr().out
-    assert decompress([str(hyperprior_ckpt), str(out), "--out-dir", str(tmp_path / "png"), "--limit", "3"]) == 0
+    assert (
+        decompress([str(hyperprior_ckpt), str(out), "--out-dir", str(tmp_path / "png"), "--limit", "3"]) == 0
+    )
     model, _, _ = load_model(hyperprior_ckpt)
     _, recon = container.encode(model, _test_images(hyperprior_ckpt), state_fingerprint(model.state_dict()))
     for i in range(3):
         with Image.open(tmp_path / "png" / f"{i:05d}.png") as img:
-            assert img.size == (28, 28) and torch.equal(torch.from_numpy(np.asarray(img).copy())[None], recon[i])
+            assert img.size == (28, 28) and torch.equal(
+                torch.from_numpy(np.asarray(img).copy())[None], recon[i]
+            )
     assert len(list((tmp_path / "png").glob("*.png"))) == 3
 
 
@@ -548,7 +555,9 @@ def test_the_default_eval_of_a_codec_runs_the_codec_sections_only(hyperprior_ckp
     )  # fmt: skip
     metrics, _ = evaluate(cfg)
     assert metrics["test/codec/roundtrip_exact"] == 1.0 and metrics["test/codec/num_images"] == 60
-    files, _ = container.encode_each(model, _test_images(hyperprior_ckpt)[:60], state_fingerprint(model.state_dict()))
+    files, _ = container.encode_each(
+        model, _test_images(hyperprior_ckpt)[:60], state_fingerprint(model.state_dict())
+    )
     assert metrics["test/codec/bytes_per_image"] == pytest.approx(sum(len(f) for f in files) / 60)
     assert metrics["test/codec/header_bytes"] == 5  # the training size: no size field
     assert metrics["test/compression/codecs_num_images"] == 60  # the classical codecs on the same images

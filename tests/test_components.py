@@ -16,7 +16,7 @@ from aelab.models.components import (
     MLPEncoder,
     SaltAndPepper,
 )
-from aelab.models.vae import gaussian_kl
+from aelab.models.objectives import gaussian_kl
 
 
 @pytest.mark.parametrize(

@@ -40,12 +40,14 @@ def test_config_default_and_user_overrides_win(make_cfg, monkeypatch):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True}, raising=False)
     cfg = make_cfg(["model=conv_ae"])
     assert cfg.trainer.precision == "bf16-mixed"
-    assert cfg.model.channels_last is True and cfg.model.compile is False
-    cfg = make_cfg(
-        ["model=conv_ae", "trainer.precision=32-true", "model.compile=true", "model.channels_last=false"]
+    assert (
+        cfg.callbacks.channels_last._target_ == "aelab.callbacks.ChannelsLast"
+        and "compile" not in cfg.callbacks
     )
+    cfg = make_cfg(["model=conv_ae", "trainer.precision=32-true", "callbacks=[default,compile]",
+                    "callbacks.channels_last=null", "callbacks.compile.mode=max-autotune"])  # fmt: skip
     assert cfg.trainer.precision == "32-true"
-    assert cfg.model.compile is True and cfg.model.channels_last is False
+    assert cfg.callbacks.compile.mode == "max-autotune" and cfg.callbacks.channels_last is None
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {}, raising=False)
     assert make_cfg([]).trainer.precision == "32-true"
 
@@ -56,10 +58,16 @@ def test_precision_reaches_the_trainer_and_channels_last_the_weights(make_cfg):
     cfg = make_cfg(["model=conv_ae", "trainer.precision=bf16-mixed"])
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
     assert trainer.precision == "bf16-mixed"
-    model = instantiate(cfg.model)
-    model.setup("fit")
+    from aelab.callbacks import ChannelsLast
+    from aelab.module import AutoencoderModule
+
+    module = AutoencoderModule(instantiate(cfg.model))
+    ChannelsLast().setup(trainer, module, "fit")
     conv = next(
-        m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1
+        m for m in module.net.encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1
     )
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not conv.weight.is_contiguous()
+    mlp = AutoencoderModule(instantiate(make_cfg(["model=ae"]).model))
+    ChannelsLast().setup(trainer, mlp, "fit")  # nothing to do without convolutions
+    assert all(p.is_contiguous() for p in mlp.parameters())

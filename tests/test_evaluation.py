@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from aelab import codecs as C
+from aelab.codecs import classical
+from aelab.codecs import codes as code_files
+from aelab.codecs import pca as pca_codec
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
-from aelab.evaluation.likelihood import iwae_log_likelihood
 from aelab.evaluation.metrics import auroc, psnr_per_image, reconstruction_metrics
+from aelab.models.objectives import importance_weighted_bound
 
 
 def test_psnr_of_a_known_error():
@@ -51,18 +53,22 @@ def test_iwae_matches_the_closed_form_marginal_of_a_linear_gaussian_model():
     cov = W @ W.T + s**2 * torch.eye(3, dtype=torch.float64)
     exact = torch.distributions.MultivariateNormal(b, cov).log_prob(x)
 
-    def log_lik(x, z):  # (S, B, 2) → (S, B)
+    def log_lik(z):  # (S, B, 2) → (S, B)
         mean = z @ W.T + b
         return (-0.5 * ((x - mean) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def iwae_log_likelihood(posterior, k, chunk=None, generator=None):
+        mu, logvar = posterior(x)
+        return importance_weighted_bound(mu, logvar, log_lik, k, chunk, generator, dtype=torch.float64)
 
     def prior_as_posterior(x):  # a deliberately poor q: the prior itself
         return torch.zeros(len(x), 2, dtype=torch.float64), torch.zeros(len(x), 2, dtype=torch.float64)
 
     gen = torch.Generator().manual_seed(0)
-    est = iwae_log_likelihood(x, prior_as_posterior, log_lik, k=200_000, chunk=50_000, generator=gen)
+    est = iwae_log_likelihood(prior_as_posterior, k=200_000, chunk=50_000, generator=gen)
     torch.testing.assert_close(est, exact, atol=0.02, rtol=0)
     elbo = torch.stack(
-        [iwae_log_likelihood(x, prior_as_posterior, log_lik, k=1, generator=gen) for _ in range(2000)]
+        [iwae_log_likelihood(prior_as_posterior, k=1, generator=gen) for _ in range(2000)]
     ).mean(0)
     assert (elbo < exact - 0.1).all()  # the ELBO is a strictly looser bound here
 
@@ -75,12 +81,12 @@ def test_iwae_matches_the_closed_form_marginal_of_a_linear_gaussian_model():
         return post_mu, torch.log(torch.diagonal(post_cov)).expand(len(x), 2)
 
     assert torch.allclose(post_cov, torch.diag(torch.diagonal(post_cov)), atol=1e-12)  # diagonal q is exact
-    torch.testing.assert_close(iwae_log_likelihood(x, exact_posterior, log_lik, k=1), exact)
+    torch.testing.assert_close(iwae_log_likelihood(exact_posterior, k=1), exact)
 
 
 def test_affine_quantizer_roundtrip_error_is_half_a_step():
     codes = torch.randn(1000, 8) * torch.arange(1, 9)
-    q = C.AffineQuantizer.fit(codes)
+    q = code_files.AffineQuantizer.fit(codes)
     err = (q.dequantize(q.quantize(codes)) - codes).abs()
     assert (err <= q.scale / 2 + 1e-5).all()
     assert q.quantize(codes).dtype == torch.uint8
@@ -88,26 +94,26 @@ def test_affine_quantizer_roundtrip_error_is_half_a_step():
 
 def test_code_file_size_is_payload_plus_small_header(tmp_path):
     codes = torch.randn(1000, 32)
-    q = C.AffineQuantizer.fit(codes)
+    q = code_files.AffineQuantizer.fit(codes)
     for fmt, payload in (("float32", 128_000), ("float16", 64_000), ("uint8", 32_000)):
-        stored = C.encode_codes(codes, fmt, q)
-        assert C.bytes_per_image(32, fmt) * 1000 == payload
-        size = C.save_codes(tmp_path / f"{fmt}.npz", stored, q if fmt == "uint8" else None)
+        stored = code_files.encode_codes(codes, fmt, q)
+        assert code_files.bytes_per_image(32, fmt) * 1000 == payload
+        size = code_files.save_codes(tmp_path / f"{fmt}.npz", stored, q if fmt == "uint8" else None)
         assert size == (tmp_path / f"{fmt}.npz").stat().st_size
         assert payload < size < payload + 1024  # .npz headers (+ 2×32 float32 quantizer params)
-        back, qq, _ = C.load_codes(tmp_path / f"{fmt}.npz")
+        back, qq, _ = code_files.load_codes(tmp_path / f"{fmt}.npz")
         assert torch.equal(back, stored)
         assert (qq is not None) == (fmt == "uint8")
 
 
 def test_gzip_and_jpeg_baselines():
     zeros = torch.zeros(100, 1, 28, 28, dtype=torch.uint8)
-    assert C.gzip_bytes_per_image(zeros) < 5  # 78,400 zero bytes gzip to well under 500 bytes
+    assert classical.gzip_bytes_per_image(zeros) < 5  # 78,400 zero bytes gzip to well under 500 bytes
     gen = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, (100, 1, 28, 28), generator=gen, dtype=torch.uint8)
-    assert C.gzip_bytes_per_image(noise) > 750  # incompressible: about 784 bytes each
+    assert classical.gzip_bytes_per_image(noise) > 750  # incompressible: about 784 bytes each
     flat = torch.full((4, 1, 28, 28), 128, dtype=torch.uint8)
-    dec, per_image = C.jpeg_roundtrip(flat, quality=95)
+    dec, per_image = classical.jpeg_roundtrip(flat, quality=95)
     assert torch.equal(dec, flat) and 100 < per_image < 800
 
 
@@ -116,19 +122,21 @@ def test_gzip_and_jpeg_baselines():
 def test_classical_codecs_code_the_data_in_its_own_mode(name, channels):
     """Every codec round-trips grey and RGB images of the data's shape; the lossless ones exactly, the lossy
     ones better at a higher quality; JPEG's payload excludes its header (markers and tables)."""
-    if C.codec_available(name):
-        pytest.skip(C.codec_available(name))
+    if classical.codec_available(name):
+        pytest.skip(classical.codec_available(name))
     gen = torch.Generator().manual_seed(0)
     smooth = torch.nn.functional.interpolate(
         torch.rand(3, channels, 6, 5, generator=gen), size=(24, 20), mode="bilinear"
     )
     images = (smooth * 255).round().to(torch.uint8)
-    dec, sizes, payloads = C.codec_roundtrip(images, name, quality=None if C.CODECS[name].lossless else 90)
+    dec, sizes, payloads = classical.codec_roundtrip(
+        images, name, quality=None if classical.CODECS[name].lossless else 90
+    )
     assert dec.shape == images.shape and dec.dtype == torch.uint8
-    if C.CODECS[name].lossless:
+    if classical.CODECS[name].lossless:
         assert torch.equal(dec, images)
         return
-    low, _, _ = C.codec_roundtrip(images, name, quality=5)
+    low, _, _ = classical.codec_roundtrip(images, name, quality=5)
     err = lambda d: (d.float() - images.float()).pow(2).mean().item()  # noqa: E731
     assert err(dec) < err(low)
     if name == "jpeg":
@@ -141,8 +149,8 @@ def test_pca_roundtrip_is_exact_on_its_own_subspace():
     g = torch.Generator().manual_seed(0)
     basis = torch.randn(3, 784, generator=g)
     x = (0.5 + 0.01 * torch.randn(200, 3, generator=g) @ basis).clamp(0, 1).view(200, 1, 28, 28)
-    pca = C.fit_pca(x, 3)
-    assert (C.pca_roundtrip(pca, x) - x).abs().max() < 1e-4
+    pca = pca_codec.fit_pca(x, 3)
+    assert (pca_codec.pca_roundtrip(pca, x) - x).abs().max() < 1e-4
 
 
 def test_feature_probes_on_separable_data():
@@ -268,7 +276,7 @@ def test_one_class_scores_are_the_suites(trained, fake_data_dir):
     from aelab.evaluation.scores import anomaly_scores, elbo_scores
 
     model, run_cfg, _ = load_model(trained["vae"])
-    model.hparams.binarize = True
+    model.binarize = True
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -278,7 +286,7 @@ def test_one_class_scores_are_the_suites(trained, fake_data_dir):
     x = to_float(images)
     assert torch.equal(scores["recon"], mse_per_image(map_batches(model.reconstruct, images, 64, "cpu"), x))
     assert torch.equal(scores["elbo"], elbo_scores(model, x, 64, torch.device("cpu"), seed=0))
-    model.hparams.binarize = False
+    model.binarize = False
     unbinarized = anomaly_scores(model, images, 64, torch.device("cpu"), seed=0)["elbo"]
     assert not torch.allclose(scores["elbo"], unbinarized)  # binarization changes the score
 
@@ -300,16 +308,16 @@ def test_interpolation_lies_between_the_two_images(trained):
 
 def test_pca_decode_and_roundtrip_agree():
     images = torch.rand(200, 3, 8, 6)
-    pca = C.fit_pca(images, 8)
+    pca = pca_codec.fit_pca(images, 8)
     codes = torch.from_numpy(pca.transform(images.flatten(1).numpy()))
-    assert torch.allclose(C.pca_decode(pca, codes, (3, 8, 6)), C.pca_roundtrip(pca, images))
-    assert C.fit_pca(images, 500).n_components_ == 144  # at most the pixels there are (3·8·6)
+    assert torch.allclose(pca_codec.pca_decode(pca, codes, (3, 8, 6)), pca_codec.pca_roundtrip(pca, images))
+    assert pca_codec.fit_pca(images, 500).n_components_ == 144  # at most the pixels there are (3·8·6)
 
 
 def test_vq_indices_are_packed_at_log2_k_bits(tmp_path):
     idx = torch.randint(0, 300, (50, 49), generator=torch.Generator().manual_seed(0))
-    size = C.save_indices(tmp_path / "i.npz", idx, 300)  # 9 bits each
-    assert torch.equal(C.load_indices(tmp_path / "i.npz"), idx)
+    size = code_files.save_indices(tmp_path / "i.npz", idx, 300)  # 9 bits each
+    assert torch.equal(code_files.load_indices(tmp_path / "i.npz"), idx)
     payload = 50 * 49 * 9 / 8
     assert payload <= size < payload + 800  # .npz headers only
 
@@ -410,3 +418,35 @@ def test_a_chosen_ood_set_that_cannot_be_used_stops_the_evaluation(
             run_inprocess(eval_main, argv, monkeypatch, fake_data_dir)
         assert stop.value.code != 0 and said in capsys.readouterr().err
         assert not (tmp_path / name / "metrics.json").exists()
+
+
+def test_each_section_applies_to_what_the_model_can_do(make_cfg):
+    """enabled: auto runs a section where the model implements the protocols the section function declares (and,
+    for a section about images, the data are images); true always, false never: no likelihood for a plain AE, only
+    reconstruction, its files and the classical codecs for a codec, no image section for a table.
+    (Mutation: auto treated as true fails here.)"""
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+
+    from aelab.errors import ConfigError
+    from aelab.evaluation.suite import applies
+
+    sections = make_cfg([], config_name="eval").suite.sections
+    models = {
+        name: instantiate(make_cfg([f"model={name}"]).model) for name in ("ae", "vae", "vqvae", "codec")
+    }
+    images, table = SimpleNamespace(image_shape=(1, 28, 28)), SimpleNamespace(image_shape=None)
+
+    def chosen(model, data=images):
+        return {name for name, section in sections.items() if applies(name, section, models[model], data)}
+
+    assert chosen("ae") == {"reconstruction", "compression", "features", "anomaly", "denoising", "fid"}
+    assert chosen("vae") == chosen("ae") | {"likelihood", "generation"}
+    assert chosen("codec") == {"reconstruction", "codec", "classical_codecs"}
+    assert chosen("vae", table) == {"features", "anomaly", "likelihood"}
+    assert applies("denoising", {**sections.denoising, "enabled": True}, models["codec"], images)
+    assert not applies("denoising", {**sections.denoising, "enabled": False}, models["ae"], images)
+    assert not applies("anything", None, models["ae"])
+    with pytest.raises(ConfigError, match="auto, true or false"):
+        applies("fid", {**sections.fid, "enabled": "yes"}, models["ae"])

@@ -160,7 +160,7 @@ def test_checkpoint_of_another_model_names_it(ckpts, tmp_path, make_cfg):
 def test_diverging_run_stops_with_the_clear_message(tmp_path, monkeypatch, fake_data_dir, capsys, callbacks):
     # 500 training images / 25 = 20 batches an epoch: shorter than nan_check_every (50)
     base = SMALL if callbacks == "default" else NO_DASHBOARDS
-    argv = [*base, f"hydra.run.dir={tmp_path}", "model.optimizer.lr=1e6", "data.batch_size=25"]
+    argv = [*base, f"hydra.run.dir={tmp_path}", "optimizer.lr=1e6", "data.batch_size=25"]
     with pytest.raises(SystemExit) as exit_info:
         run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
     assert exit_info.value.code != 0
@@ -268,7 +268,7 @@ def test_atomic_save_unit(tmp_path, monkeypatch):
         ("data.batch_size=0", "data.batch_size=0"),
         ("data.batch_size=-5", "data.batch_size=-5"),
         ("model.latent_dim=0", "model.latent_dim=0"),
-        ("model.optimizer.lr=0", "model.optimizer.lr=0"),
+        ("optimizer.lr=0", "optimizer.lr=0"),
         ("trainer.max_epochs=0", "trainer.max_epochs=0"),
     ],
 )

@@ -376,7 +376,7 @@ def test_on_a_folder_of_a_few_hundred_images_every_autoencoder_beats_pca_of_its_
     overrides = [f"model={model}", "data=image_folder", f"data.root={root}", "data.image_size=16",
                  f"data.channels={channels}", "data.val_size=30", "data.test_size=30", "data.batch_size=30",
                  f"model.latent_dim={code}", "trainer=cpu", "trainer.max_epochs=60", "trainer.num_sanity_val_steps=0",
-                 "trainer.enable_model_summary=false", "callbacks=minimal", "logger=csv", "model/scheduler=cosine"]  # fmt: skip
+                 "trainer.enable_model_summary=false", "callbacks=minimal", "logger=csv", "scheduler=cosine"]  # fmt: skip
     train(compose_cfg("train", overrides, tmp_path / "run", fake_data_dir))
     dm = ImageFolderDataModule(
         str(root), image_size=16, channels=channels, val_size=30, test_size=30, data_dir=str(fake_data_dir)

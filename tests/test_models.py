@@ -12,13 +12,23 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from aelab.models import IWAE, RAE, VAE, VQVAE, WAE, Autoencoder, DenoisingAutoencoder, ModelOutput, SparseAutoencoder
+from aelab.models import (
+    IWAE,
+    RAE,
+    VAE,
+    VQVAE,
+    WAE,
+    Autoencoder,
+    DenoisingAutoencoder,
+    ModelOutput,
+    SparseAutoencoder,
+)
 from aelab.models.components import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, VectorQuantizer
 from aelab.models.components.quantizer import perplexity
 from aelab.models.objectives import (
     gaussian_kl,
-    imq_mmd,
     importance_weighted_bound,
+    imq_mmd,
     kl_weight,
     log_normal,
     log_standard_normal,
@@ -29,7 +39,11 @@ from helpers import batch
 IMAGE_MODELS = ["ae", "dae", "conv_ae", "vae", "conv_vae"]
 EVERY_MODEL = [*IMAGE_MODELS, "iwae", "vqvae", "sparse_ae", "rae", "wae", "codec", "codec_hyperprior"]
 SMALL = {
-    "vqvae": ["model.encoder.channels=[16,32]", "model.decoder.channels=[32,16]", "model.quantizer.num_codes=64"],
+    "vqvae": [
+        "model.encoder.channels=[16,32]",
+        "model.decoder.channels=[32,16]",
+        "model.quantizer.num_codes=64",
+    ],
     "codec": ["model.hidden_channels=16", "model.latent_channels=8"],
     "codec_hyperprior": ["model.hidden_channels=16", "model.latent_channels=8", "model.hyper_channels=8"],
 }
@@ -125,7 +139,9 @@ def test_the_regularizer_hook_adds_its_weighted_penalty_and_logs_its_value():
             return {"code_norm": (0.5, z.pow(2).mean())}
 
     torch.manual_seed(0)
-    model = CodeNorm(MLPEncoder(out_dim=4, hidden_dims=[8]), MLPDecoder(latent_dim=4, hidden_dims=[8]), loss="mse")
+    model = CodeNorm(
+        MLPEncoder(out_dim=4, hidden_dims=[8]), MLPDecoder(latent_dim=4, hidden_dims=[8]), loss="mse"
+    )
     x = torch.rand(6, 1, 28, 28)
     out = model(x)
     z = model.encoder(x)
@@ -137,7 +153,12 @@ def test_the_regularizer_hook_adds_its_weighted_penalty_and_logs_its_value():
 # ------------------------------------------------------------------------------------------------ VAE, IWAE
 def _vae(**kw) -> VAE:
     torch.manual_seed(0)
-    return VAE(MLPEncoder(out_dim=8, hidden_dims=[32]), MLPDecoder(latent_dim=4, hidden_dims=[32]), latent_dim=4, **kw)
+    return VAE(
+        MLPEncoder(out_dim=8, hidden_dims=[32]),
+        MLPDecoder(latent_dim=4, hidden_dims=[32]),
+        latent_dim=4,
+        **kw,
+    )
 
 
 def test_vae_kl_term_is_the_closed_form_and_enters_the_loss():
@@ -166,7 +187,9 @@ def test_vae_kl_warmup_follows_the_step():
     x, _ = batch(8)
     for step, beta in ((50, 0.25), (400, 0.5)):
         out = model(x, generator=torch.Generator().manual_seed(0), step=step)
-        assert out.loss.item() == pytest.approx((out.terms["recon"] + beta * out.terms["kl"]).item(), rel=1e-6)
+        assert out.loss.item() == pytest.approx(
+            (out.terms["recon"] + beta * out.terms["kl"]).item(), rel=1e-6
+        )
     out = model.eval()(x, generator=torch.Generator().manual_seed(0), step=0)
     assert out.loss.item() == pytest.approx((out.terms["recon"] + 0.5 * out.terms["kl"]).item(), rel=1e-6)
 
@@ -181,7 +204,9 @@ def test_vae_dynamic_binarization_is_seeded():
 
 
 def test_vae_gaussian_likelihood_learned_sigma_and_refusals():
-    model = VAE(MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, likelihood="gaussian", sigma=None)
+    model = VAE(
+        MLPEncoder(out_dim=8), MLPDecoder(latent_dim=4), latent_dim=4, likelihood="gaussian", sigma=None
+    )
     x, _ = batch(4)
     model(x).loss.backward()
     assert model.log_sigma.grad is not None
@@ -201,14 +226,21 @@ def test_iwae_bound_at_k2_is_the_hand_log_mean_exp_and_model_k_is_the_loss_k():
     x, _ = batch(6)
     with torch.no_grad():
         mu, logvar = model.posterior(x)
-        got = importance_weighted_bound(mu, logvar, lambda z: model.log_px(x, z), 2, None, torch.Generator().manual_seed(5))
+        got = importance_weighted_bound(
+            mu, logvar, lambda z: model.log_px(x, z), 2, None, torch.Generator().manual_seed(5)
+        )
         eps = torch.randn((2, *mu.shape), generator=torch.Generator().manual_seed(5))
         q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
         prior = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
         log_w = []
         for i in range(2):
             z = mu + torch.exp(0.5 * logvar) * eps[i]
-            px = torch.distributions.Bernoulli(logits=model.decoder(z), validate_args=False).log_prob(x).flatten(1).sum(1)
+            px = (
+                torch.distributions.Bernoulli(logits=model.decoder(z), validate_args=False)
+                .log_prob(x)
+                .flatten(1)
+                .sum(1)
+            )
             log_w.append((px + prior.log_prob(z).sum(1) - q.log_prob(z).sum(1)).double().numpy())
         a, b = log_w
         hand = np.log((np.exp(a - np.maximum(a, b)) + np.exp(b - np.maximum(a, b))) / 2) + np.maximum(a, b)
@@ -217,7 +249,9 @@ def test_iwae_bound_at_k2_is_the_hand_log_mean_exp_and_model_k_is_the_loss_k():
         loss = model(x, generator=torch.Generator().manual_seed(5)).loss
         # the model's posterior draws first, then its bound: same generator state as above
         assert loss.item() == pytest.approx(-float(hand.mean()), rel=1e-5)
-        k1 = importance_weighted_bound(mu, logvar, lambda z: model.log_px(x, z), 1, None, torch.Generator().manual_seed(5))
+        k1 = importance_weighted_bound(
+            mu, logvar, lambda z: model.log_px(x, z), 1, None, torch.Generator().manual_seed(5)
+        )
         assert abs(loss.item() + k1.mean().item()) > 1e-3
 
 
@@ -306,7 +340,9 @@ def test_vqvae_loss_is_reconstruction_plus_beta_commitment():
         out = model(x)
         ze = model.encoder(x).reshape(-1, 3)
         codes = model.quantizer.embedding
-        nearest = torch.stack([codes[min(range(8), key=lambda k: float(((v - codes[k]) ** 2).sum()))] for v in ze])
+        nearest = torch.stack(
+            [codes[min(range(8), key=lambda k: float(((v - codes[k]) ** 2).sum()))] for v in ze]
+        )
         commitment = ((ze - nearest) ** 2).mean().item()
         x_hat = torch.sigmoid(model.decoder(nearest.reshape(5, 12)))
     assert commitment > 1e-3
@@ -323,7 +359,9 @@ def test_vq_codebook_moves_in_training_and_stays_frozen_in_eval():
     before = model.quantizer.embedding.clone()
     with torch.no_grad():
         model.eval()(x)
-    assert torch.equal(model.quantizer.embedding, before) and torch.equal(model.quantizer.ema_count, torch.ones(8))
+    assert torch.equal(model.quantizer.embedding, before) and torch.equal(
+        model.quantizer.ema_count, torch.ones(8)
+    )
     model.train()(x)
     assert not torch.equal(model.quantizer.embedding, before)
 
@@ -340,8 +378,13 @@ def test_vqvae_codes_indices_and_split_statistics(make_cfg):
     torch.testing.assert_close(stats["vq/perplexity"].view(8, -1), idx)
     metric = model.split_metrics()["vq/perplexity"]
     metric.update(stats["vq/perplexity"])
-    assert metric.compute() == pytest.approx(perplexity(torch.bincount(idx.flatten(), minlength=16)).item(), rel=1e-5)
-    assert perplexity(torch.ones(16)).item() == pytest.approx(16.0) and perplexity(torch.tensor([5.0, 0, 0])) == 1
+    assert metric.compute() == pytest.approx(
+        perplexity(torch.bincount(idx.flatten(), minlength=16)).item(), rel=1e-5
+    )
+    assert (
+        perplexity(torch.ones(16)).item() == pytest.approx(16.0)
+        and perplexity(torch.tensor([5.0, 0, 0])) == 1
+    )
 
 
 def test_vqvae_with_mlp_parts():
@@ -374,7 +417,9 @@ def test_sparse_codes_and_loss(sparsity):
     out = model.eval()(x)
     assert out.terms["sparsity/l0"] == pytest.approx((z != 0).sum(1).float().mean().item())
     extra = 0.1 * z.abs().sum(1).mean() if sparsity == "l1" else 0.0
-    assert out.loss.item() == pytest.approx((model.reconstruction_loss(model.decoder(z), x) + extra).item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(
+        (model.reconstruction_loss(model.decoder(z), x) + extra).item(), rel=1e-5
+    )
     dead = model.split_metrics()["sparsity/dead_fraction"]
     dead.update(out.stats["sparsity/dead_fraction"])
     assert dead.compute() == pytest.approx((z == 0).all(0).float().mean().item())
@@ -422,7 +467,9 @@ def test_sparse_ae_auxk_loss_is_the_hand_value_over_dead_latents():
         main = (torch.sigmoid(logits) - x).pow(2).mean().item()
         assert dead.any() and hand != pytest.approx(main, rel=1e-4)
     out = model.train()(x)
-    assert out.terms["sparsity/aux"].item() == pytest.approx(hand, rel=1e-5)  # dead_steps=0: silent once = dead
+    assert out.terms["sparsity/aux"].item() == pytest.approx(
+        hand, rel=1e-5
+    )  # dead_steps=0: silent once = dead
     assert out.loss.item() == pytest.approx(main + 0.5 * hand, rel=1e-5)
     assert torch.equal(model.steps_since_fired == 0, live)
 
@@ -439,10 +486,14 @@ def test_rae_penalties():
     enc, dec = MLPEncoder(out_dim=4, hidden_dims=[16]), MLPDecoder(latent_dim=4, hidden_dims=[16])
     x, _ = batch(8)
     for reg in ("l2", "gp", "none"):
-        model = RAE(enc, dec, latent_dim=4, code_coeff=0.3, reg_coeff=0.2, regularization=reg, loss="mse").train()
+        model = RAE(
+            enc, dec, latent_dim=4, code_coeff=0.3, reg_coeff=0.2, regularization=reg, loss="mse"
+        ).train()
         out = model(x)
         z = enc(x)
-        assert out.terms["code_penalty"].item() == pytest.approx(0.5 * z.pow(2).sum(1).mean().item(), rel=1e-5)
+        assert out.terms["code_penalty"].item() == pytest.approx(
+            0.5 * z.pow(2).sum(1).mean().item(), rel=1e-5
+        )
         expected = {"l2": sum(p.pow(2).sum() for p in dec.parameters()).item(), "none": 0.0}
         if reg == "gp":
             zz = z.detach().requires_grad_(True)

@@ -24,10 +24,18 @@ from helpers import batch
 EVERY_MODEL = ["ae", "dae", "conv_ae", "vae", "conv_vae", "iwae", "vqvae", "sparse_ae", "rae", "wae", "codec",
                "codec_hyperprior", "codec_scale_hyperprior"]  # fmt: skip
 TINY = {
-    "vqvae": ["model.encoder.channels=[8,16]", "model.decoder.channels=[16,8]", "model.quantizer.num_codes=16"],
+    "vqvae": [
+        "model.encoder.channels=[8,16]",
+        "model.decoder.channels=[16,8]",
+        "model.quantizer.num_codes=16",
+    ],
     "codec": ["model.hidden_channels=8", "model.latent_channels=4"],
     "codec_hyperprior": ["model.hidden_channels=8", "model.latent_channels=4", "model.hyper_channels=4"],
-    "codec_scale_hyperprior": ["model.hidden_channels=8", "model.latent_channels=4", "model.hyper_channels=4"],
+    "codec_scale_hyperprior": [
+        "model.hidden_channels=8",
+        "model.latent_channels=4",
+        "model.hyper_channels=4",
+    ],
 }
 
 
@@ -50,18 +58,24 @@ def test_evaluation_draws_are_seeded_by_stage_rank_and_batch():
     module = AutoencoderModule(Autoencoder(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4)), eval_seed=7)
     draw = lambda stage, i: torch.rand(3, generator=module.eval_generator(stage, i, torch.device("cpu")))  # noqa: E731
     assert torch.equal(draw("val", 2), draw("val", 2))
-    assert not torch.equal(draw("val", 2), draw("val", 3)) and not torch.equal(draw("val", 2), draw("test", 2))
+    assert not torch.equal(draw("val", 2), draw("val", 3)) and not torch.equal(
+        draw("val", 2), draw("test", 2)
+    )
 
 
 def _run_eval(module: AutoencoderModule, batches, stage: str = "test") -> dict[str, float]:
     """The module's evaluation steps and epoch end on ``batches``, with ``self.log`` captured."""
     logged: dict[str, float] = {}
     module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
-    module._trainer = SimpleNamespace(world_size=1, sanity_checking=False, global_step=0, current_epoch=0)
+    module._trainer = SimpleNamespace(
+        world_size=1, global_rank=0, sanity_checking=False, global_step=0, current_epoch=0
+    )
     module.eval()
     with torch.no_grad():
         for i, x in enumerate(batches):
-            module.test_step((x, torch.zeros(len(x))), i) if stage == "test" else module.validation_step((x, None), i)
+            module.test_step((x, torch.zeros(len(x))), i) if stage == "test" else module.validation_step(
+                (x, None), i
+            )
         module.on_test_epoch_end() if stage == "test" else module.on_validation_epoch_end()
     return logged
 
@@ -139,7 +153,10 @@ def test_an_optimizer_is_required_and_one_cycle_takes_the_runs_length():
     )  # fmt: skip
     module._trainer = SimpleNamespace(estimated_stepping_batches=123)
     config = module.configure_optimizers()
-    assert config["lr_scheduler"]["scheduler"].total_steps == 123 and config["lr_scheduler"]["interval"] == "step"
+    assert (
+        config["lr_scheduler"]["scheduler"].total_steps == 123
+        and config["lr_scheduler"]["interval"] == "step"
+    )
 
 
 @pytest.mark.parametrize("name", EVERY_MODEL)
@@ -153,7 +170,9 @@ def test_every_model_reloads_as_a_plain_module_from_an_aelab_train_checkpoint(tm
 
     overrides = [*SMALL, f"model={name}", *TINY.get(name, []), "callbacks=minimal", "trainer.max_epochs=1",
                  "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "test=false", "logger=none"]  # fmt: skip
-    cfg = compose_cfg("train", [o for o in overrides if not o.startswith("callbacks.")], tmp_path, fake_data_dir)
+    cfg = compose_cfg(
+        "train", [o for o in overrides if not o.startswith("callbacks.")], tmp_path, fake_data_dir
+    )
     _, objects = train(cfg)
     ckpt_path = tmp_path / "checkpoints" / "last.ckpt"
     model, run_cfg, ckpt = load_model(ckpt_path)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from aelab_tools.ratedistortion import bd_rate, rate_at
-
 from aelab_tools.results import codec_study, headline_rows, verdict
 
 

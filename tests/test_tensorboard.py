@@ -96,7 +96,7 @@ def test_hparams_entry_carries_the_test_metrics(runs):
     ).session_start_info
     assert start.hparams["model/latent_dim"].number_value == 2
     assert start.hparams["model/class"].string_value == "VAE"
-    assert start.hparams["model/optimizer/lr"].number_value == pytest.approx(1e-3)
+    assert start.hparams["optimizer/lr"].number_value == pytest.approx(1e-3)
     assert start.hparams["data/batch_size"].number_value == 50
     assert start.hparams["trainer/precision"].string_value in ("bf16-mixed", "32-true")
     names = set(start.hparams)

@@ -69,7 +69,9 @@ def test_the_example_trains_with_trust_and_logs_its_own_terms(example_run):
     assert "test/tv" in metrics and "test/mse" in metrics  # the model's extra loss term
     ckpt = torch.load(example_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["aelab_config"]["model"]["_target_"] == "aelab_example.SmoothAE"
-    assert ckpt["hyper_parameters"]["tv_coeff"] == 0.01
+    assert (
+        ckpt["aelab_config"]["model"]["tv_coeff"] == 0.01 and "net.encoder.net.0.weight" in ckpt["state_dict"]
+    )
     assert ckpt["aelab_config"]["callbacks"]["code_norm"]["_target_"] == "aelab_example.CodeNormMonitor"
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -50,13 +50,13 @@ def test_study_runs_continues_and_records_every_epoch(tmp_path, fake_data_dir):
     results = yaml.safe_load((first / "optimization_results.yaml").read_text())
     assert results["n_trials"] == 3 and results["study_name"] == "x" and results["storage"].endswith("s.db")
     assert set(results["best_params"]) == {
-        "model.optimizer.lr",
-        "model.optimizer.weight_decay",
+        "optimizer.lr",
+        "optimizer.weight_decay",
         "model.latent_dim",
         "model.encoder.hidden_dims",
     }
     best = yaml.safe_load((first / "best_experiment.yaml").read_text())
-    assert best["model"]["optimizer"]["lr"] == results["best_params"]["model.optimizer.lr"]
+    assert best["optimizer"]["lr"] == results["best_params"]["optimizer.lr"]
     assert isinstance(best["model"]["encoder"]["hidden_dims"], list)
     for trial in (0, 1, 2):  # every trial is a normal run folder
         assert (first / str(trial) / "metrics.json").is_file() and (
@@ -143,7 +143,7 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, fake_data_dir)
             "+hydra.sweeper.params.model.nonsense={type:float,low:0,high:1}",
             "'model.nonsense' is not in the run config",
         ),
-        ("hydra.sweeper.params.model.optimizer.lr.low=0.1", "empty range"),
+        ("hydra.sweeper.params.optimizer.lr.low=0.1", "empty range"),
         ("hydra.sweeper.metric=val/accuracy", "'val/accuracy' is never logged"),
         ("hydra.sweeper.metric=test/mse", "never logged"),
         ("hydra.sweeper.storage=sqlite:///{file}/x.db", "cannot be opened"),

@@ -3,11 +3,12 @@ that chose the defaults — each written to a JSON by the run that measured it, 
 
 Speed (``--study speed``, the default) times, for each model at one batch size:
 
-``plain``: the fp32 eager loop users would write — the same encoder/decoder modules and loss (the model's own
-    ``loss_terms``), the same optimizer, the data as a uint8 tensor resident on the device, a fresh permutation
-    per epoch. The reference; unchanged whatever aelab's defaults are.
+``plain``: the fp32 eager loop users would write — the same model (a plain ``nn.Module``) and its loss, the same
+    optimizer, the data as a uint8 tensor resident on the device, a fresh permutation per epoch. The reference;
+    unchanged whatever aelab's defaults are.
 ``plain-same-precision``: the same loop at aelab's chosen settings for this device (bf16 autocast where
-    ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights where ``model.channels_last``).
+    ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights where the ``channels_last``
+    callback is on and the model has convolutions).
 ``aelab``: aelab's default path: LightningModule + Trainer on the resident data, default precision and memory
     format, the default logger (TensorBoard) and logging interval.
 ``aelab-dataloader``: the same on ``data.resident=false`` (a torch DataLoader).
@@ -46,7 +47,8 @@ from pathlib import Path
 
 import torch
 
-from aelab.callbacks.guards import DivergenceGuard, RNGState
+from aelab.callbacks import ChannelsLast, Compile, DivergenceGuard, RNGState
+from aelab.callbacks.performance import has_convolutions
 from aelab.checkpoint import load_model
 from aelab.evaluation import sections
 from aelab.evaluation.context import EvalContext
@@ -74,8 +76,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def channels_last_default(cfg) -> bool:
+    """Whether aelab's default callbacks keep this model's weights channels-last (the callback is on and the model
+    has convolutions)."""
+    from hydra.utils import instantiate
+
+    return cfg.callbacks.get("channels_last") is not None and has_convolutions(instantiate(cfg.model))
+
+
 class PlainLoop:
-    """The loop without a framework: aelab's parts and loss (``model.loss_terms``), the optimizer, resident uint8
+    """The loop without a framework: aelab's model (a plain ``nn.Module``) and its loss, the optimizer, resident uint8
     data; ``precision="bf16-mixed"`` runs forward and loss under bf16 autocast, as Lightning's mixed precision does."""
 
     def __init__(self, cfg, device: torch.device, precision: str = "32-true", channels_last: bool = False,
@@ -88,11 +98,10 @@ class PlainLoop:
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if compile:
-            self.model.encoder.compile()
-            self.model.decoder.compile()
+            for child in self.model.children():
+                child.compile()
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-        opt = self.model.configure_optimizers()
-        self.optimizer = opt["optimizer"] if isinstance(opt, dict) else opt
+        self.optimizer = instantiate(cfg.optimizer)(params=self.model.parameters())
         self.bs, self.device, self.limit = int(cfg.data.batch_size), device, limit_batches
         self.gen = torch.Generator().manual_seed(0)
         self.model.train()
@@ -106,7 +115,7 @@ class PlainLoop:
                 break
             x = self.images[perm[i : i + self.bs]].float().div_(255.0)
             with self.autocast:
-                loss, _, _ = self.model.loss_terms(*self.model.model_input(x), "train")
+                loss = self.model(x).loss
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -121,11 +130,12 @@ class AelabLoop:
     def __init__(self, cfg, log_dir: str, compile: bool = False, limit_batches: int | None = None) -> None:
         import pytorch_lightning as pl
         from hydra.utils import instantiate
-        from omegaconf import OmegaConf
 
-        if compile:
-            OmegaConf.update(cfg, "model.compile", True)
-        self.dm, self.model = instantiate(cfg.data), instantiate(cfg.model)
+        from aelab.pipeline import build_module
+
+        self.dm, self.model = instantiate(cfg.data), build_module(cfg)
+        speed = [ChannelsLast()] if cfg.callbacks.get("channels_last") is not None else []
+        speed += [Compile()] if compile else []
         self.times: list[float] = []
         loop = self
 
@@ -142,7 +152,7 @@ class AelabLoop:
         self.trainer = instantiate(
             cfg.trainer, max_epochs=0, min_epochs=0, limit_val_batches=0, num_sanity_val_steps=0,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            default_root_dir=log_dir, logger=logger, callbacks=[DivergenceGuard(), RNGState(), EpochTimer()],
+            default_root_dir=log_dir, logger=logger, callbacks=[DivergenceGuard(), RNGState(), *speed, EpochTimer()],
             **({"limit_train_batches": limit_batches} if limit_batches else {}),
         )  # fmt: skip
 
@@ -183,10 +193,7 @@ def speed(args, device: torch.device) -> dict:
                     base,
                 )
                 pl.seed_everything(0, verbose=False)
-                same = {
-                    "precision": str(cfg.trainer.precision),
-                    "channels_last": bool(cfg.model.channels_last),
-                }
+                same = {"precision": str(cfg.trainer.precision), "channels_last": channels_last_default(cfg)}
                 settings[v] = {"precision": "32-true", "channels_last": False} if v == "plain" else same
                 settings[v]["compile"] = v.endswith("-compile")
                 if v.startswith("plain"):
@@ -260,7 +267,7 @@ def layout_study(args, device: torch.device, what: str) -> dict:
         kw = (
             {"channels_last": on}
             if what == "channels_last"
-            else {"compile": on, "channels_last": bool(cfg.model.channels_last)}
+            else {"compile": on, "channels_last": channels_last_default(cfg)}
         )
         loops[on] = PlainLoop(cfg, device, precision=precision, limit_batches=args.limit_batches, **kw)
     times = {False: [], True: []}
@@ -297,7 +304,7 @@ def likelihood_study(args, device: torch.device) -> dict:
     from hydra.utils import instantiate
 
     model, cfg, _ = load_model(args.ckpt, device)
-    if cfg.model.get("channels_last"):
+    if channels_last_default(cfg):
         model.to(memory_format=torch.channels_last)
     dm = instantiate(cfg.data)
     out = {

@@ -74,6 +74,19 @@ class AutoencoderModule(pl.LightningModule):
     def _split_metrics(self) -> dict[str, Metric]:
         return {"loss": MeanMetric(), "mse": MeanSquaredError(), **getattr(self.net, "split_metrics", dict)()}
 
+    @torch.no_grad()
+    def metric_names(self, shape) -> list[str]:
+        """The names the validation and test splits log (``loss``, ``mse``, ``psnr`` for values in [0, 1], each term
+        and whole-split metric of the model), found with one forward pass of two random examples of ``shape``
+        (``None``: the ones known without a pass)."""
+        names = set(self.metrics["val"])
+        if shape is not None:
+            was = self.net.training
+            out = self.net.eval()(torch.rand(2, *shape), generator=torch.Generator().manual_seed(0))
+            self.net.train(was)
+            names |= set(out.terms) | set(out.stats) | ({"psnr"} if out.output == "sigmoid" else set())
+        return sorted(names)
+
     def forward(self, x: Tensor, **kwargs) -> ModelOutput:
         return self.net(x, **kwargs)
 

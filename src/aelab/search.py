@@ -169,7 +169,7 @@ def _sqlite_lock(url: str):
 
 def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequence[str]) -> Path:
     """``optimization_results.yaml`` (best params and value, study, storage, counts) and
-    ``best_experiment.yaml`` (a ``conf/experiment``-style file of the best trial: its whole ``model`` section
+    ``best_experiment.yaml`` (a ``conf/experiment``-style file of the best trial: its whole ``model`` and ``optimizer`` sections
     when its run folder is in this sweep, e.g. the decoder widths the search mirrored, else its params) in
     the sweep folder."""
     import optuna
@@ -196,8 +196,13 @@ def write_results(sweep_dir: Path, study, storage: str, fixed_overrides: Sequenc
                 node = node.setdefault(key, {})
             node[leaf] = yaml.safe_load(value) if isinstance(value, str) else value  # "[512,256]" → a list
         trial_cfg = sweep_dir / str(best.number) / ".hydra" / "config.yaml"
-        if trial_cfg.is_file():  # the trial's whole model section: also what the search config derived
-            experiment["model"] = OmegaConf.to_container(OmegaConf.load(trial_cfg).model, resolve=False)
+        if (
+            trial_cfg.is_file()
+        ):  # the trial's whole model and optimizer sections: also what the search derived
+            trial = OmegaConf.load(trial_cfg)
+            for section in ("model", "optimizer"):
+                if trial.get(section) is not None:
+                    experiment[section] = OmegaConf.to_container(trial[section], resolve=False)
         experiment["experiment_name"] = f"{study.study_name}_best"
         lines = [
             "# @package _global_",
@@ -226,8 +231,11 @@ def known_val_metrics(job_cfg: DictConfig) -> list[str]:
     """The ``val/...`` metrics a run of ``job_cfg`` logs (built from the model config, without data)."""
     from hydra.utils import instantiate
 
-    model = instantiate(job_cfg.model)
-    return sorted(f"val/{name}" for name in model.metrics["val"])
+    from aelab.module import AutoencoderModule
+
+    shape = OmegaConf.select(job_cfg, "data.shape")
+    module = AutoencoderModule(instantiate(job_cfg.model))
+    return [f"val/{name}" for name in module.metric_names(None if shape is None else list(shape))]
 
 
 # ---------------------------------------------------------------------------- the sweep

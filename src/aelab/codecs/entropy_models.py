@@ -28,7 +28,9 @@ from torch import Tensor, nn
 
 from aelab.codecs.gdn import LowerBound
 
-PRECISION = 24  # bits of the integer frequencies (constriction's range coder precision): every table sums to 2**24
+PRECISION = (
+    24  # bits of the integer frequencies (constriction's range coder precision): every table sums to 2**24
+)
 _UNIFORM_BITS = constriction.stream.model.Uniform(64)
 _UNIFORM_SIGN = constriction.stream.model.Uniform(2)
 _CHUNK = 16

@@ -258,7 +258,10 @@ class ScaleHyperprior(CompressionModel):
             means, scales = self.gaussian_params(z_hat, grid)
         else:  # evaluation: the coder's own (fixed-point) parameters, so x̂ and the rate are those of the files
             one = float(1 << self.gaussian_conditional.scale_bits)
-            means, scales = (None if p is None else (p / one).float().to(y.device) for p in self.exact_params(z_hat.double(), grid))
+            means, scales = (
+                None if p is None else (p / one).float().to(y.device)
+                for p in self.exact_params(z_hat.double(), grid)
+            )
         y_hat = self.gaussian_conditional.quantize(y, noise, generator, means)
         likelihoods = {
             "y": self.gaussian_conditional.likelihood(y_hat, scales, means),

@@ -21,5 +21,5 @@ class CodeNormMonitor(pl.Callback):
             return
         x, _ = trainer.datamodule.sample_images(self.num_images, "val")
         with torch.no_grad():
-            norm = pl_module.encode(x.to(pl_module.device)).float().norm(dim=1).mean()
+            norm = pl_module.net.encode(x.to(pl_module.device)).float().norm(dim=1).mean()  # the module's model
         pl_module.log("val/code_norm", norm, sync_dist=True)
