@@ -18,7 +18,7 @@ from aelab import jobs, reporting
 from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, load_run_config, read_checkpoint
-from aelab.errors import ConfigError, DeviceError
+from aelab.errors import ConfigError, DeviceError, UntrustedFileError
 from aelab.module import AutoencoderModule
 from aelab.resume import record_resume, resume_config
 from aelab.rundir import RunDir
@@ -45,12 +45,30 @@ def preflight(cfg: DictConfig) -> tuple[str, ...]:
     return trust
 
 
+def build(node: DictConfig, key: str, **kwargs) -> Any:
+    """``instantiate(node)``; a constructor's refusal of a value (a ``ValueError`` or an aelab refusal, which Hydra
+    wraps) comes out as one :class:`~aelab.errors.ConfigError` line naming ``key``.
+
+    Raises:
+        ConfigError: for a value the object's constructor refused.
+    """
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError | ValueError) and not isinstance(cause, UntrustedFileError):
+            raise ConfigError(f"{key}: {cause}") from None
+        raise
+
+
 def build_module(cfg: DictConfig, net=None) -> AutoencoderModule:
     """The LightningModule of a run: its model (``cfg.model``, an ``nn.Module``), optimizer, scheduler and
     evaluation seed."""
     scheduler = cfg.get("scheduler")
     return AutoencoderModule(
-        net=instantiate(cfg.model) if net is None else net,
+        net=build(cfg.model, "model") if net is None else net,
         optimizer=instantiate(cfg.optimizer) if cfg.get("optimizer") else None,
         scheduler=instantiate(scheduler) if scheduler else None,
         scheduler_interval=str(cfg.get("scheduler_interval") or "epoch"),
@@ -111,7 +129,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
         pl.seed_everything(cfg.seed, workers=True)
     apply_matmul_precision(cfg)
 
-    datamodule: pl.LightningDataModule = instantiate(cfg.data)
+    datamodule: pl.LightningDataModule = build(cfg.data, "data")
     attach_data_shape(cfg, datamodule)
     module = build_module(cfg)
     if ckpt is not None:

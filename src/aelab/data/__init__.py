@@ -1,14 +1,20 @@
 """LightningDataModules behind one data contract (:class:`ImageData`): MNIST, Fashion-MNIST, any folder of images,
-scikit-learn's 8×8 digits and patches of bundled photographs, with a device-resident fast path."""
+scikit-learn's 8×8 digits and patches of bundled photographs, and tables (any CSV or Parquet file; the bundled
+breast cancer and wine sets), with a device-resident fast path."""
 
-from aelab.data.base import ImageDataModule
+from aelab.data.base import ImageDataModule, TensorDataModule
 from aelab.data.bundled import DigitsDataModule, PhotoCropsDataModule, PhotoPatchesDataModule
 from aelab.data.contract import ImageData
 from aelab.data.folder import ImageFolderDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
+from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
 from aelab.data.resident import ResidentLoader, to_unit
 
 __all__ = [
+    "BreastCancerDataModule",
+    "TableTransform",
+    "TabularDataModule",
+    "WineDataModule",
     "DigitsDataModule",
     "FashionMNISTDataModule",
     "ImageData",
@@ -18,5 +24,6 @@ __all__ = [
     "PhotoCropsDataModule",
     "PhotoPatchesDataModule",
     "ResidentLoader",
+    "TensorDataModule",
     "to_unit",
 ]

@@ -1,8 +1,10 @@
-"""The base of every aelab datamodule: an image set held as uint8 tensors, split once, batched on the device.
+"""The base of every aelab datamodule: a set of examples held as tensors, split once, batched on the device.
 
-A subclass only says how to read its images (:meth:`ImageDataModule.load_pool` and, when the set has an
-official test split, :meth:`ImageDataModule.load_test`); splitting, the one-class filter, DDP sharding, the
-device-resident fast path and the DataLoader path are the same for all of them (:class:`ImageDataModule`).
+:class:`TensorDataModule` holds examples of any shape (uint8 images, float table rows); :class:`ImageDataModule`
+is its image set (uint8 ``(N, C, H, W)``, pixels in [0, 1] once converted). A subclass only says how to read its
+examples (:meth:`TensorDataModule.load_pool` and, when the set has an official test split,
+:meth:`TensorDataModule.load_test`); splitting, the one-class filter, DDP sharding, the device-resident fast path
+and the DataLoader path are the same for all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from aelab.data.resident import ResidentLoader, to_unit
+from aelab.data.resident import ResidentLoader, as_float
 from aelab.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -42,8 +44,8 @@ def split_count(size: int | float, n: int, key: str) -> int:
     return count
 
 
-class _ImageDataset(Dataset):
-    """The per-item host path (the DataLoader baseline): uint8 ``(C, H, W)`` → float ``(C, H, W)`` in [0, 1]."""
+class _TensorDataset(Dataset):
+    """The per-item host path (the DataLoader baseline): an example as float32 (uint8 pixels → [0, 1])."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         self.images, self.labels = images, labels
@@ -52,17 +54,18 @@ class _ImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return to_unit(self.images[i]), self.labels[i]
+        return as_float(self.images[i]), self.labels[i]
 
 
-class ImageDataModule(pl.LightningDataModule):
-    """Any image set as uint8 tensors ``(N, C, H, W)``, with the data contract of :class:`aelab.data.ImageData`.
+class TensorDataModule(pl.LightningDataModule):
+    """Any set of examples as tensors ``(N, *shape)`` (uint8 images, float rows), with the data contract of
+    :class:`aelab.data.Data`.
 
     Splits: when the set has an official test split (:meth:`load_test`) it is the ``test`` split and never
-    enters training; otherwise ``test`` is a seeded random subset of the images (``test_size``). ``val`` is a
+    enters training; otherwise ``test`` is a seeded random subset of the examples (``test_size``). ``val`` is a
     seeded random subset of the rest (``val_size``) and ``train`` is what remains. The split depends only on
-    ``split_seed``, so every run and model sees the same one. Images are float32 in [0, 1] with shape
-    ``(B, C, H, W)`` — no ``Normalize``, because the same tensors are the reconstruction targets.
+    ``split_seed``, so every run and model sees the same one. Batches are float32 (images in [0, 1], ``(B, C, H,
+    W)``) — no ``Normalize``, because the same tensors are the reconstruction targets.
 
     Args:
         data_dir: the data root; aelab's caches for this data live in ``<data_dir>/aelab-cache``.
@@ -81,9 +84,9 @@ class ImageDataModule(pl.LightningDataModule):
         pin_memory: pin host memory (DataLoader path only).
         train_classes: keep only these class indices in ``train`` and ``val`` (the one-class anomaly protocol);
             ``test`` always keeps every class.
-        shape: ``(C, H, W)`` the config says the images have (the models read ``data.shape``); checked against
-            the data. ``None``: not checked.
-        bounded: the values are in [0, 1] (always, for images: the models end in a sigmoid; checked).
+        shape: the shape of one example the config says the data have (``(C, H, W)`` of an image; the models
+            read ``data.shape``); checked against the data. ``None``: not checked.
+        bounded: the values are in [0, 1] (pixels: the models end in a sigmoid), else unbounded (identity).
 
     Raises:
         ConfigError: on a batch size that does not divide by the world size, an impossible split, an
@@ -93,8 +96,6 @@ class ImageDataModule(pl.LightningDataModule):
     name: str = "images"
     #: the class names when a subclass knows them before loading (MNIST's digits); else read from the data
     default_class_names: Sequence[str] | None = None
-    #: the image shape when a subclass knows it before loading (MNIST); else derived or read from the data
-    default_image_shape: tuple[int, int, int] | None = None
 
     def __init__(
         self,
@@ -114,8 +115,7 @@ class ImageDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.binary = bool(binary)
-        if not bounded:
-            raise ConfigError("data.bounded=false: images are pixels in [0, 1]; leave data.bounded=true")
+        self.bounded = bool(bounded)
         if resident not in (True, False, "auto"):
             raise ConfigError(f"data.resident={resident!r} must be true, false or auto")
         self.data_dir = Path(data_dir)
@@ -153,18 +153,14 @@ class ImageDataModule(pl.LightningDataModule):
         return self.data_dir / "aelab-cache"
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """The shape of one example: ``(C, H, W)`` of every image."""
-        return self.image_shape
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of every image."""
-        if self.default_image_shape is not None:
-            return tuple(self.default_image_shape)
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example (``(C, H, W)`` of an image, ``(F,)`` of a table row)."""
         if self.configured_shape is not None:
             return self.configured_shape
         return tuple(self.split_tensors("train")[0].shape[1:])
+
+    #: ``(C, H, W)`` when the examples are images, else ``None`` (sections and dashboards about images skip them)
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def class_names(self) -> list[str] | None:
@@ -192,21 +188,22 @@ class ImageDataModule(pl.LightningDataModule):
         return self._splits[split]
 
     def sample_images(self, n: int, split: str = "val") -> tuple[Tensor, Tensor | None]:
-        """The first ``n`` images of a split as float ``(n, C, H, W)`` in [0, 1] and their labels (or ``None``)."""
+        """The first ``n`` examples of a split as float ``(n, *shape)`` (images in [0, 1]) and their labels (or
+        ``None``)."""
         x, y = self.split_tensors(split)
-        return to_unit(x[:n]), None if y is None else y[:n]
+        return as_float(x[:n]), None if y is None else y[:n]
 
     # ------------------------------------------------------------------ splits
     def _checked(self, data: tuple[Tensor, Tensor | None], what: str) -> tuple[Tensor, Tensor | None]:
         x, y = data
-        if x.dtype != torch.uint8 or x.ndim != 4:
-            raise DataError(f"{self.name}: {what} must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        if x.dtype not in (torch.uint8, torch.float32) or x.ndim < 2:
+            raise DataError(f"{self.name}: {what} must be uint8 or float32 (N, ...), got {x.dtype} {tuple(x.shape)}")
         if y is not None and len(y) != len(x):
-            raise DataError(f"{self.name}: {what}: {len(x)} images but {len(y)} labels")
+            raise DataError(f"{self.name}: {what}: {len(x)} examples but {len(y)} labels")
         want = self.configured_shape
         if want is not None and tuple(x.shape[1:]) != want:
             raise ConfigError(
-                f"data.shape={list(want)} but the {self.name} images are {list(x.shape[1:])} (C, H, W): "
+                f"data.shape={list(want)} but the {self.name} examples are {list(x.shape[1:])}: "
                 "leave data.shape to its default (the models read the shape from the data)"
             )
         return x.contiguous(), (None if y is None else y.long())
@@ -286,7 +283,7 @@ class ImageDataModule(pl.LightningDataModule):
             dx, dy = self._device_splits[split]
             return ResidentLoader(dx, dy, per_rank, sampler)
         return DataLoader(
-            _ImageDataset(x, y),
+            _TensorDataset(x, y),
             batch_size=per_rank,
             sampler=sampler,
             num_workers=self.num_workers,
@@ -308,3 +305,41 @@ class ImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self):
         return self._loader("test", shuffle=False)
+
+
+class ImageDataModule(TensorDataModule):
+    """Any image set as uint8 tensors ``(N, C, H, W)``, with the data contract of :class:`aelab.data.ImageData`:
+    a :class:`TensorDataModule` whose examples are images (pixels 0..255, float in [0, 1] in every batch).
+
+    Args:
+        as for :class:`TensorDataModule`; ``bounded`` must stay true (pixels are in [0, 1]).
+
+    Raises:
+        ConfigError: for ``bounded=false``; DataError: for examples that are not uint8 ``(N, C, H, W)``.
+    """
+
+    #: the image shape when a subclass knows it before loading (MNIST); else derived or read from the data
+    default_image_shape: tuple[int, int, int] | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.bounded:
+            raise ConfigError("data.bounded=false: images are pixels in [0, 1]; leave data.bounded=true")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
+        if self.default_image_shape is not None:
+            return tuple(self.default_image_shape)
+        return tuple(super().shape)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The shape of one example: ``(C, H, W)`` of every image."""
+        return self.image_shape
+
+    def _checked(self, data: tuple[Tensor, Tensor | None], what: str) -> tuple[Tensor, Tensor | None]:
+        x, _ = data
+        if x.dtype != torch.uint8 or x.ndim != 4:
+            raise DataError(f"{self.name}: {what} must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+        return super()._checked(data, what)

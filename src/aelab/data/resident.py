@@ -23,6 +23,11 @@ def to_unit(images: Tensor) -> Tensor:
     return images.float().div_(255.0)
 
 
+def as_float(examples: Tensor) -> Tensor:
+    """The float32 examples a model takes: uint8 pixels → [0, 1] (:func:`to_unit`); float rows as they are."""
+    return to_unit(examples) if examples.dtype == torch.uint8 else examples.float()
+
+
 class ResidentLoader:
     """Iterate ``(images, labels)`` batches drawn by index from device-resident tensors.
 
@@ -49,9 +54,9 @@ class ResidentLoader:
         sampler: Sampler[int],
         drop_last: bool = False,
     ) -> None:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"ResidentLoader expects uint8 images (0..255), got {images.dtype}")
-        if images.ndim == 3:
+        if images.dtype not in (torch.uint8, torch.float32):
+            raise TypeError(f"ResidentLoader expects uint8 images (0..255) or float32 examples, got {images.dtype}")
+        if images.dtype == torch.uint8 and images.ndim == 3:
             images = images.unsqueeze(1)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -80,7 +85,7 @@ class ResidentLoader:
         for b in range(start, len(self)):
             i = index[b * self.batch_size : (b + 1) * self.batch_size]
             self._yielded = b + 1
-            yield to_unit(self.images[i]), self.labels[i]
+            yield as_float(self.images[i]), self.labels[i]
 
     # Lightning's stateful-loader protocol: a mid-epoch checkpoint stores the position in the epoch, and
     # resuming from it continues with the next batch of the same (seeded) order instead of restarting it.

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from aelab.data.resident import to_unit
+from aelab.data.resident import as_float
 
 
 def to_float(images: Tensor) -> Tensor:
     """uint8 pixels 0..255 → float in [0, 1] (same shape, e.g. ``(N, C, H, W)``); float tensors as float32."""
-    return to_unit(images) if images.dtype == torch.uint8 else images.float()
+    return as_float(images)
 
 
 def batches(images: Tensor, batch_size: int, device: torch.device | str) -> Iterator[Tensor]:

@@ -9,11 +9,9 @@ import torch
 
 from aelab.errors import ConfigError, MissingDataError
 from aelab.evaluation.context import EvalContext, requires
+from aelab.evaluation.detection import BASELINES, baseline_scorers, detection_figures
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
-from aelab.evaluation.metrics import (
-    auroc,
-    mse_per_image,
-)
+from aelab.evaluation.metrics import auroc, mse_per_image, to_float
 from aelab.evaluation.scores import anomaly_scores, elbo_scores
 from aelab.models.capabilities import Autoencoding, Probabilistic
 
@@ -49,11 +47,27 @@ def features(
 
 
 @requires(Autoencoding)
-def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict[str, float]:
-    """AUROC of the anomaly scores (reconstruction error; −ELBO for a VAE): one-class when the run kept only some
-    classes (``data.train_classes``: ``test/anomaly/oneclass_auroc``), and the test split against the test split of
-    ``ood_data`` (any datamodule of the same image shape: ``test/anomaly/ood_auroc``, ``ood_auroc_elbo``).
-    Per-image scores go to ``anomaly_scores.npz`` (ROC curves). A set that cannot be read is skipped with a
+def anomaly(
+    ctx: EvalContext,
+    ood_data=None,
+    ood_required: bool = False,
+    baselines=BASELINES,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Anomaly detection with the model's scores (reconstruction error; −ELBO for a VAE):
+
+    - for data whose test split marks anomalies (the data contract's ``anomaly_labels``: a table's labelled
+      records), the one-class protocol: ``test/anomaly/auroc``, ``average_precision`` and
+      ``f1_at_val_p<percentile>`` (the flag threshold is that percentile of the validation inliers' scores,
+      ``data.contamination``), and the same figures of each of ``baselines`` fitted on the same training records
+      (``test/anomaly/<baseline>_auroc``, ...; :mod:`aelab.evaluation.detection`); the score histograms of inliers
+      and anomalies and the ROC curves go to the loggers;
+    - one-class over image classes when the run kept only some (``data.train_classes``:
+      ``test/anomaly/oneclass_auroc``);
+    - the test split against the test split of ``ood_data`` (any datamodule of the same shape:
+      ``test/anomaly/ood_auroc``, ``ood_auroc_elbo``).
+
+    Per-example scores go to ``anomaly_scores.npz``. An out-of-distribution set that cannot be read is skipped with a
     warning when it is the default one, and stops the evaluation when it was chosen (``ood_required``).
 
     Raises:
@@ -66,6 +80,10 @@ def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict
     probabilistic = isinstance(model, Probabilistic)
     if probabilistic:
         elbo_in = elbo_scores(model, ctx.x_test, bs, device, seed=0)
+    labels = getattr(ctx.datamodule, "anomaly_labels", None)
+    flags = labels("test") if callable(labels) else None
+    if flags is not None:
+        out |= _one_class_records(ctx, flags, elbo_in if probabilistic else score_in, baselines, int(seed))
     classes = ctx.datamodule.train_classes
     if classes:
         is_anom = ~torch.isin(ctx.test_y, torch.tensor(list(classes)))
@@ -109,3 +127,62 @@ def anomaly(ctx: EvalContext, ood_data=None, ood_required: bool = False) -> dict
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     np.savez(ctx.output_dir / "anomaly_scores.npz", **saved)
     return out
+
+
+def _one_class_records(ctx: EvalContext, flags: torch.Tensor, scores: torch.Tensor, baselines, seed: int):
+    """The figures of the one-class protocol on records whose test split marks anomalies (see :func:`anomaly`)."""
+    model, dm = ctx.model, ctx.datamodule
+    x_val = to_float(dm.split_tensors("val")[0])
+    if isinstance(model, Probabilistic):
+        val = elbo_scores(model, x_val, ctx.batch_size, ctx.device, seed=0)
+    else:
+        val = mse_per_image(ctx.map(model.reconstruct, x_val), x_val)
+    percentile = float(getattr(dm, "threshold_percentile", 95.0))
+    tag = f"p{percentile:g}"
+    all_scores = {"model": (scores.numpy(), val.numpy())}
+    train = to_float(ctx.train_u8).flatten(1).numpy()
+    test, valx = ctx.x_test.flatten(1).numpy(), x_val.flatten(1).numpy()
+    for name, fit in baseline_scorers(ctx.pca_size, seed).items():
+        if name in tuple(baselines):
+            score = fit(train)
+            all_scores[name] = (np.asarray(score(test)), np.asarray(score(valx)))
+    out: dict[str, float] = {"test/anomaly/num_anomalies": float(flags.sum()), "test/anomaly/num_records": float(len(flags))}
+    for name, (test_scores, val_scores) in all_scores.items():
+        figures = detection_figures(test_scores, flags.numpy(), val_scores, percentile)
+        prefix = "test/anomaly/" if name == "model" else f"test/anomaly/{name}_"
+        out |= {f"{prefix}auroc": figures["auroc"], f"{prefix}average_precision": figures["average_precision"],
+                f"{prefix}f1_at_val_{tag}": figures["f1"]}  # fmt: skip
+    out["test/anomaly/threshold"] = detection_figures(scores.numpy(), flags.numpy(), val.numpy(), percentile)["threshold"]
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(ctx.output_dir / "anomaly_scores.npz", is_anomaly=flags.numpy(),
+             **{f"{name}_test": t for name, (t, _) in all_scores.items()})  # fmt: skip
+    _draw_detection(ctx, flags.numpy(), {k: t for k, (t, _) in all_scores.items()})
+    return out
+
+
+def _draw_detection(ctx: EvalContext, flags: np.ndarray, scores: dict[str, np.ndarray]) -> None:
+    """The model's score histograms of inliers and anomalies and every detector's ROC curve, to the loggers."""
+    if not ctx.loggers:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    from aelab.media import Media
+
+    media = Media(ctx.loggers)
+    model = torch.from_numpy(np.asarray(scores["model"], dtype=np.float64))
+    media.histogram("anomaly/scores_inliers", model[torch.from_numpy(flags == 0)], ctx.step)
+    media.histogram("anomaly/scores_anomalies", model[torch.from_numpy(flags == 1)], ctx.step)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(flags, s)
+        ax.plot(fpr, tpr, lw=2 if name == "model" else 1, label=name)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC, {ctx.datamodule.name} test split")
+    ax.legend(loc="lower right")
+    media.figure("anomaly/roc", fig, ctx.step)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.models.components.mlp import activation_module as make_activation
+from aelab.errors import ConfigError
 from aelab.utils.shapes import grid_padding
 
 
@@ -27,6 +28,20 @@ def stages_for(h: int, w: int, stages: int, min_grid: int = 1) -> int:
     while s > 1 and math.ceil(min(h, w) / 2**s) < int(min_grid):
         s -= 1
     return s
+
+
+def image_shape_of(shape: Sequence[int]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an image shape.
+
+    Raises:
+        ConfigError: for a shape that is not an image's (a table row ``(F,)``), naming the parts to use instead.
+    """
+    if len(shape) != 3:
+        raise ConfigError(
+            f"conv parts take images (C, H, W), and the data's examples are {list(shape)}: use MLP parts "
+            "(model/encoder=mlp model/decoder=mlp, or model=ae / vae)"
+        )
+    return tuple(int(s) for s in shape)
 
 
 class ConvEncoder(nn.Module):
@@ -63,7 +78,7 @@ class ConvEncoder(nn.Module):
         min_grid: int = 1,
     ) -> None:
         super().__init__()
-        c, h, w = (int(s) for s in in_shape)
+        c, h, w = image_shape_of(in_shape)
         channels = list(channels)[: stages_for(h, w, len(channels), min_grid)]
         f = 2 ** len(channels)
         self.out_dim = int(out_dim)
@@ -118,7 +133,7 @@ class ConvDecoder(nn.Module):
         min_grid: int = 1,
     ) -> None:
         super().__init__()
-        c_img, h, w = (int(s) for s in out_shape)
+        c_img, h, w = image_shape_of(out_shape)
         channels = list(channels)[len(channels) - stages_for(h, w, len(channels), min_grid) :]
         f = 2 ** len(channels)
         self.latent_dim = int(latent_dim)
