@@ -91,6 +91,21 @@ class AutoencoderModule(pl.LightningModule):
         return self.net(x, **kwargs)
 
     # ------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        """A model built with ``init=pca`` starts at the PCA of its code size fitted on the training split (rank 0
+        fits, every rank receives the same weights); a run that continues from a checkpoint keeps its weights."""
+        if getattr(self.net, "init", None) != "pca" or self.trainer.ckpt_path:
+            return
+        if self.global_rank == 0:
+            from aelab.data.resident import as_float
+
+            kept = self.net.fit_pca(as_float(self.trainer.datamodule.split_tensors("train")[0]))
+            self.print(f"PCA start: {self.net.encoder.code_size} components keep {kept:.1%} of the training variance")
+        if self.trainer.world_size > 1:
+            for path in (self.net.encoder, self.net.decoder):
+                for tensor in (path.mean, path.linear.weight):
+                    torch.distributed.broadcast(tensor.data, src=0)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         out = self.net(batch[0], step=self.global_step)
         self._accumulate(out.loss, out.terms)

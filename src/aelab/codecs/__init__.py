@@ -1,7 +1,8 @@
 """aelab's codec package: the learned image codecs and everything they code with, in one place.
 
 - :mod:`.models`: :class:`FactorizedPrior`, :class:`ScaleHyperprior`, :class:`MeanScaleHyperprior` (CompressAI's
-  names and interface: ``forward`` for training, ``update()``, ``compress`` / ``decompress``);
+  names and interface: ``forward`` for training, ``update()``, ``compress`` / ``decompress``) and
+  :class:`CheckerboardContextHyperprior` (He et al. 2021's two-pass context model);
 - :mod:`.entropy_models`: :class:`EntropyBottleneck`, :class:`GaussianConditional`, each owning its integer
   coding tables and its range coding;
 - :mod:`.integer`: exact fixed-point evaluation of the networks that choose the coder's models;
@@ -18,12 +19,19 @@ AVIF, JPEG XL through Pillow, and gzip), :mod:`.codes` (an autoencoder's codes a
 from aelab.codecs.entropy_models import EntropyBottleneck, GaussianConditional
 from aelab.codecs.gdn import GDN
 from aelab.codecs.loss import RateDistortionLoss
-from aelab.codecs.models import CompressionModel, FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from aelab.codecs.models import (
+    CheckerboardContextHyperprior,
+    CompressionModel,
+    FactorizedPrior,
+    MeanScaleHyperprior,
+    ScaleHyperprior,
+)
 from aelab.codecs.transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 
 __all__ = [
     "GDN",
     "AnalysisTransform",
+    "CheckerboardContextHyperprior",
     "CompressionModel",
     "EntropyBottleneck",
     "FactorizedPrior",

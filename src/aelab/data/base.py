@@ -87,6 +87,9 @@ class TensorDataModule(pl.LightningDataModule):
         shape: the shape of one example the config says the data have (``(C, H, W)`` of an image; the models
             read ``data.shape``); checked against the data. ``None``: not checked.
         bounded: the values are in [0, 1] (pixels: the models end in a sigmoid), else unbounded (identity).
+        code_size: the code size the model configs default to on this data (``model.latent_dim``; ``None``: theirs).
+        pca_start: whether the autoencoders start at this data's PCA by default (``model.init=pca``): natural images
+            and small folders, where PCA has a head start gradient descent is slow to make up.
 
     Raises:
         ConfigError: on a batch size that does not divide by the world size, an impossible split, an
@@ -112,9 +115,13 @@ class TensorDataModule(pl.LightningDataModule):
         shape: Sequence[int] | None = None,
         binary: bool = False,
         bounded: bool = True,
+        code_size: int | None = None,
+        pca_start: bool = False,
     ) -> None:
         super().__init__()
         self.binary = bool(binary)
+        # what the model configs read from the data (model.latent_dim, model.init); nothing here uses them
+        self.code_size, self.pca_start = (None if code_size is None else int(code_size)), bool(pca_start)
         self.bounded = bool(bounded)
         if resident not in (True, False, "auto"):
             raise ConfigError(f"data.resident={resident!r} must be true, false or auto")

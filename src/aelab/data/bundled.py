@@ -129,9 +129,14 @@ class PhotoPatchesDataModule(ImageDataModule):
     ``val`` a seeded subset); ``test`` holds the non-overlapping patches of the photographs in
     :data:`TEST_PHOTOS`, held out whole. :meth:`test_photos` gives those photographs uncut.
 
+    With ``augment``, training batches are fresh random ``P``×``P`` crops of the training photographs every epoch
+    (as many per epoch as there are training patches), flipped and rotated by multiples of 90° at random, the way
+    image models train (:class:`RandomCropLoader`); ``val`` and ``test`` stay the fixed patches.
+
     Args:
         patch_size: P, the side of a patch in pixels.
         stride: the step between training patches (P: no overlap).
+        augment: random crops with flips and 90° rotations for training.
         data_dir, batch_size, val_size, split_seed, shuffle_seed, resident, num_workers, pin_memory,
             shape, bounded: as for :class:`~aelab.data.ImageDataModule`.
     """
@@ -146,6 +151,7 @@ class PhotoPatchesDataModule(ImageDataModule):
         batch_size: int = 128,
         val_size: int | float = 0.1,
         train_classes: Sequence[int] | None = None,
+        augment: bool = False,
         **kwargs,
     ) -> None:
         if train_classes is not None:
@@ -153,8 +159,16 @@ class PhotoPatchesDataModule(ImageDataModule):
         if int(patch_size) < 1 or int(stride) < 1:
             raise ConfigError(f"data.patch_size={patch_size} and data.stride={stride} must be positive")
         super().__init__(data_dir=data_dir, batch_size=batch_size, val_size=val_size, **kwargs)
-        self.patch_size, self.stride = int(patch_size), int(stride)
+        self.patch_size, self.stride, self.augment = int(patch_size), int(stride), bool(augment)
         self.default_image_shape = (3, self.patch_size, self.patch_size)
+
+    def train_dataloader(self):
+        if not self.augment:
+            return super().train_dataloader()
+        rank, world = self._rank_world()
+        photos = [read_photo(*p) for p in TRAIN_PHOTOS]
+        return RandomCropLoader(photos, self.patch_size, self.batch_size // world, len(self.split_tensors("train")[0]),
+                                self.shuffle_seed, rank, world, self._device(), flips=True, rotations=True)  # fmt: skip
 
     def load_pool(self) -> tuple[Tensor, None]:
         return torch.cat(
@@ -170,10 +184,12 @@ class PhotoPatchesDataModule(ImageDataModule):
 
 
 def random_crops(
-    photos: Sequence[Tensor], n: int, size: int, generator: torch.Generator, flips: bool = True
+    photos: Sequence[Tensor], n: int, size: int, generator: torch.Generator, flips: bool = True,
+    rotations: bool = False,
 ) -> Tensor:
     """``n`` random ``size``×``size`` crops of uint8 photos ``(C, H, W)``: a photo drawn by its number of crop
-    positions, a position uniformly, a horizontal flip with probability ½ (``flips``): ``(n, C, size, size)``."""
+    positions, a position uniformly, a horizontal flip with probability ½ (``flips``) and a rotation by a uniform
+    multiple of 90° (``rotations``): ``(n, C, size, size)``."""
     positions = torch.tensor(
         [(p.shape[1] - size + 1) * (p.shape[2] - size + 1) for p in photos], dtype=torch.float64
     )
@@ -185,7 +201,8 @@ def random_crops(
         left = int(torch.randint(photo.shape[2] - size + 1, (1,), generator=generator))
         crop = photo[:, top : top + size, left : left + size]
         flip = flips and bool(torch.rand((), generator=generator) < 0.5)
-        out[i] = crop.flip(-1) if flip else crop
+        crop = crop.flip(-1) if flip else crop
+        out[i] = torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), (1, 2)) if rotations else crop
     return out
 
 
@@ -208,8 +225,8 @@ class RandomCropLoader:
     rank per epoch, whole batches only."""
 
     def __init__(self, photos, size: int, batch_size: int, crops_per_epoch: int, seed: int, rank: int, world: int,
-                 device, flips: bool = True) -> None:  # fmt: skip
-        self.photos, self.size, self.flips = list(photos), int(size), bool(flips)
+                 device, flips: bool = True, rotations: bool = False) -> None:  # fmt: skip
+        self.photos, self.size, self.flips, self.rotations = list(photos), int(size), bool(flips), bool(rotations)
         self.batch_size, self.seed, self.rank, self.device = int(batch_size), int(seed), int(rank), device
         self.sampler = _EpochSeed(int(crops_per_epoch) // int(world))
         self.batch_sampler = None
@@ -220,7 +237,7 @@ class RandomCropLoader:
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.sampler.epoch * 1009 + self.rank)
         for _ in range(len(self)):
-            x = random_crops(self.photos, self.batch_size, self.size, g, self.flips)
+            x = random_crops(self.photos, self.batch_size, self.size, g, self.flips, self.rotations)
             yield (
                 x.to(self.device).float().div_(255.0),
                 torch.full((len(x),), -1, dtype=torch.long, device=self.device),

@@ -190,7 +190,6 @@ class TabularDataModule(TensorDataModule):
         val_size: the inliers of ``val`` (a count or a fraction of the rest).
         contamination: the expected fraction of anomalies: the detection threshold is the ``1 − contamination``
             quantile of the validation inliers' scores (``f1_at_val_p<percentile>``).
-        code_size: the code size the model configs default to on this data (``model.latent_dim``).
         data_dir, batch_size, split_seed, shuffle_seed, resident, num_workers, pin_memory, shape, binary, bounded:
             as for :class:`~aelab.data.base.TensorDataModule` (``bounded`` false: scaled values are unbounded).
 
@@ -215,7 +214,6 @@ class TabularDataModule(TensorDataModule):
         test_size: int | float = 0.3,
         val_size: int | float = 0.1,
         contamination: float = 0.05,
-        code_size: int | None = None,
         bounded: bool = False,
         **kwargs,
     ) -> None:
@@ -230,7 +228,6 @@ class TabularDataModule(TensorDataModule):
         if not 0 < float(contamination) < 0.5:
             raise ConfigError(f"data.contamination={contamination} must be in (0, 0.5): the expected anomaly fraction")
         self.contamination = float(contamination)
-        self.code_size = None if code_size is None else int(code_size)
         if self.path is not None:
             self.name = Path(self.path).stem
         self.transform: TableTransform | None = None

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from aelab.models import objectives
+from aelab.models.components.pca_start import LinearSkipDecoder, LinearSkipEncoder, fit_pca_start, zero_last_layer
 from aelab.models.outputs import OUTPUTS, ModelOutput, activate
 
 
@@ -28,10 +29,15 @@ class Autoencoder(nn.Module):
             units); both means over values and examples.
         output: the output activation: ``sigmoid`` (pixels in [0, 1]) or ``identity`` (unbounded values, e.g.
             standardized table columns).
+        init: ``random`` (the parts' own initialization) or ``pca``: the PCA start
+            (:mod:`aelab.models.components.pca_start`): linear encoder and decoder paths beside the parts, set to the
+            PCA of the code size by :meth:`fit_pca` (aelab's LightningModule calls it on the training split when a
+            run starts), the parts' last layers at zero, a sigmoid output replaced by ``clamp`` — so the model starts
+            at PCA's reconstruction; ``mse`` only.
 
     Raises:
-        ValueError: for an unknown ``loss`` or ``output``, ``bce`` without a sigmoid output, or parts whose sizes
-            disagree with ``latent_dim``.
+        ValueError: for an unknown ``loss``, ``output`` or ``init``, ``bce`` without a sigmoid output or with the
+            PCA start, or parts whose sizes disagree with ``latent_dim``.
     """
 
     def __init__(
@@ -41,6 +47,7 @@ class Autoencoder(nn.Module):
         latent_dim: int | None = None,
         loss: str = "bce",
         output: str = "sigmoid",
+        init: str = "random",
     ) -> None:
         super().__init__()
         if loss not in objectives.LOSSES:
@@ -49,9 +56,20 @@ class Autoencoder(nn.Module):
             raise ValueError(f"model.output must be one of {OUTPUTS}, got {output!r}")
         if loss == "bce" and output != "sigmoid":
             raise ValueError("model.loss=bce needs values in [0, 1] (output=sigmoid): use model.loss=mse")
-        self.loss, self.output = loss, output
+        if init not in ("random", "pca"):
+            raise ValueError(f"model.init must be random or pca, got {init!r}")
         if latent_dim is not None:
             self.check_parts(encoder, decoder, int(latent_dim))
+        self.init = init
+        if init == "pca":
+            if loss != "mse":
+                raise ValueError("model.init=pca starts at PCA's reconstruction, a squared error: use model.loss=mse")
+            output = "clamp" if output == "sigmoid" else output
+            zero_last_layer(encoder)
+            zero_last_layer(decoder)
+            encoder = LinearSkipEncoder(encoder, encoder.in_shape, int(decoder.latent_dim))
+            decoder = LinearSkipDecoder(decoder, decoder.out_shape)
+        self.loss, self.output = loss, output
         self.encoder = encoder
         self.decoder = decoder
 
@@ -81,6 +99,17 @@ class Autoencoder(nn.Module):
         z = self.encode(torch.stack([x_a, x_b]).to(device))
         t = torch.linspace(0, 1, steps, device=z.device)[:, None]
         return self.decode((1 - t) * z[0] + t * z[1])
+
+    def fit_pca(self, x: Tensor, max_examples: int = 20000, seed: int = 0) -> float:
+        """The PCA start: set the linear paths to the PCA of the training examples ``x`` ``(N, *shape)``
+        (:func:`aelab.models.components.pca_start.fit_pca_start`); returns the variance fraction kept.
+
+        Raises:
+            ValueError: for a model built without ``init=pca``.
+        """
+        if self.init != "pca":
+            raise ValueError("fit_pca needs a model built with init=pca")
+        return fit_pca_start(self.encoder, self.decoder, x, max_examples, seed)
 
     # ------------------------------------------------------------------ the objective
     def encoder_out_dim(self, latent_dim: int) -> int:

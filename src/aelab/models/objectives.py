@@ -22,12 +22,14 @@ def reconstruction_loss(logits: Tensor, target: Tensor, loss: str, output: str =
     """The mean per-value reconstruction loss of decoder logits against targets (same shape ``(B, ...)``):
 
     * ``bce``: binary cross-entropy on logits (targets in [0, 1]; the output must be ``sigmoid``);
-    * ``mse``: squared error of the output in data units (``sigmoid(logits)`` for pixels, ``logits`` themselves
-      for ``output="identity"``).
+    * ``mse``: squared error of the output in data units (:func:`aelab.models.outputs.activate`: ``sigmoid(logits)``
+      for pixels, the values themselves for ``identity``, clamped for ``clamp``).
     """
+    from aelab.models.outputs import activate
+
     if loss == "bce":
         return F.binary_cross_entropy_with_logits(logits, target)
-    return F.mse_loss(torch.sigmoid(logits) if output == "sigmoid" else logits, target)
+    return F.mse_loss(activate(logits, output), target)
 
 
 def bernoulli_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:

@@ -26,8 +26,8 @@ class ModelOutput:
             ``split_metrics()``.
         reconstruction: the reconstruction in the data's units when the model computed it itself (a VAE's
             decode of the posterior mean, a codec's ``x̂``); else :attr:`x_hat` derives it from ``logits``.
-        output: the output activation that maps ``logits`` to data units: ``sigmoid`` (pixels in [0, 1]) or
-            ``identity`` (unbounded values, e.g. standardized table columns).
+        output: the output activation that maps ``logits`` to data units: ``sigmoid`` (pixels in [0, 1]),
+            ``identity`` (unbounded values, e.g. standardized table columns) or ``clamp`` (pixels, the PCA start).
     """
 
     loss: Tensor
@@ -48,9 +48,15 @@ class ModelOutput:
         return activate(self.logits, self.output)
 
 
-OUTPUTS = ("sigmoid", "identity")
+OUTPUTS = ("sigmoid", "identity", "clamp")
 
 
 def activate(logits: Tensor, output: str) -> Tensor:
-    """The data-unit values of decoder logits: ``sigmoid`` (pixels in [0, 1]) or ``identity``."""
-    return torch.sigmoid(logits) if output == "sigmoid" else logits
+    """The data-unit values of decoder outputs: ``sigmoid`` (pixels in [0, 1]), ``identity`` (unbounded values) or
+    ``clamp`` (pixels in [0, 1] from a decoder that outputs pixels, the PCA start's: clamped on the way forward, the
+    gradient passed straight through)."""
+    if output == "sigmoid":
+        return torch.sigmoid(logits)
+    if output == "clamp":
+        return logits + (logits.clamp(0.0, 1.0) - logits).detach()
+    return logits

@@ -21,7 +21,8 @@ class VAE(Autoencoder):
     ``z = μ + σ ⊙ ε`` (the reparameterization trick, Kingma & Welling 2014, Sec. 2.4); the decoder gives logits.
 
     Args:
-        encoder, decoder, output: as for :class:`~aelab.models.Autoencoder`.
+        encoder, decoder, output, init: as for :class:`~aelab.models.Autoencoder` (``init=pca``: the mean path μ starts
+            at the PCA of the code size; a Gaussian likelihood).
         latent_dim: size of z.
         likelihood: ``bernoulli`` (decoder logits, for binary or [0, 1] pixels) or ``gaussian`` (mean
             ``output(logits)``, standard deviation ``sigma``).
@@ -52,11 +53,12 @@ class VAE(Autoencoder):
         kl_coeff: float = 1.0,
         kl_warmup_steps: int = 0,
         output: str = "sigmoid",
+        init: str = "random",
     ) -> None:
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         loss = "bce" if likelihood == "bernoulli" else "mse"
-        super().__init__(encoder, decoder, latent_dim=latent_dim, loss=loss, output=output)
+        super().__init__(encoder, decoder, latent_dim=latent_dim, loss=loss, output=output, init=init)
         self.likelihood, self.binarize = likelihood, bool(binarize)
         self.kl_coeff, self.kl_warmup_steps = float(kl_coeff), int(kl_warmup_steps)
         if sigma is not None and float(sigma) <= 0:

@@ -9,6 +9,7 @@ from aelab.models.components.conv import ConvDecoder, ConvEncoder
 from aelab.models.components.corruption import Corruption, GaussianNoise, Masking, SaltAndPepper
 from aelab.models.components.mlp import MLPDecoder, MLPEncoder
 from aelab.models.components.quantizer import VectorQuantizer
+from aelab.models.components.resconv import ResConvDecoder, ResConvEncoder
 
 __all__ = [
     "ConvDecoder",
@@ -18,6 +19,8 @@ __all__ = [
     "MLPDecoder",
     "MLPEncoder",
     "Masking",
+    "ResConvDecoder",
+    "ResConvEncoder",
     "SaltAndPepper",
     "VectorQuantizer",
 ]
