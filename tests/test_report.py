@@ -54,8 +54,11 @@ def test_headline_rows_fill_anchors_ratios_and_verdicts():
 
 
 def _points(name: str, curve, rate: str = "bytes_per_image") -> dict[str, float]:
-    return {k: v for q, (r, p) in enumerate(curve) for k, v in
-            ((f"test/compression/{name}_q{q}_{rate}", r), (f"test/compression/{name}_q{q}_psnr", p))}  # fmt: skip
+    """The metrics of a classical codec's curve at the suite's qualities (:mod:`aelab_tools.schema`)."""
+    from aelab_tools import schema
+
+    return {k: v for q, (r, p) in zip(schema.qualities(), curve, strict=False) for k, v in
+            ((schema.classical_key(name, q, rate), r), (schema.classical_key(name, q, "psnr"), p))}  # fmt: skip
 
 
 def test_codec_study_bd_rates_rate_at_25db_and_targets():

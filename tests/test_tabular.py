@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
-from aelab.errors import ConfigError, DataError
+from aelab.errors import DataError
 from aelab.evaluation.detection import detection_figures
 from helpers import run_inprocess
 
@@ -46,7 +46,9 @@ def test_the_transform_is_the_hand_scaling_and_survives_a_checkpoint(tmp_path):
     unseen = pd.DataFrame({"a": [2.0], "b": [1.0], "c": ["never"]})
     assert t.transform(unseen)[0, 2:].tolist() == [0, 0, 0]  # an unseen category: all zeros
     q = TableTransform(["a"], scaling="quantile").fit(frame)
-    assert q.transform(pd.DataFrame({"a": [2.5]}))[0, 0].item() == pytest.approx(0.0, abs=1e-6)  # the median → 0
+    assert q.transform(pd.DataFrame({"a": [2.5]}))[0, 0].item() == pytest.approx(
+        0.0, abs=1e-6
+    )  # the median → 0
 
 
 def test_missing_values_are_refused_or_imputed_with_the_training_statistic():
@@ -64,7 +66,13 @@ def _csv(tmp_path, frame, name="records.csv"):
 
 
 def _dm(path, **kw):
-    kw = {"label_column": "label", "anomaly_values": ["fraud"], "categorical_columns": ["site"], "id_column": "id", **kw}
+    kw = {
+        "label_column": "label",
+        "anomaly_values": ["fraud"],
+        "categorical_columns": ["site"],
+        "id_column": "id",
+        **kw,
+    }
     return TabularDataModule(path=str(path), batch_size=32, **kw)
 
 
@@ -89,7 +97,9 @@ def test_the_bundled_sets_follow_the_odds_protocols():
     for dm, n, anomalies, features in ((bc, 378, 21, 30), (wine, 129, 10, 13)):
         total = sum(len(dm.split_tensors(s)[0]) for s in ("train", "val", "test"))
         assert total == n and int(dm.anomaly_labels("test").sum()) == anomalies and dm.shape == (features,)
-    assert torch.equal(BreastCancerDataModule().split_tensors("test")[0], bc.split_tensors("test")[0])  # fixed
+    assert torch.equal(
+        BreastCancerDataModule().split_tensors("test")[0], bc.split_tensors("test")[0]
+    )  # fixed
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -135,8 +145,12 @@ def test_conv_parts_on_a_table_are_refused_before_training(tmp_path, fake_data_d
 
     run = tmp_path / "run"
     with pytest.raises(SystemExit):
-        run_inprocess(main, ["data=wine", "model=conv_ae", f"hydra.run.dir={run}"], monkeypatch, fake_data_dir)
-    assert "conv parts take images (C, H, W)" in capsys.readouterr().err and not (run / "checkpoints").exists()
+        run_inprocess(
+            main, ["data=wine", "model=conv_ae", f"hydra.run.dir={run}"], monkeypatch, fake_data_dir
+        )
+    assert (
+        "conv parts take images (C, H, W)" in capsys.readouterr().err and not (run / "checkpoints").exists()
+    )
 
 
 def test_detection_figures_are_the_hand_values():

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from aelab.rundir import RunDir
+from aelab_tools import schema
 
 #: the experiment a model's short run trains
 EXPERIMENTS = {"codec": "codec_mnist", "codec_hyperprior": "codec_hyperprior_mnist"}
@@ -53,14 +54,7 @@ def eval_study(args, device) -> dict:
                         f"hydra.run.dir={eval_dir}", *args.extra]  # fmt: skip
             wall = _run(evaluate, Path(tmp) / f"{name}_eval.log")
             metrics = RunDir(eval_dir).metrics()
-            sections = {
-                k[len("test/timing/") : -2]: v
-                for k, v in metrics.items()
-                if k.startswith("test/timing/")
-                and k.endswith("_s")
-                and not k.endswith("_per_s")
-                and k != "test/timing/suite_s"
-            }
+            sections = schema.section_times(metrics)
             out["models"][name] = {
                 "train_cmd": shlex.join(train[1:]).replace(tmp, "<tmp>").replace(args.data_dir, "<data dir>"),
                 "eval_cmd": shlex.join(evaluate[1:])

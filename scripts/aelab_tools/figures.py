@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from aelab.codecs.classical import display_name  # noqa: E402
+from aelab_tools import schema  # noqa: E402
 
 WIDTH = 7.0  # inches: a page width at 100 dpi is about 700 px
 
@@ -37,17 +38,9 @@ def _save(fig, path: str | Path, caption: str = "") -> Path:
     return path
 
 
-def _curve(
-    m: Mapping[str, float], prefix: str, rate: str, quality: str = "psnr"
-) -> list[tuple[float, float]]:
-    """``[(rate, quality)]`` of the ``<prefix>_q<q>_<rate>`` keys of one metrics dict, sorted by rate."""
-    pts = []
-    for k, v in m.items():
-        if k.startswith(prefix + "_q") and k.endswith("_" + rate):
-            q = m.get(k[: -len(rate)] + quality)
-            if q is not None and np.isfinite(q):
-                pts.append((v, q))
-    return sorted(pts)
+def _curve(m: Mapping[str, float], codec: str, rate: str, photos: bool = False) -> list[tuple[float, float]]:
+    """``[(rate, PSNR)]`` of a classical codec in one metrics dict, finite points only (:mod:`aelab_tools.schema`)."""
+    return [(r, q) for r, q in schema.classical_curve(m, codec, rate, photos) if np.isfinite(q)]
 
 
 #: the classical codecs drawn, with their names from aelab.codecs' table and a marker each
@@ -97,7 +90,7 @@ def rate_distortion(
         size = round(max(b for b, _ in pca) / 4)  # float32 bytes / 4 = components
         ax.plot(*zip(*pca, strict=True), "s--", alpha=0.6, label=f"PCA-{size} (size of {', '.join(labels)})")
     for name, (label, style) in CLASSICAL.items():
-        pts = _curve(first, f"test/compression/{name}", "bytes_per_image")
+        pts = _curve(first, name, "bytes_per_image")
         if pts:
             ax.plot(*zip(*pts, strict=True), style, color="0.45", alpha=0.8, label=f"{label} (quality range)")
     if codec:

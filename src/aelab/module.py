@@ -100,7 +100,9 @@ class AutoencoderModule(pl.LightningModule):
             from aelab.data.resident import as_float
 
             kept = self.net.fit_pca(as_float(self.trainer.datamodule.split_tensors("train")[0]))
-            self.print(f"PCA start: {self.net.encoder.code_size} components keep {kept:.1%} of the training variance")
+            self.print(
+                f"PCA start: {self.net.encoder.code_size} components keep {kept:.1%} of the training variance"
+            )
         if self.trainer.world_size > 1:
             for path in (self.net.encoder, self.net.decoder):
                 for tensor in (path.mean, path.linear.weight):
@@ -214,7 +216,16 @@ class AutoencoderModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise ConfigError("the LightningModule needs an optimizer: choose one with optimizer=adam")
-        optimizer = self.optimizer_factory(params=self.net.parameters())
+        groups = (
+            self.net.param_groups()
+            if hasattr(self.net, "param_groups")
+            else [{"params": self.net.parameters()}]
+        )
+        optimizer = self.optimizer_factory(params=groups)
+        for (
+            group
+        ) in optimizer.param_groups:  # a model's group at a fraction of the learning rate (the PCA start)
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         kwargs = {}

@@ -6,6 +6,7 @@ import operator
 from typing import Any
 
 from aelab.codecs.classical import display_name
+from aelab_tools import schema
 from aelab_tools.ratedistortion import bd_rate, common_range, rate_at
 from aelab_tools.results.runner import references
 
@@ -16,25 +17,14 @@ def codec_family(name: str) -> str:
     return name.split("/", 1)[1].rsplit("_l", 1)[0]
 
 
-def _classical_baselines(m: dict[str, float], prefix: str, rate: str, photos: bool) -> dict[str, list]:
+def _classical_baselines(m: dict[str, float], rate: str, photos: bool) -> dict[str, list]:
     baselines = {}
-    for name in ("jpeg", "webp", "avif", "jxl"):
-        pts = sorted(
-            (v, m[k[: -len(rate)] + "psnr"])
-            for k, v in m.items()
-            if k.startswith(f"test/compression/{prefix}{name}_q")
-            and k.endswith("_" + rate)
-            and k.count("/") == (3 if photos else 2)
-            and k[: -len(rate)] + "psnr" in m  # a point without its PSNR (an old report's) is left out
-        )
+    for name in schema.classical_codecs():
+        pts = schema.classical_curve(m, name, rate, photos)
         if pts:
             baselines[name] = pts
     if not photos:  # JPEG without its header: the entropy-coded payload alone
-        baselines["jpeg_payload"] = sorted(
-            (v, m[k.replace("_payload_bytes_per_image", "_psnr")])
-            for k, v in m.items()
-            if k.startswith("test/compression/jpeg_q") and k.endswith("_payload_bytes_per_image")
-        )
+        baselines["jpeg_payload"] = schema.jpeg_payload_curve(m)
     return baselines
 
 
@@ -58,22 +48,17 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
             if n.startswith(data + "/") and p.get("group") == "codec" and "metrics" in p
         }
         photos = data == "photo_patches"
-        prefix, rate = ("photos/", "bits_per_pixel") if photos else ("", "bytes_per_image")
+        rate = "bits_per_pixel" if photos else "bytes_per_image"
         any_m = next(iter(runs.values()))["metrics"]
-        baselines = _classical_baselines(any_m, prefix, rate, photos)
+        baselines = _classical_baselines(any_m, rate, photos)
         models: dict[str, Any] = {}
         for family in sorted({codec_family(n) for n in runs}):
             members = {n: p for n, p in runs.items() if codec_family(n) == family}
             metrics = [p["metrics"] for p in members.values()]
-            per_image = all(f"test/codec/{prefix}stream_{rate}" in m for m in metrics)
-            curve = sorted((m[f"test/codec/{prefix}{rate}"], m[f"test/codec/{prefix}psnr"]) for m in metrics)
-            stream = sorted(
-                (
-                    m.get(f"test/codec/{prefix}stream_{rate}", m[f"test/codec/{prefix}{rate}"]),
-                    m[f"test/codec/{prefix}psnr"],
-                )
-                for m in metrics
-            )
+            key = lambda field, photos=photos: schema.codec_key(field, photos)  # noqa: E731
+            per_image = all(key(f"stream_{rate}") in m for m in metrics)
+            curve = sorted((m[key(rate)], m[key("psnr")]) for m in metrics)
+            stream = sorted((m.get(key(f"stream_{rate}"), m[key(rate)]), m[key("psnr")]) for m in metrics)
             images = {m.get("test/codec/num_images") for m in metrics} | {
                 m.get("test/compression/codecs_num_images") for m in metrics
             }
@@ -88,7 +73,10 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
                 "bytes_at_25db": None if photos else rate_at(curve, 25.0),
                 "images": next(iter(images)) if len(images) == 1 else None,
                 "speed": {
-                    n: {k: p["metrics"][f"test/codec/{prefix}{k}_images_per_s"] for k in ("encode", "decode")}
+                    n: {
+                        k: p["metrics"][schema.codec_key(f"{k}_images_per_s", photos)]
+                        for k in ("encode", "decode")
+                    }
                     for n, p in members.items()
                 },  # fmt: skip
             }
@@ -143,8 +131,7 @@ def generation_table(parts: dict[str, dict]) -> dict[str, Any]:
         m = p.get("metrics") or {}
         if not name.startswith("mnist/") or p.get("group") == "codec":
             continue
-        fids = {k.rsplit("fid_", 1)[1]: v for k, v in m.items() if k.startswith("test/generation/fid_") and
-                k.rsplit("fid_", 1)[1] in ("prior", "gaussian", "gmm", "categorical", "autoregressive")}  # fmt: skip
+        fids = schema.fids(m)
         if fids:
             rows[name.split("/", 1)[1]] = fids
             floor = m.get("test/generation/fid_train_vs_test", floor)

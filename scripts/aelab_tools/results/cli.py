@@ -62,18 +62,55 @@ def derived_parts(
     return out
 
 
+def _one_run(runner: Runner, name: str, p: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+    entry = {"group": p.get("group"), **runner.train(name, [*p["train"], *extra])}
+    if p.get("eval", True):
+        entry |= runner.evaluate(name, entry["ckpt"], list(p.get("eval_overrides", [])))
+    else:  # the figures of the training run's own test (and, for tables, its anomaly section)
+        entry["metrics"] = entry["train_metrics"]
+    return entry
+
+
+def seeded(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One part of several seeds: the first run's entry with ``metrics`` the mean over the seeds of every numeric
+    metric, ``metrics_std`` their standard deviation (n − 1), ``seeds`` the seeds and ``t_train`` the total."""
+    import statistics
+
+    first = next(iter(runs.values()))
+    keys = [
+        k
+        for k, v in first["metrics"].items()
+        if isinstance(v, int | float) and all(k in r["metrics"] for r in runs.values())
+    ]
+    values = {k: [float(r["metrics"][k]) for r in runs.values()] for k in keys}
+    return {
+        **first,
+        "metrics": {k: statistics.fmean(v) for k, v in values.items()},
+        "metrics_std": {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in values.items()},
+        "seeds": sorted(runs),
+        "t_train": sum(r["t_train"] for r in runs.values()),
+        "train_cmd": first["train_cmd"],
+    }
+
+
 def collect(runner: Runner, names: list[str], spec: dict[str, Any], run: bool) -> dict[str, dict]:
-    """Train and evaluate the named parts (``run``), or read what an earlier invocation left in the folder."""
+    """Train and evaluate the named parts (``run``), or read what an earlier invocation left in the folder. A part
+    with ``seeds: [...]`` runs once per seed (``seed=s data.split_seed=s``, into ``<part>/seed<s>``) and reports the
+    mean and standard deviation over them (:func:`seeded`)."""
     parts: dict[str, dict] = {}
     for i, name in enumerate(names, 1):
         p = spec["parts"][name]
         print(f"[{i}/{len(names)}] {name}", flush=True)
-        if not run and not runner.finished(name, evaluated=p.get("eval", True)):
+        seeds = p.get("seeds")
+        runs = (
+            [(f"{name}/seed{s}", [f"seed={s}", f"data.split_seed={s}"], s) for s in seeds]
+            if seeds
+            else [(name, [], None)]
+        )
+        if not run and not all(runner.finished(n, evaluated=p.get("eval", True)) for n, _, _ in runs):
             continue  # read only what an earlier invocation finished; never start anything here
-        entry = {"group": p.get("group"), **runner.train(name, list(p["train"]))}
-        if p.get("eval", True):
-            entry |= runner.evaluate(name, entry["ckpt"], list(p.get("eval_overrides", [])))
-        parts[name] = entry
+        done = {s: _one_run(runner, n, p, extra) for n, extra, s in runs}
+        parts[name] = seeded(done) if seeds else done[None]
     return parts
 
 

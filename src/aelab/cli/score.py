@@ -49,7 +49,9 @@ def _transform_state(ckpt: dict) -> dict:
     for value in ckpt.values():
         if isinstance(value, dict) and isinstance(value.get("transform"), dict):
             return value
-    raise ConfigError("the checkpoint holds no table transform: aelab-score scores models trained on data=tabular")
+    raise ConfigError(
+        "the checkpoint holds no table transform: aelab-score scores models trained on data=tabular"
+    )
 
 
 @returns_code("aelab-score")
@@ -58,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="aelab-score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[checkpoint_parser()],
     )  # fmt: skip
-    p.add_argument("ckpt", help="checkpoint written by aelab-train on a table (data=tabular, breast_cancer, wine)")
+    p.add_argument(
+        "ckpt", help="checkpoint written by aelab-train on a table (data=tabular, breast_cancer, wine)"
+    )
     p.add_argument("--input", required=True, help="the records to score (CSV or Parquet)")
     p.add_argument("--out", required=True, help="the scores (CSV: id, score, flag)")
     p.add_argument("--data-dir", default=None, help="data root (default: the one the run used)")
@@ -78,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             "columns). Nothing was written"
         )
     for col in transform.columns:
-        if not (frame[col].dtype.kind in "biuf"):
-            raise DataError(f"{args.input}: refused: column {col!r} is not numeric ({frame[col].dtype}). Nothing was written")
+        if frame[col].dtype.kind not in "biuf":
+            raise DataError(
+                f"{args.input}: refused: column {col!r} is not numeric ({frame[col].dtype}). Nothing was written"
+            )
     x = transform.transform(frame)
 
     data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
@@ -90,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
                                          dm.threshold_percentile / 100))  # fmt: skip
         scores = record_scores(model, x, args.batch_size, device)
     id_column = saved.get("id_column")
-    ids = frame[id_column].astype(str).tolist() if id_column and id_column in frame.columns else list(map(str, range(len(frame))))
+    ids = (
+        frame[id_column].astype(str).tolist()
+        if id_column and id_column in frame.columns
+        else list(map(str, range(len(frame))))
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)

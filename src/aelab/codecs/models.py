@@ -317,15 +317,15 @@ class MeanScaleHyperprior(ScaleHyperprior):
     mean = True
 
 
-
-
 class MaskedConv2d(nn.Conv2d):
     """A convolution that sees only the kernel positions where ``mask`` is 1 (a ``mask`` buffer: the weight is
     multiplied by it in every pass, and the exact fixed-point evaluation applies it too)."""
 
     def __init__(self, *args, mask: Tensor, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.register_buffer("mask", mask.to(self.weight.dtype).expand_as(self.weight).clone(), persistent=False)
+        self.register_buffer(
+            "mask", mask.to(self.weight.dtype).expand_as(self.weight).clone(), persistent=False
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight * self.mask, self.bias)
@@ -356,7 +356,9 @@ class CheckerboardContextHyperprior(MeanScaleHyperprior):
         super().__init__(*args, **kwargs)
         m = self.g_a.out_dim
         k = torch.arange(5)
-        mask = ((k[:, None] + k[None, :]) % 2 == 1).float()  # the anchors around a non-anchor (offsets of odd sum)
+        mask = (
+            (k[:, None] + k[None, :]) % 2 == 1
+        ).float()  # the anchors around a non-anchor (offsets of odd sum)
         self.context_prediction = MaskedConv2d(m, 2 * m, 5, padding=2, mask=mask)
         self.entropy_parameters = nn.Sequential(
             nn.Conv2d(4 * m, 3 * m, 1), nn.LeakyReLU(0.01), nn.Conv2d(3 * m, 2 * m, 1)
@@ -389,7 +391,9 @@ class CheckerboardContextHyperprior(MeanScaleHyperprior):
 
     def _pass_params(self, hyper: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
         """Fixed-point ``(means, scales)`` (× 2**scale_bits) from fixed-point hyper features and context."""
-        out = self._exact(self.entropy_parameters, torch.cat([hyper, ctx], 1), self.gaussian_conditional.scale_bits)
+        out = self._exact(
+            self.entropy_parameters, torch.cat([hyper, ctx], 1), self.gaussian_conditional.scale_bits
+        )
         means, scales = out.chunk(2, dim=1)
         return means, scales
 
@@ -413,7 +417,9 @@ class CheckerboardContextHyperprior(MeanScaleHyperprior):
     def _encoder_passes(self, y: Tensor, z_int: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         one = float(1 << self.gaussian_conditional.scale_bits)
         y64 = y.double().cpu()
-        return self._passes(z_int, tuple(y.shape[-2:]), lambda means, scales, part: torch.round(y64 - means / one))
+        return self._passes(
+            z_int, tuple(y.shape[-2:]), lambda means, scales, part: torch.round(y64 - means / one)
+        )
 
     def _two_passes(self, y: Tensor, z_int: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(ŷ, means, scales)`` in units (float64) as the coder computes them, for evaluation."""

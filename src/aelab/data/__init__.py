@@ -7,8 +7,8 @@ from aelab.data.bundled import DigitsDataModule, PhotoCropsDataModule, PhotoPatc
 from aelab.data.contract import ImageData
 from aelab.data.folder import ImageFolderDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
-from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
 from aelab.data.resident import ResidentLoader, to_unit
+from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
 
 __all__ = [
     "BreastCancerDataModule",

@@ -204,7 +204,9 @@ class TensorDataModule(pl.LightningDataModule):
     def _checked(self, data: tuple[Tensor, Tensor | None], what: str) -> tuple[Tensor, Tensor | None]:
         x, y = data
         if x.dtype not in (torch.uint8, torch.float32) or x.ndim < 2:
-            raise DataError(f"{self.name}: {what} must be uint8 or float32 (N, ...), got {x.dtype} {tuple(x.shape)}")
+            raise DataError(
+                f"{self.name}: {what} must be uint8 or float32 (N, ...), got {x.dtype} {tuple(x.shape)}"
+            )
         if y is not None and len(y) != len(x):
             raise DataError(f"{self.name}: {what}: {len(x)} examples but {len(y)} labels")
         want = self.configured_shape

@@ -184,7 +184,11 @@ class PhotoPatchesDataModule(ImageDataModule):
 
 
 def random_crops(
-    photos: Sequence[Tensor], n: int, size: int, generator: torch.Generator, flips: bool = True,
+    photos: Sequence[Tensor],
+    n: int,
+    size: int,
+    generator: torch.Generator,
+    flips: bool = True,
     rotations: bool = False,
 ) -> Tensor:
     """``n`` random ``size``×``size`` crops of uint8 photos ``(C, H, W)``: a photo drawn by its number of crop
@@ -202,7 +206,9 @@ def random_crops(
         crop = photo[:, top : top + size, left : left + size]
         flip = flips and bool(torch.rand((), generator=generator) < 0.5)
         crop = crop.flip(-1) if flip else crop
-        out[i] = torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), (1, 2)) if rotations else crop
+        out[i] = (
+            torch.rot90(crop, int(torch.randint(4, (1,), generator=generator)), (1, 2)) if rotations else crop
+        )
     return out
 
 
@@ -226,7 +232,12 @@ class RandomCropLoader:
 
     def __init__(self, photos, size: int, batch_size: int, crops_per_epoch: int, seed: int, rank: int, world: int,
                  device, flips: bool = True, rotations: bool = False) -> None:  # fmt: skip
-        self.photos, self.size, self.flips, self.rotations = list(photos), int(size), bool(flips), bool(rotations)
+        self.photos, self.size, self.flips, self.rotations = (
+            list(photos),
+            int(size),
+            bool(flips),
+            bool(rotations),
+        )
         self.batch_size, self.seed, self.rank, self.device = int(batch_size), int(seed), int(rank), device
         self.sampler = _EpochSeed(int(crops_per_epoch) // int(world))
         self.batch_sampler = None

@@ -55,7 +55,9 @@ class ResidentLoader:
         drop_last: bool = False,
     ) -> None:
         if images.dtype not in (torch.uint8, torch.float32):
-            raise TypeError(f"ResidentLoader expects uint8 images (0..255) or float32 examples, got {images.dtype}")
+            raise TypeError(
+                f"ResidentLoader expects uint8 images (0..255) or float32 examples, got {images.dtype}"
+            )
         if images.dtype == torch.uint8 and images.ndim == 3:
             images = images.unsqueeze(1)
         if batch_size < 1:

@@ -35,7 +35,9 @@ def read_table(path: str | Path):
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise MissingDataError(f"data.path={path}: no such file; give a CSV or Parquet file (data.path=/path/to/x.csv)")
+        raise MissingDataError(
+            f"data.path={path}: no such file; give a CSV or Parquet file (data.path=/path/to/x.csv)"
+        )
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
@@ -79,7 +81,11 @@ class TableTransform:
 
     # ------------------------------------------------------------------ fit and apply
     def _numeric(self, frame) -> np.ndarray:
-        x = frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan) if self.columns else np.zeros((len(frame), 0))
+        x = (
+            frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan)
+            if self.columns
+            else np.zeros((len(frame), 0))
+        )
         missing = np.isnan(x)
         if missing.any():
             if self.impute is None:
@@ -106,7 +112,11 @@ class TableTransform:
         """Fit the scaling, the imputation and the categories on ``frame`` (the training records)."""
         from sklearn.preprocessing import OneHotEncoder
 
-        x = frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan) if self.columns else np.zeros((len(frame), 0))
+        x = (
+            frame[self.columns].to_numpy(dtype=np.float64, na_value=np.nan)
+            if self.columns
+            else np.zeros((len(frame), 0))
+        )
         self.state = {"fill": self._fill_values(x).tolist()} if self.impute else {}
         x = self._numeric(frame)
         if self.scaling == "standard":
@@ -166,7 +176,9 @@ class TableTransform:
     def from_state_dict(cls, state: dict[str, Any], source: str = "the table") -> TableTransform:
         """The transform a checkpoint saved (:meth:`state_dict`), ready to apply."""
         state = dict(state)
-        transform = cls(state.pop("columns"), state.pop("categorical"), state.pop("scaling"), state.pop("impute"), source)
+        transform = cls(
+            state.pop("columns"), state.pop("categorical"), state.pop("scaling"), state.pop("impute"), source
+        )
         transform.state = state
         return transform
 
@@ -226,7 +238,9 @@ class TabularDataModule(TensorDataModule):
         self.id_column = None if id_column is None else str(id_column)
         self.scaling, self.impute = scaling, impute
         if not 0 < float(contamination) < 0.5:
-            raise ConfigError(f"data.contamination={contamination} must be in (0, 0.5): the expected anomaly fraction")
+            raise ConfigError(
+                f"data.contamination={contamination} must be in (0, 0.5): the expected anomaly fraction"
+            )
         self.contamination = float(contamination)
         if self.path is not None:
             self.name = Path(self.path).stem
@@ -260,9 +274,13 @@ class TabularDataModule(TensorDataModule):
                           ("data.feature_columns", self.feature_columns or [])):  # fmt: skip
             for col in cols:
                 if col is not None and col not in names:
-                    raise ConfigError(f"{self.source}: {key} names column {col!r}, which is not in the file; its columns: {names}")
+                    raise ConfigError(
+                        f"{self.source}: {key} names column {col!r}, which is not in the file; its columns: {names}"
+                    )
         skip = {self.label_column, self.id_column, *self.categorical_columns}
-        chosen = self.feature_columns if self.feature_columns is not None else [c for c in names if c not in skip]
+        chosen = (
+            self.feature_columns if self.feature_columns is not None else [c for c in names if c not in skip]
+        )
         numeric = []
         for col in chosen:
             if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
@@ -308,7 +326,11 @@ class TabularDataModule(TensorDataModule):
         n_test = split_count(self.test_size, len(perm), "data.test_size") if self.label_column else 0
         test_in, rest = perm[:n_test], perm[n_test:]
         n_val = split_count(self.val_size, len(rest), "data.val_size")
-        idx = {"val": rest[:n_val], "train": rest[n_val:], "test": np.concatenate([test_in, np.flatnonzero(anomalous)])}
+        idx = {
+            "val": rest[:n_val],
+            "train": rest[n_val:],
+            "test": np.concatenate([test_in, np.flatnonzero(anomalous)]),
+        }
         self.transform = TableTransform(numeric, categorical, self.scaling, self.impute, self.source)
         self.transform.fit(frame.iloc[idx["train"]])
         for split, rows in idx.items():
@@ -317,7 +339,11 @@ class TabularDataModule(TensorDataModule):
             self._splits[split] = self._checked((x, None), f"the {split} records")
             self._anomaly[split] = torch.from_numpy(anomalous[rows].astype(np.int64))
             if split == "test":
-                self.test_ids = (part[self.id_column].astype(str).tolist() if self.id_column else [str(i) for i in part.index])
+                self.test_ids = (
+                    part[self.id_column].astype(str).tolist()
+                    if self.id_column
+                    else [str(i) for i in part.index]
+                )
 
     def anomaly_labels(self, split: str) -> Tensor | None:
         """Per record of ``split``, 1 for an anomaly and 0 for a normal record (``None`` without a label column)."""

@@ -21,7 +21,7 @@ class VAE(Autoencoder):
     ``z = μ + σ ⊙ ε`` (the reparameterization trick, Kingma & Welling 2014, Sec. 2.4); the decoder gives logits.
 
     Args:
-        encoder, decoder, output, init: as for :class:`~aelab.models.Autoencoder` (``init=pca``: the mean path μ starts
+        encoder, decoder, output, init, pca_lr_scale: as for :class:`~aelab.models.Autoencoder` (``init=pca``: the mean path μ starts
             at the PCA of the code size; a Gaussian likelihood).
         latent_dim: size of z.
         likelihood: ``bernoulli`` (decoder logits, for binary or [0, 1] pixels) or ``gaussian`` (mean
@@ -54,11 +54,13 @@ class VAE(Autoencoder):
         kl_warmup_steps: int = 0,
         output: str = "sigmoid",
         init: str = "random",
+        pca_lr_scale: float = 0.1,
     ) -> None:
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         loss = "bce" if likelihood == "bernoulli" else "mse"
-        super().__init__(encoder, decoder, latent_dim=latent_dim, loss=loss, output=output, init=init)
+        super().__init__(encoder, decoder, latent_dim=latent_dim, loss=loss, output=output, init=init,
+                         pca_lr_scale=pca_lr_scale)  # fmt: skip
         self.likelihood, self.binarize = likelihood, bool(binarize)
         self.kl_coeff, self.kl_warmup_steps = float(kl_coeff), int(kl_warmup_steps)
         if sigma is not None and float(sigma) <= 0:

@@ -146,13 +146,18 @@ def _one_class_records(ctx: EvalContext, flags: torch.Tensor, scores: torch.Tens
         if name in tuple(baselines):
             score = fit(train)
             all_scores[name] = (np.asarray(score(test)), np.asarray(score(valx)))
-    out: dict[str, float] = {"test/anomaly/num_anomalies": float(flags.sum()), "test/anomaly/num_records": float(len(flags))}
+    out: dict[str, float] = {
+        "test/anomaly/num_anomalies": float(flags.sum()),
+        "test/anomaly/num_records": float(len(flags)),
+    }
     for name, (test_scores, val_scores) in all_scores.items():
         figures = detection_figures(test_scores, flags.numpy(), val_scores, percentile)
         prefix = "test/anomaly/" if name == "model" else f"test/anomaly/{name}_"
         out |= {f"{prefix}auroc": figures["auroc"], f"{prefix}average_precision": figures["average_precision"],
                 f"{prefix}f1_at_val_{tag}": figures["f1"]}  # fmt: skip
-    out["test/anomaly/threshold"] = detection_figures(scores.numpy(), flags.numpy(), val.numpy(), percentile)["threshold"]
+    out["test/anomaly/threshold"] = detection_figures(scores.numpy(), flags.numpy(), val.numpy(), percentile)[
+        "threshold"
+    ]
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     np.savez(ctx.output_dir / "anomaly_scores.npz", is_anomaly=flags.numpy(),
              **{f"{name}_test": t for name, (t, _) in all_scores.items()})  # fmt: skip

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aelab.models.components.mlp import activation_module as make_activation
 from aelab.errors import ConfigError
+from aelab.models.components.mlp import activation_module as make_activation
 from aelab.utils.shapes import grid_padding
 
 

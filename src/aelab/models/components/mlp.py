@@ -30,12 +30,14 @@ def activation_module(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
 
 
-def _mlp(dims: Sequence[int], act: str, last_act: bool) -> nn.Sequential:
+def _mlp(dims: Sequence[int], act: str, last_act: bool, dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(d_in, d_out))
         if i < len(dims) - 2 or last_act:
             layers.append(activation_module(act))
+            if dropout and i < len(dims) - 2:
+                layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -49,6 +51,7 @@ class MLPEncoder(nn.Module):
         activation: hidden-layer activation name.
         out_activation: optional activation on the output (e.g. ``relu`` for a non-negative code);
             ``None`` leaves it linear.
+        dropout: dropout probability after each hidden activation (0: none).
 
     Shapes: ``(B, *in_shape)`` → ``(B, out_dim)``.
     """
@@ -60,11 +63,13 @@ class MLPEncoder(nn.Module):
         in_shape: Sequence[int] = (1, 28, 28),
         activation: str = "relu",
         out_activation: str | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.out_dim = int(out_dim)
         self.in_shape = tuple(in_shape)
-        self.net = _mlp([math.prod(self.in_shape), *hidden_dims, self.out_dim], activation, last_act=False)
+        dims = [math.prod(self.in_shape), *hidden_dims, self.out_dim]
+        self.net = _mlp(dims, activation, last_act=False, dropout=float(dropout))
         if out_activation is not None:
             self.net.append(activation_module(out_activation))
 
@@ -80,6 +85,7 @@ class MLPDecoder(nn.Module):
         hidden_dims: widths of the hidden layers, latent side first (e.g. ``[256, 512]``).
         out_shape: image shape ``(C, H, W)``.
         activation: hidden-layer activation name.
+        dropout: dropout probability after each hidden activation (0: none).
 
     Shapes: ``(B, latent_dim)`` → logits ``(B, *out_shape)`` (unbounded; ``sigmoid`` gives [0, 1]).
     """
@@ -90,13 +96,13 @@ class MLPDecoder(nn.Module):
         hidden_dims: Sequence[int] = (256, 512),
         out_shape: Sequence[int] = (1, 28, 28),
         activation: str = "relu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.out_shape = tuple(out_shape)
-        self.net = _mlp(
-            [self.latent_dim, *hidden_dims, math.prod(self.out_shape)], activation, last_act=False
-        )
+        dims = [self.latent_dim, *hidden_dims, math.prod(self.out_shape)]
+        self.net = _mlp(dims, activation, last_act=False, dropout=float(dropout))
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.out_shape)

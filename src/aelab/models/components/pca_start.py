@@ -75,7 +75,11 @@ class LinearSkipDecoder(nn.Module):
 
 @torch.no_grad()
 def fit_pca_start(
-    encoder: LinearSkipEncoder, decoder: LinearSkipDecoder, x: Tensor, max_examples: int = 20000, seed: int = 0
+    encoder: LinearSkipEncoder,
+    decoder: LinearSkipDecoder,
+    x: Tensor,
+    max_examples: int = 20000,
+    seed: int = 0,
 ) -> float:
     """Set the linear paths to the PCA of ``x`` ``(N, *shape)`` (a seeded subset of at most ``max_examples``,
     scikit-learn's randomized PCA): ``μ`` the mean, ``W_enc`` the first ``code_size`` components, ``W_dec`` their
@@ -87,7 +91,9 @@ def fit_pca_start(
         flat = flat[torch.randperm(len(flat), generator=torch.Generator().manual_seed(seed))[:max_examples]]
     k = encoder.code_size
     if k > min(flat.shape):
-        raise ValueError(f"a PCA start of {k} components needs at least {k} examples and {k} values per example")
+        raise ValueError(
+            f"a PCA start of {k} components needs at least {k} examples and {k} values per example"
+        )
     pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(flat.numpy())
     mean = torch.from_numpy(pca.mean_)
     components = torch.from_numpy(np.ascontiguousarray(pca.components_))  # (k, D), orthonormal rows

@@ -165,11 +165,19 @@ class ResConvDecoder(nn.Module):
         for c_in, c_out in zip(channels, outs, strict=True):
             layers += [ResBlock(c_in, norm, activation) for _ in range(int(blocks))]
             layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
-        layers += [_norm(norm, outs[-1]), activation_module(activation), nn.Conv2d(outs[-1], c_img, 3, padding=1)]
+        layers += [
+            _norm(norm, outs[-1]),
+            activation_module(activation),
+            nn.Conv2d(outs[-1], c_img, 3, padding=1),
+        ]
         self.features = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.fc(z).view(-1, *self._start) if self.head_kind == "dense" else self.fc(z.view(-1, *self._map))
+        h = (
+            self.fc(z).view(-1, *self._start)
+            if self.head_kind == "dense"
+            else self.fc(z.view(-1, *self._map))
+        )
         out = self.features(h)
         if self._crop is not None:
             top, left = self._crop
