@@ -20,6 +20,7 @@ from aelab.checkpoint import load_model, state_fingerprint
 from aelab.codecs import (
     GDN,
     AnalysisTransform,
+    CheckerboardContextHyperprior,
     EntropyBottleneck,
     FactorizedPrior,
     GaussianConditional,
@@ -290,7 +291,7 @@ def test_codec_loss_is_rate_plus_lambda_255sq_mse_with_noise_in_training_and_rou
         assert train_loss.item() != pytest.approx(expected(torch.round(y)), rel=1e-3)
 
 
-@pytest.mark.parametrize("cls", [FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior])
+@pytest.mark.parametrize("cls", [FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, CheckerboardContextHyperprior])
 def test_both_formats_round_trip_exactly(cls):
     model = _tiny(cls)
     images = _images(9) + _images(2, 1, (40, 33))
@@ -465,9 +466,26 @@ def test_a_checkpoint_holds_the_tables_of_its_own_weights(hyperprior_ckpt):
     assert "net.entropy_bottleneck._quantized_cdf" in ckpt["state_dict"]
 
 
-def test_a_trained_hyperprior_file_is_its_rate_estimate_within_1_percent(hyperprior_ckpt):
-    model, _, _ = load_model(hyperprior_ckpt)
-    images = _test_images(hyperprior_ckpt)
+@pytest.fixture(scope="module")
+def context_ckpt(tmp_path_factory, fake_data_dir):
+    from aelab.train import train
+    from conftest import SMALL, compose_cfg
+
+    run = tmp_path_factory.mktemp("context")
+    overrides = [*SMALL, "model=codec_context", "callbacks=minimal", "trainer.max_epochs=3",
+                 "model.latent_channels=8", "model.hidden_channels=16", "model.hyper_channels=4",
+                 "model.lmbda=0.003"]  # fmt: skip
+    train(compose_cfg("train", [o for o in overrides if not o.startswith("callbacks.")], run, fake_data_dir))
+    return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("which", ["hyperprior", "context"])
+def test_a_trained_codecs_files_are_its_rate_estimate_within_1_percent(which, request):
+    """The per-image files' payloads of a trained mean–scale hyperprior and of its checkerboard context model are
+    their models' rate estimates (on the coder's own parameters) within 1%, plus the coder's last word per file."""
+    ckpt = request.getfixturevalue(f"{which}_ckpt")
+    model, _, _ = load_model(ckpt)
+    images = _test_images(ckpt)
     fp = state_fingerprint(model.state_dict())
     files, _ = container.encode_each(model, images, fp)
     with torch.no_grad():

@@ -184,6 +184,8 @@ SUITE = [
     "suite.sections.denoising.pca_components=[2,4]",
     "suite.sections.classical_codecs=null",
     "suite.sections.fid.num_samples=150",
+    "suite.sections.fid.classifier_steps=150",
+    "suite.sections.fid.min_classifier_acc=0",
     "ood.val_size=100",
 ]
 
@@ -328,11 +330,11 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
 
     dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
     train, test = dm.split_tensors("train"), dm.split_tensors("test")
-    net, acc = FID.classifier(train, test, tmp_path, epochs=3)
+    net, acc = FID.classifier(train, test, tmp_path, steps=100)
     assert acc >= 0.85  # the synthetic digits are easy (200 test images)
     cached = list(tmp_path.glob("features_*.pt"))
     assert len(cached) == 1
-    again, acc2 = FID.classifier(train, test, tmp_path, epochs=3)  # loaded, not retrained
+    again, acc2 = FID.classifier(train, test, tmp_path, steps=100)  # loaded, not retrained
     assert acc2 == acc and all(
         torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
     )
@@ -342,7 +344,7 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     assert abs(same) < 1e-2 and noise > 10 * max(floor, 1e-3) and floor < noise
     # another data shape and class count: the classifier takes both from the data
     rgb = (torch.rand(64, 3, 8, 8) * 255).to(torch.uint8), torch.arange(64) % 3
-    net3, _ = FID.classifier(rgb, rgb, tmp_path, epochs=1)
+    net3, _ = FID.classifier(rgb, rgb, tmp_path, steps=5)
     assert net3.logits(torch.rand(2, 3, 8, 8)).shape == (2, 3)
 
 
@@ -372,7 +374,7 @@ def test_suite_writes_a_frechet_distance_per_sampler(tmp_path, trained, fake_dat
         )
         assert all((tmp_path / name / f"samples_{s}.png").is_file() for s in samplers)
         dm = objects["datamodule"]
-        net, acc = FID.classifier(dm.split_tensors("train"), dm.split_tensors("test"), dm.cache_dir, epochs=2)
+        net, acc = FID.classifier(dm.split_tensors("train"), dm.split_tensors("test"), dm.cache_dir, steps=150)
         assert acc == metrics["test/generation/fid_classifier_test_acc"]
         noise = FID.frechet_distance(
             net, dm.split_tensors("test")[0][:150], torch.rand(150, 1, 28, 28), 64, "cpu"
@@ -450,3 +452,20 @@ def test_each_section_applies_to_what_the_model_can_do(make_cfg):
     assert not applies("anything", None, models["ae"])
     with pytest.raises(ConfigError, match="auto, true or false"):
         applies("fid", {**sections.fid, "enabled": "yes"}, models["ae"])
+
+
+def test_a_set_whose_feature_classifier_is_weak_gets_no_frechet_distance(tmp_path, fake_data_dir):
+    """Under ``min_classifier_acc`` the section reports the classifier's accuracy and no distance (a weak feature
+    network's distance measures little); at 0 the distance is there."""
+    from aelab.data import MNISTDataModule
+    from aelab.evaluation.context import EvalContext
+    from aelab.evaluation.sections import fid
+    from aelab.models import Autoencoder
+    from aelab.models.components import MLPDecoder, MLPEncoder
+
+    dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
+    ctx = EvalContext(Autoencoder(MLPEncoder(4), MLPDecoder(4)), dm, tmp_path, torch.device("cpu"), 200)
+    weak = fid(ctx, num_samples=50, classifier_steps=1, min_classifier_acc=0.99, samplers=("gaussian",))
+    assert set(weak) == {"test/generation/fid_classifier_test_acc"} and weak["test/generation/fid_classifier_test_acc"] < 0.99
+    kept = fid(ctx, num_samples=50, classifier_steps=1, min_classifier_acc=0.0, samplers=("gaussian",))
+    assert "test/generation/fid" in kept

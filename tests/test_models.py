@@ -563,3 +563,27 @@ def test_the_objectives_are_written_once():
         for name in ("gaussian_kl", "log_normal", "imq_mmd", "importance_weighted_bound", "kl_weight"):
             assert not re.search(rf"def {name}\(", text), f"{path} defines {name} again"
     assert math.isfinite(kl_weight(1.0, 10, 5))
+
+
+@pytest.mark.parametrize("name", ["ae", "conv_ae", "dae", "vae"])
+def test_the_pca_start_begins_at_pcas_reconstruction(make_cfg, name):
+    """With init=pca the model's reconstruction after fit_pca is PCA's of the code size (scikit-learn, fitted here on
+    the same examples), clamped to [0, 1]; and the linear paths are their own optimizer group at the scaled rate.
+    (Mutations: a residual path not starting at zero, the decoder's mean left out — each fails here.)"""
+    from sklearn.decomposition import PCA
+
+    extra = ["model.likelihood=gaussian"] if name == "vae" else ["model.loss=mse"]
+    model = _model(make_cfg, name, "model.init=pca", "model.latent_dim=6", *extra)
+    x = torch.rand(300, 1, 28, 28) ** 3
+    model.fit_pca(x)
+    model.eval()
+    flat = x.flatten(1).double().numpy()
+    pca = PCA(6, svd_solver="full").fit(flat)
+    want = torch.from_numpy(pca.inverse_transform(pca.transform(flat))).float().clamp(0, 1).view_as(x)
+    with torch.no_grad():
+        got = model.reconstruct(x)
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=0)
+    groups = model.param_groups()
+    assert groups[1]["lr_scale"] == model.pca_lr_scale and len(groups[1]["params"]) == 2
+    with pytest.raises(ValueError, match="model.loss=mse"):
+        Autoencoder(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4), loss="bce", init="pca")

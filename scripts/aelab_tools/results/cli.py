@@ -66,8 +66,6 @@ def _one_run(runner: Runner, name: str, p: dict[str, Any], extra: list[str]) -> 
     entry = {"group": p.get("group"), **runner.train(name, [*p["train"], *extra])}
     if p.get("eval", True):
         entry |= runner.evaluate(name, entry["ckpt"], list(p.get("eval_overrides", [])))
-    else:  # the figures of the training run's own test (and, for tables, its anomaly section)
-        entry["metrics"] = entry["train_metrics"]
     return entry
 
 

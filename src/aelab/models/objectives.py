@@ -38,8 +38,8 @@ def bernoulli_log_likelihood(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def gaussian_log_likelihood(mean: Tensor, target: Tensor, log_sigma: Tensor) -> Tensor:
-    """log N(x; mean, σ²) per example with one global σ (``log_sigma``, a scalar tensor), summed over values:
-    ``(B, ...) → (B,)`` nats."""
+    """log N(x; mean, σ²) per example, σ one global value or one per value (``log_sigma``: a scalar tensor, or one of
+    an example's shape), summed over values: ``(B, ...) → (B,)`` nats."""
     log_sigma = log_sigma.to(mean)
     sq = ((target - mean) / log_sigma.exp()).pow(2)
     return (-0.5 * sq - log_sigma - 0.5 * LOG_2PI).flatten(1).sum(1)

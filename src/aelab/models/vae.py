@@ -26,7 +26,9 @@ class VAE(Autoencoder):
         latent_dim: size of z.
         likelihood: ``bernoulli`` (decoder logits, for binary or [0, 1] pixels) or ``gaussian`` (mean
             ``output(logits)``, standard deviation ``sigma``).
-        sigma: the Gaussian likelihood's standard deviation (data units); ``None`` learns one global σ.
+        sigma: the Gaussian likelihood's standard deviation (data units); ``None`` learns it.
+        sigma_per_value: with a learned σ, one per value of an example (per pixel, per table column) instead of one
+            for all: the −ELBO then weighs each value's error by how well the model reconstructs that value.
         binarize: dynamic binarization: input *and* target resampled as ``Bernoulli(x)`` each step, as in the
             VAE/IWAE literature (from ``generator`` when one is given: seeded in validation/test).
         kl_coeff: β, the weight of the KL term (β-VAE, Higgins et al. 2017); 1 gives the ELBO.
@@ -55,6 +57,7 @@ class VAE(Autoencoder):
         output: str = "sigmoid",
         init: str = "random",
         pca_lr_scale: float = 0.1,
+        sigma_per_value: bool = False,
     ) -> None:
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
@@ -66,7 +69,9 @@ class VAE(Autoencoder):
         if sigma is not None and float(sigma) <= 0:
             raise ValueError(f"model.sigma={sigma} must be > 0 (or null to learn it)")
         self.sigma = None if sigma is None else float(sigma)
-        self.log_sigma = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" and sigma is None else None
+        learned = likelihood == "gaussian" and sigma is None
+        shape = tuple(getattr(self.decoder, "out_shape", ())) if sigma_per_value else ()
+        self.log_sigma = nn.Parameter(torch.zeros(shape)) if learned else None
 
     def encoder_out_dim(self, latent_dim: int) -> int:
         """μ and log σ²: ``2 * latent_dim`` (set ``out_dim: ${aelab.mul:${model.latent_dim},2}``)."""

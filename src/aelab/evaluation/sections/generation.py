@@ -32,7 +32,8 @@ def default_sampler(model, samplers=("autoregressive",)) -> str:
 def fid(
     ctx: EvalContext,
     num_samples: int = 10000,
-    classifier_epochs: int = 2,
+    classifier_steps: int = 3000,
+    min_classifier_acc: float = 0.98,
     seed: int = 0,
     samplers=("prior", "gaussian", "gmm", "categorical", "autoregressive"),
     gmm_components: int = 10,
@@ -44,7 +45,8 @@ def fid(
     """Fréchet distance of generated images to the test images on the features of a classifier trained on the data
         (:mod:`aelab.evaluation.fid`), one per sampler that applies to the model (``test/generation/fid_<sampler>``;
         ``test/generation/fid`` is the model's default sampler's), with the train-vs-test distance as the floor and the
-        classifier's accuracy. Each sampler's first ``grid_samples`` images go to ``samples_<sampler>.png`` and to
+        classifier's accuracy (a set whose classifier stays under ``min_classifier_acc`` gets no distance, only that
+        accuracy and the reason). Each sampler's first ``grid_samples`` images go to ``samples_<sampler>.png`` and to
         the loggers (``samples/<sampler>``). ``test/generation/num_samples`` is the number of images compared, and
     ``test/generation/gmm_dims`` the dimensions the mixture was fitted in (a PCA of wider codes to ``gmm_max_dims``,
     full covariances there). Labelled data only."""
@@ -56,10 +58,14 @@ def fid(
         (ctx.test_u8, ctx.test_y),
         ctx.datamodule.cache_dir,
         ctx.device,
-        epochs=int(classifier_epochs),
+        steps=int(classifier_steps),
         seed=int(seed),
         num_classes=ctx.datamodule.num_classes,
     )
+    if acc < float(min_classifier_acc):
+        ctx.skip("fid", f"its feature classifier reaches {acc:.1%} test accuracy on {ctx.datamodule.name}, under "
+                        f"{min_classifier_acc:.0%}: a Fréchet distance on its features would measure little")  # fmt: skip
+        return {"test/generation/fid_classifier_test_acc": acc}
     n = min(int(num_samples), len(ctx.test_u8))
     real = ctx.test_u8[:n]
     floor_idx = torch.randperm(len(ctx.train_u8), generator=torch.Generator().manual_seed(int(seed)))[:n]
