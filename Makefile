@@ -19,6 +19,8 @@ if ls $(1)/*.gz >/dev/null 2>&1; then \
 else echo "no $(if $(1),$(1),source folder) for $(2): place $(3) in $(DATA_DIR)/$(2)/raw (see README)"; fi
 endef
 ARGS   ?=
+PARTS  ?=
+RESULTS_DIR ?= logs/results/main
 CKPT   ?=
 PORT   ?= 6006
 
@@ -62,8 +64,8 @@ bench: install data ## time aelab against a plain PyTorch loop (interleaved roun
 gpu-check: ## the GPU figures in one prepared command (docs/bench_gpu.json); ARGS="--device cpu --smoke" rehearses it here
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) scripts/gpu_check.py $(ARGS)
 
-results: install data ## train every model's best experiment, run the eval suite, write docs/RESULTS.md
-	$(BIN)/python scripts/results.py $(ARGS)
+results: install data ## train and evaluate the report's parts (PARTS="mnist/iwae_paper ..." for some), continuing RESULTS_DIR; write docs/RESULTS.md
+	$(BIN)/python scripts/results.py --dir $(RESULTS_DIR) $(if $(PARTS),--parts $(PARTS)) --keep-from docs/results.json $(ARGS)
 
 tensorboard: install ## serve the TensorBoard dashboards of every run under logs/
 	$(BIN)/tensorboard --logdir logs --port $(PORT)

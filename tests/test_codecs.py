@@ -613,3 +613,20 @@ if __name__ == "__main__" and "--regenerate" in sys.argv:
          "what": "tests/test_codecs.py::_golden_codec on _golden_images, per-image files, each behind its u16 length"},
         indent=1) + "\n")  # fmt: skip
     print(f"wrote {len(blob)} bytes")
+
+
+def test_the_side_information_keeps_the_phase_training_saw():
+    """h_a zero-pads the latents below and to the right only, and h_s crops the top-left grid: on a whole image
+    whose latent grid is not a multiple of the hyper factor, the latents' first row and column still start a
+    stride of z, as on the training crops. (Centred padding shifted that phase on a 536 × 512 photograph and
+    doubled its file: this pins the padding against the explicit one.)"""
+    from aelab.codecs import HyperAnalysis, HyperSynthesis
+
+    torch.manual_seed(0)
+    h_a, h_s = HyperAnalysis(8, 4, stages=2, absolute=False), HyperSynthesis(4, 8, stages=2)
+    y = torch.randn(1, 8, 6, 7)
+    with torch.no_grad():
+        z = h_a(y)
+        torch.testing.assert_close(z, h_a.net(torch.nn.functional.pad(y, (0, 1, 0, 2))), rtol=0, atol=0)
+        assert z.shape[-2:] == (2, 2)
+        torch.testing.assert_close(h_s(z, (6, 7)), h_s.net(z)[..., :6, :7], rtol=0, atol=0)

@@ -183,3 +183,93 @@ def test_bd_rate_of_known_curves():
     assert bd_rate(anchor, [(r * 3, p) for r, p in anchor]) == pytest.approx(200.0, abs=1e-6)
     assert bd_rate(anchor, [(r, p + 100) for r, p in anchor]) is None  # no common PSNR range
     assert rate_at(anchor, 26) == pytest.approx(math.sqrt(20 * 40))
+
+
+def test_psnr_overlap_is_the_shared_share_of_the_shorter_curve():
+    """Curves over 20–40 dB and 36–46 dB share 36–40 dB: 4 dB of the shorter (10 dB) curve's range = 40%; disjoint
+    curves share 0; a curve inside another shares all of itself. (Mutation: dividing by the longer range gives
+    20%, by the union 15%: both fail.)"""
+    from aelab_tools.ratedistortion import overlap
+
+    a = [(1.0, 20.0), (2.0, 30.0), (4.0, 40.0)]
+    b = [(3.0, 36.0), (5.0, 46.0)]
+    assert overlap(a, b) == pytest.approx(0.4)
+    assert overlap(a, [(1.0, 50.0), (2.0, 55.0)]) == 0.0
+    assert overlap(a, [(1.0, 25.0), (2.0, 35.0)]) == pytest.approx(1.0)
+    assert overlap(a, []) is None
+
+
+def test_seeded_parts_report_the_mean_and_sample_std_of_each_metric():
+    """Three seeds of an eval-less part (its training run's test metrics): the mean and the n − 1 standard deviation
+    worked out here, the total training time, and a metric one seed lacks left out."""
+    from aelab_tools.results.cli import seeded
+
+    runs = {
+        s: {"train_metrics": {"test/anomaly/auroc": a, "test/anomaly/iforest_auroc": 0.9, **extra},
+            "t_train": 10.0, "train_cmd": f"python -m aelab.train seed={s}"}
+        for s, a, extra in ((0, 0.90, {"only": 1.0}), (1, 0.94, {}), (2, 0.98, {}))
+    }  # fmt: skip
+    out = seeded(runs)
+    assert out["metrics"]["test/anomaly/auroc"] == pytest.approx(0.94)
+    assert out["metrics_std"]["test/anomaly/auroc"] == pytest.approx(0.04)  # sqrt((0.04² + 0 + 0.04²) / 2)
+    assert out["metrics_std"]["test/anomaly/iforest_auroc"] == pytest.approx(0.0)
+    assert "only" not in out["metrics"] and out["seeds"] == [0, 1, 2] and out["t_train"] == 30.0
+
+
+def test_the_anomaly_table_names_the_baselines_the_best_model_misses():
+    from aelab_tools.results.render import anomaly_table
+
+    base = {f"test/anomaly/{b}_auroc": v for b, v in
+            (("iforest", 0.95), ("lof", 0.93), ("ocsvm", 0.94), ("pca", 0.90), ("pyod_ae", 0.96))}  # fmt: skip
+    parts = {
+        "wine/ae": {"metrics": {"test/anomaly/auroc": 0.955, **base}, "seeds": [0, 1]},
+        "wine/vae": {"metrics": {"test/anomaly/auroc": 0.97, **base}, "seeds": [0, 1]},
+    }
+    text = "\n".join(anomaly_table(parts))
+    assert "Best aelab model: `vae`, AUROC 0.970" in text and "met: it reaches every baseline" in text
+    parts["wine/vae"]["metrics"]["test/anomaly/auroc"] = 0.945
+    text = "\n".join(anomaly_table(parts))
+    assert "Best aelab model: `ae`, AUROC 0.955" in text and "**missed**: below PyOD AutoEncoder" in text
+    assert "IsolationForest" not in text.split("**missed**")[1]  # 0.95 < 0.955: not named
+
+
+def test_reproducibility_rows_read_parts_the_generation_best_and_a_codec_family(monkeypatch):
+    """One row per reference: a part's metric with its verdict, epochs, time and command; the best Fréchet
+    distance with the part that made it; a codec family's per-image BD-rate over its λ parts (epochs and time
+    summed, the command naming each λ); a part not run has no value and no verdict."""
+    from aelab_tools.results import analysis
+    from aelab_tools.results.render import reproducibility_lines
+
+    refs = {"reproducibility": [
+        {"model": "IWAE", "part": "mnist/iwae_paper", "metric": "test/likelihood/nll_iwae", "paper": "Burda",
+         "paper_value": 85.54, "op": "<=", "target": 86.0, "unit": "nats", "fmt": ".2f", "paper_budget": "3,280 passes"},
+        {"model": "VAE", "part": "mnist/vae_paper", "metric": "test/likelihood/nll_iwae", "paper": "Burda",
+         "paper_value": 86.76, "op": "<=", "target": 87.0, "unit": "nats", "fmt": ".2f"},
+        {"model": "best FD", "source": "generation", "paper": "Ghosh", "paper_value": None, "op": "<=", "target": 10,
+         "unit": "FD", "fmt": ".1f"},
+        {"model": "context", "source": "codec", "data": "mnist", "family": "context", "paper": "He",
+         "paper_value": None, "op": "<=", "target": -50.0, "unit": "%", "fmt": ".1f"},
+    ]}  # fmt: skip
+    monkeypatch.setattr(analysis, "references", lambda: refs)
+    parts = {
+        "mnist/iwae_paper": {"metrics": {"test/likelihood/nll_iwae": 86.5}, "epochs": 200, "t_train": 7200.0,
+                             "train_cmd": "python -m aelab.train experiment=iwae_paper"},
+        "mnist/rae": {"metrics": {}, "epochs": 20, "t_train": 60.0, "train_cmd": "python -m aelab.train experiment=rae_best",
+                      "kept_from": {"date": "2026-12-01"}},
+        "mnist/context_l0.001": {"epochs": 12, "t_train": 100.0, "train_cmd": "python -m aelab.train model.lmbda=0.001 x=1"},
+        "mnist/context_l0.01": {"epochs": 10, "t_train": 50.0, "train_cmd": "python -m aelab.train model.lmbda=0.01 x=1"},
+    }  # fmt: skip
+    codec = {"mnist": {"models": {"context": {"per_image": True, "bd_rate": {"webp": -55.0},
+                                              "lambdas": {"mnist/context_l0.001": 0.001, "mnist/context_l0.01": 0.01}}}}}  # fmt: skip
+    generation = {"best": {"value": 12.5, "model": "rae", "sampler": "gmm"}}
+    rows = {r["model"]: r for r in analysis.reproducibility_table(parts, codec, generation)}
+    assert rows["IWAE"]["value"] == 86.5 and rows["IWAE"]["met"] is False and rows["IWAE"]["epochs"] == [200]
+    assert rows["VAE"]["value"] is None and rows["VAE"]["met"] is None
+    assert rows["best FD"]["part"] == "mnist/rae" and rows["best FD"]["met"] is False
+    assert rows["best FD"]["kept_from"] == ["2026-12-01"]
+    c = rows["context"]
+    assert c["value"] == -55.0 and c["met"] is True and c["epochs"] == [10, 12] and c["t_train"] == 150.0
+    assert c["command"] == "python -m aelab.train model.lmbda=<each of 0.001, 0.01> x=1"
+    text = "\n".join(reproducibility_lines(list(rows.values())))
+    assert "| 86.50 nats | ≤ 86.00 | **no** | 200 | 2.0 h |" in text
+    assert "missed at 200 epochs; the paper trained 3,280 passes" in text and "not run in this report" in text

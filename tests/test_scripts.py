@@ -71,7 +71,8 @@ def test_results_run_continue_and_render(tmp_path, fake_data_dir):
              "trainer.enable_progress_bar=false"]  # fmt: skip
     parts.write_text(json.dumps({
         "eval_overrides": ["suite.enabled=false", "trainer.enable_progress_bar=false"],
-        "parts": {"mnist/ae": {"train": ["model=ae", *small]}, "mnist/latent2d": {"train": ["model=ae", "model.latent_dim=2", *small], "eval": False}},
+        "parts": {"mnist/ae": {"train": ["model=ae", *small]}, "mnist/latent2d": {"train": ["model=ae", "model.latent_dim=2", *small], "eval": False},
+                  "mnist/seeded": {"train": ["model=ae", *small], "seeds": [0, 1], "eval": False}},
     }))  # fmt: skip
     cmd = [sys.executable, "scripts/results.py", "--parts-file", str(parts), "--dir", str(tmp_path / "r"), "--json",
            str(tmp_path / "results.json"), "--out", str(tmp_path / "R.md"), "--figures-dir", str(tmp_path / "figures")]  # fmt: skip
@@ -85,8 +86,20 @@ def test_results_run_continue_and_render(tmp_path, fake_data_dir):
     assert (tmp_path / "figures" / "latent_map.png").is_file() and (
         tmp_path / "figures" / "validation_curves.png"
     ).is_file()
+    seeded = results["parts"]["mnist/seeded"]  # two seeds of an eval-less part: their training runs' test metrics
+    assert seeded["seeds"] == [0, 1] and "test/mse" in seeded["metrics_std"]
+    runs = [json.loads((tmp_path / "r" / "mnist" / "seeded" / f"seed{s}" / "train" / "metrics.json").read_text()) for s in (0, 1)]
+    assert seeded["metrics"]["test/mse"] == pytest.approx((runs[0]["test/mse"] + runs[1]["test/mse"]) / 2)
+    # a run that finished while its runner was stopped (no recorded time) is adopted with its folder's wall time
+    timings = json.loads((tmp_path / "r" / "timings.json").read_text())
+    del timings["mnist/ae"]
+    (tmp_path / "r" / "timings.json").write_text(json.dumps(timings))
     again = run_subprocess(cmd, fake_data_dir, timeout=400)
-    assert "mnist/ae train: done earlier" in again.stdout and "mnist/ae eval: done earlier" in again.stdout
+    assert "mnist/ae train: adopted the finished run" in again.stdout and "mnist/ae train: done earlier" in again.stdout
+    assert "mnist/ae eval: done earlier" in again.stdout and "continuing" not in again.stdout
+    train_dir = tmp_path / "r" / "mnist" / "ae" / "train"
+    wall = (train_dir / "metrics.json").stat().st_mtime - (train_dir / ".hydra" / "config.yaml").stat().st_mtime
+    assert json.loads((tmp_path / "r" / "timings.json").read_text())["mnist/ae"] == pytest.approx(wall)
     render = [
         sys.executable,
         "scripts/results.py",

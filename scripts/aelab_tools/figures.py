@@ -54,12 +54,14 @@ def rate_distortion(
     metrics: Mapping[str, Mapping[str, float]],
     path: str | Path,
     caption: str = "",
-    codec: Sequence[tuple[float, float]] = (),
+    codecs: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     title: str = "Rate–distortion on the test set",
 ) -> Path:
     """PSNR (dB) against bytes per image (log scale): each model's codes at float32/float16/8 bits (or its codebook
     indices), PCA of the same size, the classical codecs over their quality range (headers counted), the learned
-    codec's λ sweep (``codec``: ``[(bytes/image, PSNR)]``), and gzip / PNG (lossless) as vertical lines.
+    codecs' λ sweeps (``codecs``: ``{label: [(bytes/image, PSNR)]}``), and gzip / PNG (lossless) as vertical lines.
+    The PSNR axis spans the codecs' range (learned and classical); points beyond it (PCA with as many components
+    as pixels reaches 50+ dB) are named in a note at the top instead of squashing the curves.
 
     Args:
         metrics: ``{model label: metrics.json of its aelab-eval}`` (keys ``test/compression/...``).
@@ -93,15 +95,23 @@ def rate_distortion(
         pts = _curve(first, name, "bytes_per_image")
         if pts:
             ax.plot(*zip(*pts, strict=True), style, color="0.45", alpha=0.8, label=f"{label} (quality range)")
-    if codec:
-        ax.plot(
-            *zip(*sorted(codec), strict=True),
-            "*-",
-            color="C3",
-            ms=9,
-            lw=2,
-            label="aelab learned codec (λ sweep, real files)",
-        )
+    span = [p for name in CLASSICAL for _, p in _curve(first, name, "bytes_per_image")]
+    for i, (label, pts) in enumerate((codecs or {}).items()):
+        if pts:
+            ax.plot(*zip(*sorted(pts), strict=True), "*-", color=f"C{3 + i}", ms=9, lw=2,
+                    label=f"aelab {label} (λ sweep, per-image files)")  # fmt: skip
+            span += [p for _, p in pts]
+    if span:  # the axis over the codecs' range; what lies beyond it is named, not drawn off-scale
+        lo, hi = min(span) - 1.5, max(span) + 1.5
+        beyond = sorted({
+            line.get_label().split(" (")[0]
+            for line in ax.get_lines()
+            if any(not lo <= y <= hi for y in line.get_ydata())
+        })  # fmt: skip
+        ax.set_ylim(lo, hi)
+        if beyond:
+            ax.text(0.01, 0.98, f"beyond the PSNR axis (the codecs' range): {', '.join(beyond)}",
+                    transform=ax.transAxes, va="top", fontsize=7, color="0.35")  # fmt: skip
     raw = first.get("test/compression/raw_bytes_per_image")
     for key, text in (("gzip_bytes_per_image", "gzip"), ("png_bytes_per_image", "PNG")):
         v = first.get(f"test/compression/{key}")
@@ -307,4 +317,26 @@ def seed_stability(
         ax.set_title(f"{key}\n{s['mean']:.4g} ± {s['std']:.2g} (n={int(s['n'])})", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Stability across seeds (mean ± sample std)", fontsize=10)
+    return _save(fig, path, caption)
+
+
+def photo_comparison(
+    panels: Sequence[Sequence[tuple[str, Tensor]]], path: str | Path, title: str, caption: str = ""
+) -> Path:
+    """Rows of labelled uint8 crops ``(C, H, W)`` shown at 100% (one screen pixel per image pixel where the page
+    allows): per photograph, the original and each codec's decoding, each panel titled with its bytes and PSNR."""
+    rows, cols = len(panels), max(len(r) for r in panels)
+    side = max(max(img.shape[-1] for _, img in r) for r in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * side / 100 + 0.4, rows * (side / 100 + 0.45) + 0.4),
+                             squeeze=False, dpi=100)  # fmt: skip
+    for ax_row, row in zip(axes, panels, strict=True):
+        for ax, (label, img) in zip(ax_row, row, strict=False):
+            arr = img.cpu().numpy()
+            ax.imshow(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255,
+                      interpolation="nearest")  # fmt: skip
+            ax.set_title(label, fontsize=7)
+        for ax in ax_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path, caption)

@@ -45,6 +45,17 @@ def common_range(*curves: Sequence[tuple[float, float]]) -> tuple[float, float] 
     return (lo, hi) if hi > lo else None
 
 
+def overlap(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]]) -> float | None:
+    """The share (0–1) of the shorter curve's PSNR range that both curves cover: the range a BD-rate integrates
+    over, relative to what it could have been. Under 0.75 the BD-rate rests on a narrow overlap (the case the
+    ``bjontegaard`` package warns about); ``None`` when either curve is empty or flat."""
+    spans = [(min(p for _, p in c), max(p for _, p in c)) for c in (anchor, test) if len(c)]
+    both = common_range(anchor, test)
+    if len(spans) < 2 or min(hi - lo for lo, hi in spans) <= 0:
+        return None
+    return 0.0 if both is None else (both[1] - both[0]) / min(hi - lo for lo, hi in spans)
+
+
 def rate_at(curve: Sequence[tuple[float, float]], psnr: float) -> float | None:
     """The rate of a curve at ``psnr``, interpolated linearly in log-rate between its points (``None`` outside)."""
     pts = sorted((p, r) for r, p in curve)

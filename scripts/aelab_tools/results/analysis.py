@@ -7,7 +7,7 @@ from typing import Any
 
 from aelab.codecs.classical import display_name
 from aelab_tools import schema
-from aelab_tools.ratedistortion import bd_rate, common_range, rate_at
+from aelab_tools.ratedistortion import bd_rate, common_range, overlap, rate_at
 from aelab_tools.results.runner import references
 
 
@@ -69,6 +69,7 @@ def codec_study(parts: dict[str, dict]) -> dict[str, Any]:
                 "lambdas": {n: float(n.split("_l")[-1]) for n in members},
                 "epochs": {n: p.get("epochs") for n, p in members.items()},
                 "bd_rate": {name: bd_rate(pts, curve) for name, pts in baselines.items()},
+                "overlap": {name: overlap(pts, curve) for name, pts in baselines.items()},
                 "stream_bd_rate": {name: bd_rate(pts, stream) for name, pts in baselines.items()},
                 "bytes_at_25db": None if photos else rate_at(curve, 25.0),
                 "images": next(iter(images)) if len(images) == 1 else None,
@@ -187,4 +188,54 @@ def headline_rows(parts: dict[str, dict], headlines: dict[str, list]) -> list[di
                 "op": None if t is None else t["op"], "goal": goal,
                 "met": None if t is None or goal is None else verdict(v, t["op"], goal),
             })  # fmt: skip
+    return rows
+
+
+def _lambda_command(members: dict[str, dict]) -> str | None:
+    """One λ sweep's training command: the first member's, its ``model.lmbda=`` naming every λ of the sweep."""
+    import re
+
+    cmds = [p.get("train_cmd") for p in members.values() if p.get("train_cmd")]
+    if not cmds:
+        return None
+    lambdas = ", ".join(f"{float(n.split('_l')[-1]):g}" for n in members)
+    return re.sub(r"model\.lmbda=\S+", f"model.lmbda=<each of {lambdas}>", cmds[0])
+
+
+def reproducibility_table(
+    parts: dict[str, dict], codec: dict[str, Any], generation: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The reproducibility table (``conf/results/references.yaml: reproducibility``): per row the measured value
+    beside the paper's, the target's verdict, and the run behind it (epochs, training wall time, command, and the
+    report it was kept from). A row whose part was not run has ``value: None``."""
+    rows = []
+    for ref in references()["reproducibility"]:
+        value, runs, part = None, {}, ref.get("part")
+        if ref.get("source") == "generation":
+            best = generation.get("best")
+            if best:
+                value, part = best["value"], f"mnist/{best['model']}"
+                runs = {part: parts.get(part) or {}}
+        elif ref.get("source") == "codec":
+            fam = ((codec.get(ref["data"]) or {}).get("models") or {}).get(ref["family"])
+            if fam and fam.get("per_image"):
+                value = fam["bd_rate"].get("webp")
+                runs = {n: parts.get(n) or {} for n in fam["lambdas"]}
+        else:
+            p = parts.get(part) or {}
+            value = (p.get("metrics") or {}).get(ref["metric"])
+            runs = {part: p} if p else {}
+        epochs = sorted({r.get("epochs") for r in runs.values() if r.get("epochs") is not None})
+        kept = sorted({r["kept_from"].get("date") for r in runs.values() if r.get("kept_from")})
+        rows.append({
+            **{k: ref.get(k) for k in ("model", "paper", "paper_value", "unit", "fmt", "op", "target", "paper_budget")},
+            "part": part if ref.get("source") != "codec" else f"{ref['data']}/{ref['family']}_l*",
+            "value": value,
+            "met": None if value is None else verdict(value, ref["op"], ref["target"]),
+            "epochs": epochs,
+            "t_train": sum(r.get("t_train") or 0.0 for r in runs.values()) if runs else None,
+            "command": _lambda_command(runs) if ref.get("source") == "codec" else next(
+                (r.get("train_cmd") for r in runs.values() if r.get("train_cmd")), None),
+            "kept_from": kept,
+        })  # fmt: skip
     return rows

@@ -29,7 +29,7 @@ from typing import Any
 
 from aelab import CONF_DIR
 from aelab.utils.device import device_name
-from aelab_tools.results.analysis import codec_study, generation_table, headline_rows
+from aelab_tools.results.analysis import codec_study, generation_table, headline_rows, reproducibility_table
 from aelab_tools.results.figure_set import make_figures
 from aelab_tools.results.render import render
 from aelab_tools.results.runner import PARTS_FILE, REPO, SCHEMA, Runner, load_headlines, load_parts, shown
@@ -71,16 +71,18 @@ def _one_run(runner: Runner, name: str, p: dict[str, Any], extra: list[str]) -> 
 
 def seeded(runs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """One part of several seeds: the first run's entry with ``metrics`` the mean over the seeds of every numeric
-    metric, ``metrics_std`` their standard deviation (n − 1), ``seeds`` the seeds and ``t_train`` the total."""
+    metric (of its evaluation, or with ``eval: false`` of its training run's test), ``metrics_std`` their standard deviation (n − 1), ``seeds`` the seeds and ``t_train`` the total."""
     import statistics
 
+    # a part without an evaluation (eval: false) reports its training run's test metrics
+    measured = {s: r.get("metrics") or r["train_metrics"] for s, r in runs.items()}
     first = next(iter(runs.values()))
     keys = [
         k
-        for k, v in first["metrics"].items()
-        if isinstance(v, int | float) and all(k in r["metrics"] for r in runs.values())
+        for k, v in measured[next(iter(runs))].items()
+        if isinstance(v, int | float) and all(k in m for m in measured.values())
     ]
-    values = {k: [float(r["metrics"][k]) for r in runs.values()] for k in keys}
+    values = {k: [float(m[k]) for m in measured.values()] for k in keys}
     return {
         **first,
         "metrics": {k: statistics.fmean(v) for k, v in values.items()},
@@ -223,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     results["codec"] = codec_study(parts)
     results["generation"] = generation_table(parts)
     results["headline"] = headline_rows(parts, load_headlines())
+    results["reproducibility"] = reproducibility_table(parts, results["codec"], results["generation"])
     if args.figures_dir:
         results["figures"] = make_figures(results, Path(args.figures_dir), root)
         if (

@@ -92,6 +92,44 @@ def anomaly_table(parts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def reproducibility_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The reproducibility table: each model beside its paper's number, with the run that measured it."""
+    if not rows:
+        return []
+    lines = ["## Reproducibility: each model beside its paper", "",
+             "Each row's number is its part's `metrics.json` (below, *Every figure*); the epochs, the training wall time "
+             "on this report's device and the command are the run's own. Where a target is missed, the last column "
+             "sets the run's length beside the paper's.", "",
+             "| model | paper | paper's number | aelab | target | met | epochs | train time | command | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in rows:
+        fmt = r.get("fmt") or ".4g"
+        ok = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        epochs = ", ".join(str(e) for e in r["epochs"]) or "—"
+        note = []
+        if r["value"] is None:
+            note.append("its run has no such figure" if r["epochs"] else "not run in this report")
+        elif r["met"] is False:
+            note.append(
+                f"missed at {epochs} epochs"
+                + (f"; the paper trained {r['paper_budget']}" if r.get("paper_budget") else "")
+            )
+        if r["kept_from"]:
+            note.append(f"from the report of {', '.join(r['kept_from'])}")
+        cmd = f"`{r['command']}`" if r.get("command") else "—"
+        value = "n/a" if r["value"] is None else f"{r['value']:{fmt}} {r['unit']}"
+        op = {"<=": "≤", ">=": "≥"}.get(r["op"], r["op"])
+        lines.append(f"| {r['model']} | {r['paper']} | {'—' if r['paper_value'] is None else format(r['paper_value'], fmt)} | {value} | "
+                     f"{op} {format(r['target'], fmt)} | {ok} | {epochs} | {_duration(r['t_train'])} | {cmd} | {'; '.join(note)} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown report of a results JSON (nothing else is read; figures are linked at ``figures_link``)."""
     figures_link = results.get("figures_link", "figures")
@@ -137,8 +175,8 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"- {'Met' if ok else '**Missed**'}: the best Fréchet distance of any model and sampler is "
                      f"{b['value']:.3g} ({b['model']}, {b['sampler']}), target ≤ 10; the floor (training vs test images) is {_num(g['floor'], '.3g')}.")  # fmt: skip
     lines.append(f"- Met: {len(met)} of the {len(met) + len(missed)} headline targets below.")
+    lines += ["", *reproducibility_lines(results.get("reproducibility", []))]
     lines += [
-        "",
         "## Headline",
         "",
         "| part | figure | value | anchor | target | met |",
@@ -233,9 +271,20 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(f"| {lam:g} | {_num(f['epochs'].get(n), '.0f')} | {m[key + c['rate']]:.4g} | "
                              f"{_num(stream, '.4g')} | {m[key + 'psnr']:.2f} | "
                              f"{f['speed'][n]['encode']:.0f} | {f['speed'][n]['decode']:.0f} |")  # fmt: skip
-            lines += ["", "| against | BD-rate, per image | BD-rate, stream |", "| --- | --- | --- |"]
-            lines += [f"| {CLASSICAL_NAMES.get(k, k)} | {_num(v, '.1f')}% | {_num(f['stream_bd_rate'].get(k), '.1f')}% |"
+            overlaps = f.get("overlap") or {}
+            lines += [
+                "",
+                "| against | BD-rate, per image | BD-rate, stream | PSNR overlap |",
+                "| --- | --- | --- | --- |",
+            ]
+            lines += [f"| {CLASSICAL_NAMES.get(k, k)} | {_num(v, '.1f')}% | {_num(f['stream_bd_rate'].get(k), '.1f')}% | "
+                      f"{_num(None if overlaps.get(k) is None else 100 * overlaps[k], '.0f')}% |"
                       for k, v in f["bd_rate"].items()]  # fmt: skip
+            narrow = [CLASSICAL_NAMES.get(k, k) for k, o in overlaps.items() if o is not None and o < 0.75]
+            if narrow:
+                lines += ["", f"PSNR overlap: the share of the shorter curve's PSNR range both curves cover. Under 75% "
+                          f"({', '.join(narrow)}) the BD-rate rests on a narrow overlap and extrapolates the fit; read "
+                          "it with the figure."]  # fmt: skip
             if f.get("bytes_at_25db") is not None:
                 lines += [
                     "",

@@ -90,6 +90,18 @@ class Runner:
         train_dir = self.root / name / "train"
         cmd = [sys.executable, "-m", "aelab.train", *overrides, f"hydra.run.dir={train_dir}"]
         self.timings = self._read()
+        if (
+            name not in self.timings
+            and RunDir(train_dir).finished
+            and (train_dir / ".hydra" / "config.yaml").is_file()
+        ):
+            # trained to the end outside this runner (a runner stopped while its child trained on): adopted, with
+            # the wall time from the folder's start (its composed config) to its end (metrics.json)
+            start = (train_dir / ".hydra" / "config.yaml").stat().st_mtime
+            self._record(
+                **{name: RunDir(train_dir).metrics_file.stat().st_mtime - start, f"{name}:adopted": True}
+            )
+            print(f"{name} train: adopted the finished run in {train_dir}", flush=True)
         if name in self.timings and RunDir(train_dir).finished:
             print(f"{name} train: done earlier ({self.timings[name]:.0f} s)", flush=True)
         else:

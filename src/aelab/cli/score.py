@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 
 from aelab.checkpoint import load_model
 from aelab.cli import checkpoint_parser, returns_code
-from aelab.data.tabular import TableTransform, read_table
+from aelab.data.tables import TableTransform, read_table
 from aelab.errors import ConfigError, DataError
 from aelab.evaluation.metrics import map_batches, mse_per_image
 from aelab.evaluation.scores import elbo_scores

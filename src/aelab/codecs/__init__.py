@@ -16,11 +16,11 @@ AVIF, JPEG XL through Pillow, and gzip), :mod:`.codes` (an autoencoder's codes a
 (the linear baseline of the same code size).
 """
 
+from aelab.codecs.context import CheckerboardContextHyperprior
 from aelab.codecs.entropy_models import EntropyBottleneck, GaussianConditional
 from aelab.codecs.gdn import GDN
 from aelab.codecs.loss import RateDistortionLoss
 from aelab.codecs.models import (
-    CheckerboardContextHyperprior,
     CompressionModel,
     FactorizedPrior,
     MeanScaleHyperprior,

@@ -127,7 +127,8 @@ class HyperAnalysis(nn.Module):
     (Conv 5×5 stride 2), ReLU between; on ``|y|`` for the scale hyperprior (``absolute``), on ``y`` for the
     mean–scale one (Minnen et al. 2018).
 
-    Shapes: ``(B, M, h, w) → (B, N, ceil(h / 2**stages), ceil(w / 2**stages))``.
+    Shapes: ``(B, M, h, w) → (B, N, ceil(h / 2**stages), ceil(w / 2**stages))``; ``y`` is zero-padded below and
+    to the right to a multiple of ``2**stages``.
     """
 
     def __init__(
@@ -143,7 +144,12 @@ class HyperAnalysis(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, y: Tensor) -> Tensor:
-        return self.net(pad_to_grid(y.abs() if self.absolute else y, self.factor, "zeros"))
+        # zeros below and to the right only: the latents' first row and column always start a stride of z, as in
+        # training on crops whose grid is a multiple of the factor (centred padding would shift that phase on a
+        # whole image of another size, and h_s's scales with it: twice the bits on a 536 × 512 photograph)
+        y = y.abs() if self.absolute else y
+        h, w = y.shape[-2:]
+        return self.net(F.pad(y, (0, (-w) % self.factor, 0, (-h) % self.factor)))
 
 
 class HyperSynthesis(nn.Module):
@@ -170,10 +176,10 @@ class HyperSynthesis(nn.Module):
         return self.crop(self.net(z_hat), grid)
 
     def crop(self, out: Tensor, grid: tuple[int, int]) -> Tensor:
-        """The centred ``grid`` of an output map (the latents' grid; the side information covers a multiple)."""
+        """The top-left ``grid`` of an output map (the latents' grid; the side information covers a multiple,
+        padded below and to the right by :class:`HyperAnalysis`)."""
         h, w = grid
-        left, _, top, _ = grid_padding(h, w, self.factor)
-        return out[..., top : top + h, left : left + w]
+        return out[..., :h, :w]
 
     def forward_exact(self, z_hat: Tensor, grid: tuple[int, int], bits: int = 14) -> Tensor:
         """:meth:`forward` in exact fixed point (:func:`aelab.codecs.integer.fixed_point_forward`) on the integers

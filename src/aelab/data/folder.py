@@ -190,6 +190,8 @@ class ImageFolderDataModule(ImageDataModule):
         image_size: ``H`` (square) or ``[H, W]``; images are scaled to cover it and center-cropped.
         channels: 1 (grey) or 3 (RGB); every image is converted.
         upscale: enlarge an image smaller than ``image_size`` (the count is logged); ``False`` refuses it.
+        pca_start: the autoencoders start at the folder's PCA by default (``model.init=pca``; on by default: a
+            small folder or photographs give PCA a head start gradient descent is slow to make up).
         data_dir, batch_size, val_size, test_size, split_seed, shuffle_seed, resident, num_workers, pin_memory,
             train_classes, shape, bounded: as for :class:`~aelab.data.ImageDataModule`.
 
@@ -219,6 +221,7 @@ class ImageFolderDataModule(ImageDataModule):
         binary: bool = False,
         bounded: bool = True,
         upscale: bool = True,
+        pca_start: bool = True,
     ) -> None:
         if root in (None, "", "???"):
             raise ConfigError("data=image_folder needs data.root=/path/to/images")
@@ -237,6 +240,7 @@ class ImageFolderDataModule(ImageDataModule):
             shape=shape,
             binary=binary,
             bounded=bounded,
+            pca_start=pca_start,
         )
         self.root = Path(root).expanduser()
         self.test_root = None if test_root in (None, "") else Path(test_root).expanduser()

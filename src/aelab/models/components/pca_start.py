@@ -83,20 +83,20 @@ def fit_pca_start(
 ) -> float:
     """Set the linear paths to the PCA of ``x`` ``(N, *shape)`` (a seeded subset of at most ``max_examples``,
     scikit-learn's randomized PCA): ``μ`` the mean, ``W_enc`` the first ``code_size`` components, ``W_dec`` their
-    transpose. Returns the fraction of the variance the components keep."""
+    transpose; with fewer than ``code_size`` examples, the components of their rank and zeros for the rest of the
+    code. Returns the fraction of the variance the components keep."""
     from sklearn.decomposition import PCA
 
     flat = x.flatten(1).double()
     if len(flat) > max_examples:
         flat = flat[torch.randperm(len(flat), generator=torch.Generator().manual_seed(seed))[:max_examples]]
     k = encoder.code_size
-    if k > min(flat.shape):
-        raise ValueError(
-            f"a PCA start of {k} components needs at least {k} examples and {k} values per example"
-        )
-    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(flat.numpy())
+    # fewer examples (or values) than the code: the PCA of their rank, the remaining code units' paths at zero
+    rank = min(k, flat.shape[0], flat.shape[1])
+    pca = PCA(n_components=rank, svd_solver="randomized", random_state=seed).fit(flat.numpy())
     mean = torch.from_numpy(pca.mean_)
-    components = torch.from_numpy(np.ascontiguousarray(pca.components_))  # (k, D), orthonormal rows
+    components = torch.zeros(k, flat.shape[1], dtype=torch.float64)  # (k, D), orthonormal rows (then zeros)
+    components[:rank] = torch.from_numpy(np.ascontiguousarray(pca.components_))
     for path, weight in ((encoder, components), (decoder, components.T)):
         path.mean.copy_(mean.to(path.mean))
         path.linear.weight.copy_(weight.to(path.linear.weight))
