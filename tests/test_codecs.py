@@ -291,7 +291,9 @@ def test_codec_loss_is_rate_plus_lambda_255sq_mse_with_noise_in_training_and_rou
         assert train_loss.item() != pytest.approx(expected(torch.round(y)), rel=1e-3)
 
 
-@pytest.mark.parametrize("cls", [FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, CheckerboardContextHyperprior])
+@pytest.mark.parametrize(
+    "cls", [FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior, CheckerboardContextHyperprior]
+)
 def test_both_formats_round_trip_exactly(cls):
     model = _tiny(cls)
     images = _images(9) + _images(2, 1, (40, 33))

@@ -63,7 +63,12 @@ def test_data_configs_instantiate(make_cfg, name, tmp_path):
     if name == "tabular":
         rows = ["a,b,label", *(f"{i % 7},{(i * 3) % 11},{int(i % 10 == 0)}" for i in range(60))]
         (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
-        extra = [*extra, f"data.path={tmp_path / 't.csv'}", "data.label_column=label", "data.anomaly_values=[1]"]
+        extra = [
+            *extra,
+            f"data.path={tmp_path / 't.csv'}",
+            "data.label_column=label",
+            "data.anomaly_values=[1]",
+        ]
     cfg = make_cfg([f"data={name}", *extra, "data.batch_size=8"], small=False)
     dm = instantiate(cfg.data)
     dm.prepare_data()

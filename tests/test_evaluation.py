@@ -374,7 +374,9 @@ def test_suite_writes_a_frechet_distance_per_sampler(tmp_path, trained, fake_dat
         )
         assert all((tmp_path / name / f"samples_{s}.png").is_file() for s in samplers)
         dm = objects["datamodule"]
-        net, acc = FID.classifier(dm.split_tensors("train"), dm.split_tensors("test"), dm.cache_dir, steps=150)
+        net, acc = FID.classifier(
+            dm.split_tensors("train"), dm.split_tensors("test"), dm.cache_dir, steps=150
+        )
         assert acc == metrics["test/generation/fid_classifier_test_acc"]
         noise = FID.frechet_distance(
             net, dm.split_tensors("test")[0][:150], torch.rand(150, 1, 28, 28), 64, "cpu"
@@ -466,6 +468,9 @@ def test_a_set_whose_feature_classifier_is_weak_gets_no_frechet_distance(tmp_pat
     dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
     ctx = EvalContext(Autoencoder(MLPEncoder(4), MLPDecoder(4)), dm, tmp_path, torch.device("cpu"), 200)
     weak = fid(ctx, num_samples=50, classifier_steps=1, min_classifier_acc=0.99, samplers=("gaussian",))
-    assert set(weak) == {"test/generation/fid_classifier_test_acc"} and weak["test/generation/fid_classifier_test_acc"] < 0.99
+    assert (
+        set(weak) == {"test/generation/fid_classifier_test_acc"}
+        and weak["test/generation/fid_classifier_test_acc"] < 0.99
+    )
     kept = fid(ctx, num_samples=50, classifier_steps=1, min_classifier_acc=0.0, samplers=("gaussian",))
     assert "test/generation/fid" in kept

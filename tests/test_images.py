@@ -253,7 +253,10 @@ def test_rgb_folder_end_to_end_through_the_tools(tmp_path, fake_data_dir, monkey
     resume(str(run_dir), ["trainer.max_epochs=2"])
     # two epochs completed (the "epoch" field depends on whether the second epoch's validation improved: then
     # last.ckpt is written at its validation, else again at the end of training)
-    assert torch.load(ckpt, weights_only=True)["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 2
+    assert (
+        torch.load(ckpt, weights_only=True)["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"]
+        == 2
+    )
     sweep = tmp_path / "sweep"
     run_inprocess(train_main, ["-m", "data=image_folder", *data, "model=conv_ae", *small, f"hydra.sweep.dir={sweep}",
                                "seed=1,2"], monkeypatch, fake_data_dir)  # fmt: skip

@@ -574,8 +574,10 @@ def test_the_pca_start_begins_at_pcas_reconstruction(make_cfg, name):
 
     extra = ["model.likelihood=gaussian"] if name == "vae" else ["model.loss=mse"]
     model = _model(make_cfg, name, "model.init=pca", "model.latent_dim=6", *extra)
-    g = torch.Generator().manual_seed(0)  # a clear 6-d principal subspace (randomized and full PCA agree on it)
-    x = torch.rand(300, 6, generator=g) @ torch.rand(6, 784, generator=g) / 6 + 0.05 * torch.rand(300, 784, generator=g)
+    # a clear 6-d principal subspace (randomized and full PCA agree on it)
+    g = torch.Generator().manual_seed(0)
+    noise = 0.05 * torch.rand(300, 784, generator=g)
+    x = torch.rand(300, 6, generator=g) @ torch.rand(6, 784, generator=g) / 6 + noise
     x = x.clamp(0, 1).view(300, 1, 28, 28)
     model.fit_pca(x)
     model.eval()

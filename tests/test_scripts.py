@@ -86,19 +86,28 @@ def test_results_run_continue_and_render(tmp_path, fake_data_dir):
     assert (tmp_path / "figures" / "latent_map.png").is_file() and (
         tmp_path / "figures" / "validation_curves.png"
     ).is_file()
-    seeded = results["parts"]["mnist/seeded"]  # two seeds of an eval-less part: their training runs' test metrics
+    # two seeds of an eval-less part: their training runs' test metrics
+    seeded = results["parts"]["mnist/seeded"]
     assert seeded["seeds"] == [0, 1] and "test/mse" in seeded["metrics_std"]
-    runs = [json.loads((tmp_path / "r" / "mnist" / "seeded" / f"seed{s}" / "train" / "metrics.json").read_text()) for s in (0, 1)]
+    runs = [
+        json.loads((tmp_path / "r" / "mnist" / "seeded" / f"seed{s}" / "train" / "metrics.json").read_text())
+        for s in (0, 1)
+    ]
     assert seeded["metrics"]["test/mse"] == pytest.approx((runs[0]["test/mse"] + runs[1]["test/mse"]) / 2)
     # a run that finished while its runner was stopped (no recorded time) is adopted with its folder's wall time
     timings = json.loads((tmp_path / "r" / "timings.json").read_text())
     del timings["mnist/ae"]
     (tmp_path / "r" / "timings.json").write_text(json.dumps(timings))
     again = run_subprocess(cmd, fake_data_dir, timeout=400)
-    assert "mnist/ae train: adopted the finished run" in again.stdout and "mnist/ae train: done earlier" in again.stdout
+    assert (
+        "mnist/ae train: adopted the finished run" in again.stdout
+        and "mnist/ae train: done earlier" in again.stdout
+    )
     assert "mnist/ae eval: done earlier" in again.stdout and "continuing" not in again.stdout
     train_dir = tmp_path / "r" / "mnist" / "ae" / "train"
-    wall = (train_dir / "metrics.json").stat().st_mtime - (train_dir / ".hydra" / "config.yaml").stat().st_mtime
+    wall = (train_dir / "metrics.json").stat().st_mtime - (
+        train_dir / ".hydra" / "config.yaml"
+    ).stat().st_mtime
     assert json.loads((tmp_path / "r" / "timings.json").read_text())["mnist/ae"] == pytest.approx(wall)
     render = [
         sys.executable,
