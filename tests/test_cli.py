@@ -16,7 +16,10 @@ from helpers import cli_args, console_script, read_metrics, run_inprocess, run_s
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 LEARN = ["data.batch_size=10", "trainer.max_epochs=6"]  # 300 steps: an MLP AE beats the mean image 10-fold
-EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = [  # the photo codecs decode photographs and code whole ones: with the slow tests (make test-all)
+    pytest.param(n, marks=pytest.mark.slow) if "photos" in n else n
+    for n in sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+]
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -190,6 +190,7 @@ SUITE = [
 ]
 
 
+@pytest.mark.slow
 def test_eval_suite_end_to_end(tmp_path, trained, fake_data_dir):
     from aelab.eval import evaluate
     from conftest import compose_cfg
@@ -324,6 +325,7 @@ def test_vq_indices_are_packed_at_log2_k_bits(tmp_path):
     assert payload <= size < payload + 800  # .npz headers only
 
 
+@pytest.mark.slow
 def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     from aelab.data import MNISTDataModule
     from aelab.evaluation import fid as FID

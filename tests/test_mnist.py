@@ -29,6 +29,7 @@ def test_real_mnist_splits():
     assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+@pytest.mark.slow
 def test_one_epoch_of_the_default_ae_beats_the_mean_image(tmp_path):
     from aelab.train import train
 

@@ -291,6 +291,7 @@ def _pause(step: int, marker: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, fake_data_dir, single):
     """SIGTERM at step 5 of 10 (mid-epoch, at a step the test chose): last.ckpt holds step 5, and the resumed run
     ends with the uninterrupted run's steps and metrics."""
@@ -307,6 +308,7 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, fak
     assert read_metrics(run_dir) == pytest.approx(metrics, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_continues(tmp_path, fake_data_dir, single):
     """SLURM's time-limit warning (SIGUSR1) behaves like SIGTERM: a mid-epoch last.ckpt, INTERRUPTED, the requeue
     asked of scontrol (absent here: said so); the same job started again in the same folder continues by itself

@@ -161,7 +161,9 @@ def test_gpu_check_rehearses_on_the_cpu(tmp_path, fake_data_dir):
     assert "Speed:" in (tmp_path / "BENCHMARKS.md").read_text()
 
 
-@pytest.mark.parametrize("parts_file", ["parts.yaml", "parts_quick.yaml"])
+@pytest.mark.parametrize(
+    "parts_file", ["parts.yaml", pytest.param("parts_quick.yaml", marks=pytest.mark.slow)]
+)
 def test_every_part_of_the_parts_files_composes(make_cfg, parts_file):
     """Each part's training overrides compose as Hydra would run them (a misspelt override fails here, not an
     hour into make results); the quick file has the same parts as the full one."""

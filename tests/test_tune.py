@@ -73,6 +73,7 @@ def test_study_runs_continues_and_records_every_epoch(tmp_path, fake_data_dir):
         assert t.value == pytest.approx(min(t.intermediate_values.values()))  # the objective: best val/loss
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_stops_training_also_under_ddp(tmp_path, fake_data_dir):
     db = tmp_path / "p.db"
     run_subprocess(
