@@ -118,6 +118,14 @@ def test_kept_parts_and_the_baseline_table():
     rows = {line.split(" | ")[1]: line for line in baseline_table(parts) if line.startswith("| digits")}
     assert "1.500×" in rows["ae"] and "**no**" in rows["ae"] and "2026-12-01" in rows["ae"]
     assert "0.595×" in rows["conv_ae"] and "| yes |" in rows["conv_ae"] and "this run" in rows["conv_ae"]
+    # photographs: the ConvAE's target is 0.9× PCA, the MLP AE's 1.0×; the PCA start is shown
+    photos = {f"photo_patches/{n}": {"metrics": {"test/mse": 0.0095, "test/compression/pca_mse": 0.01}, "init": "pca"}
+              for n in ("ae", "conv_ae")}  # fmt: skip
+    rows = {
+        line.split(" | ")[1]: line for line in baseline_table(photos) if line.startswith("| photo_patches")
+    }
+    assert "| PCA | 0.00950 |" in rows["ae"] and "≤ 1.0×" in rows["ae"] and "| yes |" in rows["ae"]
+    assert "≤ 0.9×" in rows["conv_ae"] and "**no**" in rows["conv_ae"]
 
 
 def test_an_eval_study_re_measures_one_model_and_keeps_the_others():

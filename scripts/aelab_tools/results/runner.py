@@ -120,6 +120,7 @@ class Runner:
             "t_train": self.timings[name],
             "resumed": bool(self.timings.get(f"{name}:resumed")),
             "epochs": trained_epochs(best),
+            "init": model_init(best),
             "best_epoch": best_epoch(best),
             "ckpt": str(best),
             "train_dir": str(train_dir),
@@ -188,6 +189,12 @@ def trained_epochs(ckpt: Path) -> int:
     """``trainer.max_epochs`` of the run that wrote ``ckpt``, from the config stored in the checkpoint."""
 
     return int(load_run_config(ckpt).trainer.max_epochs)
+
+
+def model_init(ckpt: Path) -> str | None:
+    """``model.init`` of the run that wrote ``ckpt`` (``pca``: the PCA start; ``None`` for a model without one)."""
+    init = load_run_config(ckpt).model.get("init")
+    return None if init is None else str(init)
 
 
 def best_epoch(ckpt: Path) -> int | None:
