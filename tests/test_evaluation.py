@@ -476,3 +476,18 @@ def test_a_set_whose_feature_classifier_is_weak_gets_no_frechet_distance(tmp_pat
     )
     kept = fid(ctx, num_samples=50, classifier_steps=1, min_classifier_acc=0.0, samplers=("gaussian",))
     assert "test/generation/fid" in kept
+
+
+@pytest.mark.parametrize(
+    ("model_data", "kept"), [("mnist", True), ("photo_patches", False), ("fashion_mnist", False)]
+)
+def test_the_default_ood_set_is_dropped_where_it_does_not_fit_the_data(make_cfg, model_data, kept):
+    """eval.yaml's default out-of-distribution set (Fashion-MNIST, (1, 28, 28)) is kept for MNIST, and dropped for
+    32×32 RGB photo patches (another shape) and for Fashion-MNIST itself (the model's own set), with the shapes read
+    from the real data configs' ``shape`` field. (Mutation: reading a key the configs do not have keeps it for all.)"""
+    from aelab.pipeline import default_ood_for
+
+    cfg = make_cfg([], config_name="eval")
+    data_cfg = make_cfg([f"data={model_data}"], small=False).data
+    out = default_ood_for(cfg, data_cfg)
+    assert (out.suite.sections.anomaly.ood_data is not None) is kept

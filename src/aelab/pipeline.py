@@ -322,7 +322,7 @@ def default_ood_for(cfg: DictConfig, data_cfg: DictConfig) -> DictConfig:
     ood = cfg.get("ood")
     if anomaly is None or ood is None or anomaly.get("ood_data") is None:
         return cfg
-    ood_shape, data_shape = list(ood.get("image_shape") or []), list(data_cfg.get("image_shape") or [])
+    ood_shape, data_shape = list(ood.get("shape") or []), list(data_cfg.get("shape") or [])
     same = (ood.get("_target_"), ood.get("root")) == (data_cfg.get("_target_"), data_cfg.get("root"))
     if _chosen_on_the_command_line(("data@ood", "ood.", "ood=", "suite.sections.anomaly.ood_data")):
         if same:
