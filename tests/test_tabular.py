@@ -194,3 +194,43 @@ def test_a_users_csv_trains_evaluates_against_the_baselines_and_scores_new_recor
                   str(tmp_path / "no.csv")]) == 2  # fmt: skip
     assert "columns ['f3'] are missing" in capsys.readouterr().err and not (tmp_path / "no.csv").exists()
     assert sys.modules.get("aelab.cli.score") is not None
+
+
+def test_constant_and_discrete_columns_scale_as_scikit_learn_does():
+    """A constant column (std ~1e-17 in floating point) scales to 0, not ±1; a 0/1 column under quantile scaling
+    takes the middle of each value's quantile levels (70% zeros: 0 → Φ⁻¹(0.35), 1 → Φ⁻¹(0.85)), as scikit-learn's
+    QuantileTransformer gives."""
+    from scipy.special import ndtri
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.DataFrame({"c": [0.1] * 1000, "b": [0.0] * 700 + [1.0] * 300})
+    x = TableTransform(["c", "b"], scaling="standard").fit(frame).transform(frame).numpy()
+    np.testing.assert_allclose(x, StandardScaler().fit_transform(frame.to_numpy()), atol=1e-6)
+    q = TableTransform(["c", "b"], scaling="quantile").fit(frame).transform(frame).numpy()
+    assert np.unique(q[:, 0]).tolist() == [0.0]
+    np.testing.assert_allclose(np.unique(q[:, 1]), ndtri([0.35, 0.85]), atol=2e-3)
+
+
+def test_labels_and_categories_compare_as_values_and_bad_labels_are_refused(tmp_path):
+    """A label column pandas reads as float (one empty cell elsewhere made it 1.0) still matches
+    anomaly_values=[1]; a categorical 1.0 is the category 1; a missing label or category, no matching anomaly, or the
+    label among the features is refused in one line naming the fix."""
+    from aelab.errors import ConfigError
+
+    frame = _records(100, 10)
+    frame["label"] = [0.0] * 90 + [1.0] * 10
+    dm = _dm(_csv(tmp_path, frame), label_column="label", anomaly_values=[1])
+    assert dm.anomaly_labels("test").sum().item() == 10
+    with pytest.raises(
+        DataError, match=r"no record's 'label' is one of data.anomaly_values=\['fraud'\].*\['0', '1'\]"
+    ):
+        _dm(_csv(tmp_path, frame, "b.csv"), label_column="label", anomaly_values=["fraud"]).setup()
+    frame.loc[3, "label"] = np.nan
+    with pytest.raises(DataError, match="label column 'label' is empty in 1 records"):
+        _dm(_csv(tmp_path, frame, "c.csv"), label_column="label", anomaly_values=[1]).setup()
+    with pytest.raises(ConfigError, match="data.feature_columns lists 'label', the label or id column"):
+        _dm(_csv(tmp_path, _records(), "d.csv"), feature_columns=["f0", "label"]).setup()
+    t = TableTransform([], ["k"]).fit(pd.DataFrame({"k": [1, 2, 1]}))
+    assert t.transform(pd.DataFrame({"k": [1.0, 2.0]})).tolist() == [[1, 0], [0, 1]]
+    with pytest.raises(DataError, match="categorical column 'k' has missing values"):
+        t.transform(pd.DataFrame({"k": [1.0, np.nan]}))

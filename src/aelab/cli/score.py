@@ -7,8 +7,9 @@
 Each record of ``--input`` (CSV or Parquet, the training file's columns) is scaled with the checkpoint's own fitted
 transform (saved in the checkpoint as plain data), scored by the model — its reconstruction error, or its −ELBO for a
 VAE, the score the training run's test figures used — and flagged when its score is above the threshold of the
-training run: the ``1 − contamination`` quantile of the validation records' scores (recomputed here from the
-training data, so it is this checkpoint's own). ``--out`` gets one row per record: its id (the training run's
+training run: the ``1 − contamination`` quantile of the validation records' scores, recomputed here from the
+training data (refused when that data no longer gives the checkpoint's fitted transform: another file's records
+would give another threshold). ``--out`` gets one row per record: its id (the training run's
 ``data.id_column``, else the row number), ``score`` and ``flag`` (1: anomalous). A file whose columns do not match,
 a text value in a numeric column, or a missing value the run did not impute is refused with one line naming it, and
 nothing is written.
@@ -91,16 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
     dm = instantiate(data_cfg)
     val = dm.split_tensors("val")[0]
+    if (
+        dm.transform.state_dict() != saved["transform"]
+    ):  # the threshold comes from the run's own validation records
+        raise DataError(
+            f"{args.ckpt}: refused: the training data ({dm.source}) no longer gives this checkpoint's fitted transform "
+            "(the file changed, or --data-dir points elsewhere), so its validation records would not give the run's "
+            "threshold; score with the training file the run read. Nothing was written"
+        )
     with torch.no_grad():
         threshold = float(torch.quantile(record_scores(model, val, args.batch_size, device).double(),
                                          dm.threshold_percentile / 100))  # fmt: skip
         scores = record_scores(model, x, args.batch_size, device)
     id_column = saved.get("id_column")
-    ids = (
-        frame[id_column].astype(str).tolist()
-        if id_column and id_column in frame.columns
-        else list(map(str, range(len(frame))))
-    )
+    if id_column not in frame.columns:  # the records' row numbers, under their own header
+        id_column = None
+    ids = frame[id_column].astype(str).tolist() if id_column else list(map(str, range(len(frame))))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)

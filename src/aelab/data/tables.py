@@ -84,11 +84,10 @@ class TableTransform:
         missing = np.isnan(x)
         if missing.any():
             if self.impute is None:
-                col = self.columns[int(np.argmax(missing.any(0)))]
-                rows = int(missing.any(1).sum())
+                j = int(np.argmax(missing.any(0)))
                 raise DataError(
-                    f"{self.source}: column {col!r} has missing values ({rows} records with one): fill them, drop those "
-                    "records, or set data.impute=median (mean, zero)"
+                    f"{self.source}: column {self.columns[j]!r} has missing values ({int(missing[:, j].sum())} "
+                    "records): fill them, drop those records, or set data.impute=median (mean, zero)"
                 )
             fill = self.state.get("fill")
             if fill is None:  # fitting: the training column's statistic
@@ -115,16 +114,16 @@ class TableTransform:
         self.state = {"fill": self._fill_values(x).tolist()} if self.impute else {}
         x = self._numeric(frame)
         if self.scaling == "standard":
-            scale = x.std(0)
-            self.state |= {"mean": x.mean(0).tolist(), "scale": np.where(scale > 0, scale, 1.0).tolist()}
+            mean, scale = x.mean(0), x.std(0)
+            self.state |= {"mean": mean.tolist(), "scale": _nonzero(scale, mean).tolist()}
         elif self.scaling == "minmax":
             lo, hi = x.min(0), x.max(0)
-            self.state |= {"min": lo.tolist(), "range": np.where(hi > lo, hi - lo, 1.0).tolist()}
+            self.state |= {"min": lo.tolist(), "range": _nonzero(hi - lo, lo).tolist()}
         else:
             n = max(2, min(1000, len(x)))
             self.state |= {"quantiles": np.quantile(x, np.linspace(0, 1, n), axis=0).T.tolist()}
         if self.categorical:
-            cats = frame[self.categorical].astype(str)
+            cats = self._categories(frame)
             encoder = OneHotEncoder(handle_unknown="ignore").fit(cats)
             self.state["categories"] = [[str(c) for c in column] for column in encoder.categories_]
         return self
@@ -143,13 +142,36 @@ class TableTransform:
 
             q = np.asarray(self.state["quantiles"])  # (F, n)
             ref = np.linspace(0, 1, q.shape[1])
-            u = np.stack([np.interp(x[:, j], q[j], ref) for j in range(x.shape[1])], 1)
+            # a value shared by several quantiles (a discrete or constant column) takes the middle of their levels:
+            # the mean of interpolating up and down (scikit-learn's QuantileTransformer does the same)
+            u = np.stack([0.5 * (np.interp(x[:, j], q[j], ref) - np.interp(-x[:, j], -q[j][::-1], -ref[::-1]))
+                          for j in range(x.shape[1])], 1)  # fmt: skip
             x = ndtri(np.clip(u, 1e-7, 1 - 1e-7))
         parts = [x]
-        for col, cats in zip(self.categorical, self.state.get("categories", []), strict=True):
-            values = frame[col].astype(str).to_numpy()
-            parts.append((values[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float64))
+        if self.categorical:
+            values = self._categories(frame)
+            for col, cats in zip(self.categorical, self.state.get("categories", []), strict=True):
+                seen = values[col].to_numpy()
+                parts.append((seen[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(np.float64))
         return torch.from_numpy(np.concatenate(parts, 1)).float()
+
+    def _categories(self, frame):
+        """The categorical columns as text: a whole number the same whether pandas read it as int or float (``1``,
+        not ``1.0``, when a missing cell made the column float); a missing value refused (or, with ``data.impute``,
+        its own category ``missing``)."""
+        import pandas as pd
+
+        out = {}
+        for col in self.categorical:
+            values = frame[col]
+            if values.isna().any() and self.impute is None:
+                raise DataError(
+                    f"{self.source}: categorical column {col!r} has missing values ({int(values.isna().sum())} "
+                    "records): fill them, drop those records, or set data.impute=median (a missing category "
+                    "then becomes its own value, 'missing')"
+                )
+            out[col] = ["missing" if pd.isna(v) else as_text(v) for v in values.tolist()]
+        return pd.DataFrame(out, index=frame.index)
 
     @property
     def feature_names(self) -> list[str]:
@@ -176,3 +198,18 @@ class TableTransform:
         )
         transform.state = state
         return transform
+
+
+def _nonzero(scale: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """``scale`` with the values that are zero up to rounding (a constant column: its std is ~1e-17, not 0) set to
+    1, so that column scales to 0 rather than to ±1 or 1e15 (scikit-learn's ``_handle_zeros_in_scale``)."""
+    eps = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(level), 1.0)
+    return np.where(scale > eps, scale, 1.0)
+
+
+def as_text(value: Any) -> str:
+    """A cell as the text categories and labels are compared by: a whole number the same whether pandas read its
+    column as int or float (``1``, not ``1.0``), a bool as ``True``/``False``, anything else ``str``."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from aelab.data.base import TensorDataModule, split_count
-from aelab.data.tables import TableTransform, read_table
+from aelab.data.tables import TableTransform, as_text, read_table
 from aelab.errors import ConfigError, DataError
 
 
@@ -38,8 +38,9 @@ class TabularDataModule(TensorDataModule):
         impute: ``null`` (a missing value is refused), ``mean``, ``median`` or ``zero``.
         test_size: the inliers held out for ``test`` (a count or a fraction of the inliers).
         val_size: the inliers of ``val`` (a count or a fraction of the rest).
-        contamination: the expected fraction of anomalies: the detection threshold is the ``1 − contamination``
-            quantile of the validation inliers' scores (``f1_at_val_p<percentile>``).
+        contamination: PyOD's setting of that name: the flag threshold is the ``1 − contamination`` quantile of the
+            validation records' scores (``f1_at_val_p<percentile>``); those are normal records, so it is the share
+            of normal records flagged (the false-positive rate aimed at), set to the expected anomaly share.
         data_dir, batch_size, split_seed, shuffle_seed, resident, num_workers, pin_memory, shape, binary, bounded:
             as for :class:`~aelab.data.base.TensorDataModule` (``bounded`` false: scaled values are unbounded).
 
@@ -70,7 +71,7 @@ class TabularDataModule(TensorDataModule):
         super().__init__(val_size=val_size, test_size=test_size, bounded=bounded, **kwargs)
         self.path = None if path is None else str(path)
         self.label_column = None if label_column is None else str(label_column)
-        self.anomaly_values = [str(v) for v in (anomaly_values or ())]
+        self.anomaly_values = [as_text(v) for v in (anomaly_values or ())]
         self.feature_columns = None if feature_columns is None else [str(c) for c in feature_columns]
         self.categorical_columns = [str(c) for c in categorical_columns or ()]
         self.id_column = None if id_column is None else str(id_column)
@@ -115,6 +116,14 @@ class TabularDataModule(TensorDataModule):
                     raise ConfigError(
                         f"{self.source}: {key} names column {col!r}, which is not in the file; its columns: {names}"
                     )
+        for key, cols in (("data.feature_columns", self.feature_columns or []),
+                          ("data.categorical_columns", self.categorical_columns)):  # fmt: skip
+            for col in cols:
+                if col is not None and col in (self.label_column, self.id_column):
+                    raise ConfigError(
+                        f"{self.source}: {key} lists {col!r}, the label or id column: the model would read the "
+                        f"answer (or a record's name); leave it out of {key}"
+                    )
         skip = {self.label_column, self.id_column, *self.categorical_columns}
         chosen = (
             self.feature_columns if self.feature_columns is not None else [c for c in names if c not in skip]
@@ -139,7 +148,13 @@ class TabularDataModule(TensorDataModule):
         """Per record, whether its label marks an anomaly (all false without a label column)."""
         if self.label_column is None:
             return np.zeros(len(frame), dtype=bool)
-        return frame[self.label_column].astype(str).isin(self.anomaly_values).to_numpy()
+        labels = frame[self.label_column]
+        if labels.isna().any():
+            raise DataError(
+                f"{self.source}: the label column {self.label_column!r} is empty in {int(labels.isna().sum())} "
+                "records: label them, or drop them"
+            )
+        return np.array([as_text(v) in self.anomaly_values for v in labels.tolist()], dtype=bool)
 
     # ------------------------------------------------------------------ splits
     def setup(self, stage: str | None = None) -> None:
@@ -159,9 +174,19 @@ class TabularDataModule(TensorDataModule):
                 f"{self.source}: {len(inliers)} normal records (data.label_column={self.label_column}, "
                 f"data.anomaly_values={self.anomaly_values}): the models train on normal records; check the label values"
             )
+        if self.label_column is not None and not anomalous.any():
+            seen = sorted({as_text(v) for v in frame[self.label_column].tolist()})[:10]
+            raise DataError(
+                f"{self.source}: no record's {self.label_column!r} is one of data.anomaly_values={self.anomaly_values} "
+                f"(its values: {seen}): name the anomalies' value, e.g. 'data.anomaly_values=[{seen[-1]}]'"
+            )
         gen = torch.Generator().manual_seed(self.split_seed)
         perm = inliers[torch.randperm(len(inliers), generator=gen).numpy()]
         n_test = split_count(self.test_size, len(perm), "data.test_size") if self.label_column else 0
+        if self.label_column is not None and n_test == 0:
+            raise ConfigError(
+                f"data.test_size={self.test_size} keeps no normal record for the test: raise it"
+            )
         test_in, rest = perm[:n_test], perm[n_test:]
         n_val = split_count(self.val_size, len(rest), "data.val_size")
         idx = {
@@ -211,6 +236,10 @@ def _downsampled(frame, label: str, anomaly_value, keep: int, seed: int):
     """``frame`` with the records labelled ``anomaly_value`` down-sampled to ``keep``, seeded (the ODDS protocols)."""
     rng = np.random.default_rng(seed)
     anomalies = np.flatnonzero(frame[label].to_numpy() == anomaly_value)
+    if not 0 < keep <= len(anomalies):
+        raise ConfigError(
+            f"data.anomalies={keep} must be between 1 and the {len(anomalies)} {anomaly_value} records"
+        )
     drop = np.setdiff1d(anomalies, rng.choice(anomalies, size=keep, replace=False))
     return frame.drop(index=frame.index[drop]).reset_index(drop=True)
 

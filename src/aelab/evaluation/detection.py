@@ -67,9 +67,23 @@ def baseline_scorers(code_size: int, seed: int = 0) -> dict[str, Callable]:
         return lambda x: ((model.inverse_transform(model.transform(x)) - x) ** 2).mean(1)
 
     def pyod_ae(train):
+        import os
+        import random
+
+        import torch
         from pyod.models.auto_encoder import AutoEncoder
 
-        model = AutoEncoder(random_state=seed, verbose=0, device="cpu").fit(train)
+        # PyOD seeds Python's, NumPy's and torch's global generators (and PYTHONHASHSEED): the sections after it
+        # keep their own draws
+        py, npy, hashseed = random.getstate(), np.random.get_state(), os.environ.get("PYTHONHASHSEED")
+        with torch.random.fork_rng(devices=[]):
+            model = AutoEncoder(random_state=seed, verbose=0, device="cpu").fit(train)
+        random.setstate(py)
+        np.random.set_state(npy)
+        if hashseed is None:
+            os.environ.pop("PYTHONHASHSEED", None)
+        else:
+            os.environ["PYTHONHASHSEED"] = hashseed
         return lambda x: model.decision_function(x)
 
     scorers = {"iforest": iforest, "lof": lof, "ocsvm": ocsvm, "pca": pca}
