@@ -244,7 +244,8 @@ def test_the_anomaly_table_names_the_baselines_the_best_model_misses():
 def test_reproducibility_rows_read_parts_the_generation_best_and_a_codec_family(monkeypatch):
     """One row per reference: a part's metric with its verdict, epochs, time and command; the best Fréchet
     distance with the part that made it; a codec family's per-image BD-rate over its λ parts (epochs and time
-    summed, the command naming each λ); a part not run has no value and no verdict."""
+    summed, the command naming each λ); a run cut short shows its epochs of those planned; a part not run has no
+    value and no verdict."""
     from aelab_tools.results import analysis
     from aelab_tools.results.render import reproducibility_lines
 
@@ -260,7 +261,7 @@ def test_reproducibility_rows_read_parts_the_generation_best_and_a_codec_family(
     ]}  # fmt: skip
     monkeypatch.setattr(analysis, "references", lambda: refs)
     parts = {
-        "mnist/iwae_paper": {"metrics": {"test/likelihood/nll_iwae": 86.5}, "epochs": 200, "t_train": 7200.0,
+        "mnist/iwae_paper": {"metrics": {"test/likelihood/nll_iwae": 86.5}, "epochs": 82, "max_epochs": 200, "t_train": 7200.0,
                              "train_cmd": "python -m aelab.train experiment=iwae_paper"},
         "mnist/rae": {"metrics": {}, "epochs": 20, "t_train": 60.0, "train_cmd": "python -m aelab.train experiment=rae_best",
                       "kept_from": {"date": "2026-12-01"}},
@@ -271,7 +272,8 @@ def test_reproducibility_rows_read_parts_the_generation_best_and_a_codec_family(
                                               "lambdas": {"mnist/context_l0.001": 0.001, "mnist/context_l0.01": 0.01}}}}}  # fmt: skip
     generation = {"best": {"value": 12.5, "model": "rae", "sampler": "gmm"}}
     rows = {r["model"]: r for r in analysis.reproducibility_table(parts, codec, generation)}
-    assert rows["IWAE"]["value"] == 86.5 and rows["IWAE"]["met"] is False and rows["IWAE"]["epochs"] == [200]
+    assert rows["IWAE"]["value"] == 86.5 and rows["IWAE"]["met"] is False and rows["IWAE"]["epochs"] == [82]
+    assert rows["IWAE"]["planned_epochs"] == [200] and rows["context"]["planned_epochs"] == []
     assert rows["VAE"]["value"] is None and rows["VAE"]["met"] is None
     assert rows["best FD"]["part"] == "mnist/rae" and rows["best FD"]["met"] is False
     assert rows["best FD"]["kept_from"] == ["2026-12-01"]
@@ -279,5 +281,8 @@ def test_reproducibility_rows_read_parts_the_generation_best_and_a_codec_family(
     assert c["value"] == -55.0 and c["met"] is True and c["epochs"] == [10, 12] and c["t_train"] == 150.0
     assert c["command"] == "python -m aelab.train model.lmbda=<each of 0.001, 0.01> x=1"
     text = "\n".join(reproducibility_lines(list(rows.values())))
-    assert "| 86.50 nats | ≤ 86.00 | **no** | 200 | 2.0 h |" in text
-    assert "missed at 200 epochs; the paper trained 3,280 passes" in text and "not run in this report" in text
+    assert "| 86.50 nats | ≤ 86.00 | **no** | 82 of 200 planned | 2.0 h |" in text
+    assert (
+        "missed at 82 of 200 planned epochs; the paper trained 3,280 passes" in text
+        and "not run in this report" in text
+    )

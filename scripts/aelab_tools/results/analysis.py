@@ -226,6 +226,9 @@ def reproducibility_table(
             value = (p.get("metrics") or {}).get(ref["metric"])
             runs = {part: p} if p else {}
         epochs = sorted({r.get("epochs") for r in runs.values() if r.get("epochs") is not None})
+        planned = sorted(
+            {r["max_epochs"] for r in runs.values() if r.get("max_epochs") not in (None, r.get("epochs"))}
+        )
         kept = sorted({r["kept_from"].get("date") for r in runs.values() if r.get("kept_from")})
         rows.append({
             **{k: ref.get(k) for k in ("model", "paper", "paper_value", "unit", "fmt", "op", "target", "paper_budget")},
@@ -233,6 +236,7 @@ def reproducibility_table(
             "value": value,
             "met": None if value is None else verdict(value, ref["op"], ref["target"]),
             "epochs": epochs,
+            "planned_epochs": planned,
             "t_train": sum(r.get("t_train") or 0.0 for r in runs.values()) if runs else None,
             "command": _lambda_command(runs) if ref.get("source") == "codec" else next(
                 (r.get("train_cmd") for r in runs.values() if r.get("train_cmd")), None),

@@ -121,6 +121,10 @@ def reproducibility_lines(rows: list[dict[str, Any]]) -> list[str]:
         fmt = r.get("fmt") or ".4g"
         ok = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         epochs = ", ".join(str(e) for e in r["epochs"]) or "—"
+        if r.get(
+            "planned_epochs"
+        ):  # cut short (early stopping, or continued with a smaller trainer.max_epochs)
+            epochs += f" of {', '.join(str(e) for e in r['planned_epochs'])} planned"
         note = []
         if r["value"] is None:
             note.append("its run has no such figure" if r["epochs"] else "not run in this report")
@@ -214,6 +218,8 @@ def render(results: dict[str, Any]) -> str:
         if "t_train" not in p:
             continue
         best = "" if p.get("best_epoch") is None else f" ({p['best_epoch']})"
+        if p.get("max_epochs") not in (None, p.get("epochs")):
+            best += f" of {p['max_epochs']} planned"
         resumed = " (finishing attempt of a resumed run)" if p.get("resumed") else ""
         if p.get("kept_from"):
             resumed += f" (from the report of {p['kept_from'].get('date')})"

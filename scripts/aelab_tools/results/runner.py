@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from aelab import CONF_DIR
-from aelab.checkpoint import load_run_config
+from aelab.checkpoint import load_run_config, read_checkpoint
 from aelab.rundir import RunDir
 from aelab.utils.config import repo_root
 
@@ -115,11 +115,13 @@ class Runner:
             else:
                 self._record(**{name: self.run(cmd, self.root / name / "train.log")})
         best = self.best_checkpoint(name)
+        last = RunDir(train_dir).last_ckpt
         return {
             "train_cmd": shown(cmd).replace(str(self.root), "<results dir>"),
             "t_train": self.timings[name],
             "resumed": bool(self.timings.get(f"{name}:resumed")),
-            "epochs": trained_epochs(best),
+            "epochs": trained_epochs(last if last.is_file() else best),
+            "max_epochs": planned_epochs(best),
             "init": model_init(best),
             "best_epoch": best_epoch(best),
             "ckpt": str(best),
@@ -186,8 +188,14 @@ class Runner:
 
 
 def trained_epochs(ckpt: Path) -> int:
-    """``trainer.max_epochs`` of the run that wrote ``ckpt``, from the config stored in the checkpoint."""
+    """The epochs a run had trained when it wrote ``ckpt`` (its ``last.ckpt``: the whole run): Lightning's
+    ``epoch`` index stored in the checkpoint, plus one. Fewer than :func:`planned_epochs` when early stopping ended
+    the run or it was continued with a smaller ``trainer.max_epochs`` (a run cut short)."""
+    return int(read_checkpoint(ckpt)["epoch"]) + 1
 
+
+def planned_epochs(ckpt: Path) -> int:
+    """``trainer.max_epochs`` of the run that wrote ``ckpt``, from the config stored in the checkpoint."""
     return int(load_run_config(ckpt).trainer.max_epochs)
 
 
