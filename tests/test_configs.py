@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -140,9 +142,11 @@ def test_data_dir_follows_environment(monkeypatch, make_cfg):
 
 
 def test_every_config_field_is_commented():
-    """Every `key: value` line of every config carries a comment (on it, or on the block it opens)."""
+    """Every `key: value` line of every config (and of the report's parts, headlines and references files)
+    carries a comment (on it, or on the block it opens)."""
+    report = Path(__file__).resolve().parents[1] / "scripts" / "aelab_tools" / "results"
     missing = []
-    for path in CONF_DIR.rglob("*.yaml"):
+    for path in [*CONF_DIR.rglob("*.yaml"), *report.glob("*.yaml")]:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             s = line.strip()
             if not s or s.startswith(("#", "-")) or s in ("{}",) or s.startswith("_"):
@@ -151,7 +155,7 @@ def test_every_config_field_is_commented():
             if value.strip() == "" or value.strip().startswith("#"):
                 continue  # opens a block, or has its comment
             if "#" not in value:
-                missing.append(f"{path.relative_to(CONF_DIR)}:{n}: {s}")
+                missing.append(f"{path}:{n}: {s}")
     assert not missing, "uncommented config fields:\n" + "\n".join(missing)
 
 

@@ -215,7 +215,7 @@ def one_class_bars(
 
     Args:
         aurocs: ``{digit: AUROC in [0, 1]}``.
-        reference: Deep SVDD's AUROC (%) per digit 0–9 (``conf/results/references.yaml: one_class.deep_svdd``,
+        reference: Deep SVDD's AUROC (%) per digit 0–9 (``scripts/aelab_tools/results/references.yaml: one_class.deep_svdd``,
             Ruff et al. 2018, Table 1); ``None``: no reference bars.
     """
     digits = sorted(aurocs)

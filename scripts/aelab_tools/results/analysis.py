@@ -205,7 +205,7 @@ def _lambda_command(members: dict[str, dict]) -> str | None:
 def reproducibility_table(
     parts: dict[str, dict], codec: dict[str, Any], generation: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The reproducibility table (``conf/results/references.yaml: reproducibility``): per row the measured value
+    """The reproducibility table (``scripts/aelab_tools/results/references.yaml: reproducibility``): per row the measured value
     beside the paper's, the target's verdict, and the run behind it (epochs, training wall time, command, and the
     report it was kept from). A row whose part was not run has ``value: None``."""
     rows = []

@@ -1,4 +1,4 @@
-"""``make results``: train and evaluate the parts of ``conf/results/parts.yaml`` (those of ``--data``), write
+"""``make results``: train and evaluate the parts of ``scripts/aelab_tools/results/parts.yaml`` (those of ``--data``), write
 ``results.json``, draw the figures and render ``docs/RESULTS.md`` from that JSON.
 
 Each part trains ``python -m aelab.train <its overrides>`` into ``<dir>/<part>/train`` and evaluates the best
@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--parts", nargs="*", default=None, help="only these parts (instead of --data)")
     p.add_argument(
-        "--parts-file", default=str(PARTS_FILE), help="the parts to run (default: conf/results/parts.yaml)"
+        "--parts-file",
+        default=str(PARTS_FILE),
+        help="the parts to run (default: scripts/aelab_tools/results/parts.yaml)",
     )
     p.add_argument("--eval-extra", nargs="*", default=[], help="more overrides for every evaluation")
     p.add_argument(

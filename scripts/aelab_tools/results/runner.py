@@ -13,20 +13,20 @@ from typing import Any
 
 import yaml
 
-from aelab import CONF_DIR
 from aelab.checkpoint import load_run_config, read_checkpoint
 from aelab.rundir import RunDir
 from aelab.utils.config import repo_root
 
 REPO = Path(repo_root())  # the checkout (editable install) or the working directory
-PARTS_FILE = CONF_DIR / "results" / "parts.yaml"
-HEADLINES_FILE = CONF_DIR / "results" / "headlines.yaml"
-REFERENCES_FILE = CONF_DIR / "results" / "references.yaml"
+HERE = Path(__file__).resolve().parent  # the report's own files sit beside its code, outside the aelab wheel
+PARTS_FILE = HERE / "parts.yaml"
+HEADLINES_FILE = HERE / "headlines.yaml"
+REFERENCES_FILE = HERE / "references.yaml"
 SCHEMA = 2
 
 
 def references(path: Path = REFERENCES_FILE) -> dict[str, Any]:
-    """Published numbers and targets (``conf/results/references.yaml``)."""
+    """Published numbers and targets (``scripts/aelab_tools/results/references.yaml``)."""
     return yaml.safe_load(Path(path).read_text())
 
 
@@ -37,7 +37,7 @@ def load_parts(path: Path = PARTS_FILE) -> dict[str, Any]:
 
 
 def load_headlines(path: Path = HEADLINES_FILE) -> dict[str, list[dict[str, Any]]]:
-    """``{part: [{label, metric, over?, anchor, values?, vs?, target?}]}`` from ``conf/results/headlines.yaml``."""
+    """``{part: [{label, metric, over?, anchor, values?, vs?, target?}]}`` from ``scripts/aelab_tools/results/headlines.yaml``."""
     return yaml.safe_load(Path(path).read_text())
 
 
