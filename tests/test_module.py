@@ -111,6 +111,20 @@ def test_unbounded_outputs_get_no_psnr():
     assert "test/mse" in logged and "test/psnr" not in logged
 
 
+def test_the_pca_starts_clamped_pixels_get_psnr():
+    """A model built with init=pca outputs pixels clamped to [0, 1] (output ``clamp``): its PSNR is logged like a
+    sigmoid model's, and listed among its metric names (the photo patches' report rows read it)."""
+    net = Autoencoder(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4), loss="mse", init="pca").eval()
+    assert net(batch(2)[0]).output == "clamp"
+    module = AutoencoderModule(net)
+    x = batch(6)[0]
+    logged = _run_eval(module, [x])
+    with torch.no_grad():
+        mse_i = (net(x).x_hat - x).pow(2).flatten(1).mean(1)
+    assert logged["test/psnr"] == pytest.approx((-10 * torch.log10(mse_i)).mean().item(), rel=1e-5)
+    assert "psnr" in module.metric_names((1, 28, 28))
+
+
 def test_a_nan_loss_ends_with_a_one_line_refusal():
     """A NaN validation loss, and a NaN training loss seen by the divergence guard, raise DivergenceError: an aelab
     refusal (one line on the command line) naming the step and the fixes."""

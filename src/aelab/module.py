@@ -22,6 +22,7 @@ from aelab.models.capabilities import Compressor
 from aelab.models.outputs import ModelOutput
 
 EVAL_STAGES = ("val", "test")
+PIXEL_OUTPUTS = ("sigmoid", "clamp")  # output activations whose values are pixels in [0, 1]: PSNR applies
 
 
 def psnr_metric(dims: int = 3) -> PeakSignalNoiseRatio:
@@ -84,7 +85,7 @@ class AutoencoderModule(pl.LightningModule):
             was = self.net.training
             out = self.net.eval()(torch.rand(2, *shape), generator=torch.Generator().manual_seed(0))
             self.net.train(was)
-            names |= set(out.terms) | set(out.stats) | ({"psnr"} if out.output == "sigmoid" else set())
+            names |= set(out.terms) | set(out.stats) | ({"psnr"} if out.output in PIXEL_OUTPUTS else set())
         return sorted(names)
 
     def forward(self, x: Tensor, **kwargs) -> ModelOutput:
@@ -157,7 +158,7 @@ class AutoencoderModule(pl.LightningModule):
             m[name].update(value)
         x_hat = out.x_hat.contiguous()  # channels-last conv outputs: torchmetrics flattens by view
         m["mse"].update(x_hat, x)
-        if out.output == "sigmoid":
+        if out.output in PIXEL_OUTPUTS:
             self._metric(stage, "psnr", x.ndim - 1).update(x_hat, x)
 
     def _metric(self, stage: str, name: str, dims: int = 3) -> Metric:
