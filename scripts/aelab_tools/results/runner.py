@@ -189,9 +189,12 @@ class Runner:
 
 def trained_epochs(ckpt: Path) -> int:
     """The epochs a run had trained when it wrote ``ckpt`` (its ``last.ckpt``: the whole run): Lightning's
-    ``epoch`` index stored in the checkpoint, plus one. Fewer than :func:`planned_epochs` when early stopping ended
-    the run or it was continued with a smaller ``trainer.max_epochs`` (a run cut short)."""
-    return int(read_checkpoint(ckpt)["epoch"]) + 1
+    count of processed epochs in the fit loop's state stored in the checkpoint (its ``epoch`` index plus one is one
+    too many for a ``last.ckpt`` written when the fit ends). Fewer than :func:`planned_epochs` when early stopping
+    ended the run or it was continued with a smaller ``trainer.max_epochs`` (a run cut short)."""
+    state = read_checkpoint(ckpt)
+    progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return int(progress["processed"]) if "processed" in progress else int(state["epoch"]) + 1
 
 
 def planned_epochs(ckpt: Path) -> int:
