@@ -108,6 +108,13 @@ def anomaly_table(parts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _speed(per_s: float | None) -> str:
+    """Images/s: whole numbers from 10 up, two significant digits below (a whole photo takes seconds)."""
+    if per_s is None:
+        return "—"
+    return f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.2g}"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -292,7 +299,7 @@ def render(results: dict[str, Any]) -> str:
                 stream = m.get(key + "stream_" + c["rate"])
                 lines.append(f"| {lam:g} | {_num(f['epochs'].get(n), '.0f')} | {m[key + c['rate']]:.4g} | "
                              f"{_num(stream, '.4g')} | {m[key + 'psnr']:.2f} | "
-                             f"{f['speed'][n]['encode']:.0f} | {f['speed'][n]['decode']:.0f} |")  # fmt: skip
+                             f"{_speed(f['speed'][n]['encode'])} | {_speed(f['speed'][n]['decode'])} |")  # fmt: skip
             overlaps = f.get("overlap") or {}
             lines += [
                 "",
