@@ -92,6 +92,7 @@ def test_eval_without_checkpoint_names_the_fix(tmp_path, monkeypatch, fake_data_
         load_run_config(tmp_path / "nope.ckpt")
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_console_script(tmp_path, fake_data_dir):
     import sys
 

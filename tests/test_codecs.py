@@ -209,6 +209,7 @@ def test_fixed_point_parameters_are_the_hand_integers_and_do_not_depend_on_the_b
         fixed_point_forward(net, z * 2.0**40, 0)
 
 
+@pytest.mark.slow
 def test_fixed_point_parameters_are_identical_with_one_and_two_threads():
     code = (
         "import sys, hashlib, torch; sys.path.insert(0, 'tests'); torch.set_num_threads(int(sys.argv[1]));"
@@ -348,6 +349,7 @@ def test_a_per_image_header_is_at_most_8_bytes():
         container.encode_each(model, [torch.zeros(1, 4100, 8, dtype=torch.uint8)], fp)
 
 
+@pytest.mark.slow
 def test_files_written_with_one_and_two_threads_are_byte_identical_and_decode_alike(tmp_path):
     code = (
         "import sys, hashlib, torch; sys.path.insert(0, 'tests'); torch.set_num_threads(int(sys.argv[1]));"
@@ -564,6 +566,7 @@ def test_a_stream_file_through_the_command_lines(hyperprior_ckpt, tmp_path, caps
     assert len(list((tmp_path / "png").glob("*.png"))) == 3
 
 
+@pytest.mark.slow
 def test_the_default_eval_of_a_codec_runs_the_codec_sections_only(hyperprior_ckpt, tmp_path, fake_data_dir):
     from aelab.eval import evaluate
     from conftest import compose_cfg

@@ -350,6 +350,7 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     assert net3.logits(torch.rand(2, 3, 8, 8)).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_suite_writes_a_frechet_distance_per_sampler(tmp_path, trained, fake_data_dir):
     """Each sampler that applies gives its distance and its grid; the trained models' samples are closer to the
     test images than noise is (a baseline computed here), and ``fid`` is the model's default sampler's."""

@@ -338,6 +338,7 @@ def test_broken_idx_files_are_named(tmp_path, damage):
     assert "train-" in str(err.value)
 
 
+@pytest.mark.slow
 def test_signal_interrupt_prints_the_resume_command(tmp_path, fake_data_dir):
     run_dir = tmp_path / "run"
     args = cli_args(run_dir, "trainer.max_epochs=5", "+callbacks.sig._target_=helpers.SignalAtEpoch")

@@ -211,6 +211,7 @@ def test_mnist_split_and_numbers_unchanged_by_the_contract(fake_data_dir):
     assert dm.image_shape == (1, 28, 28) and dm.class_names == [str(d) for d in range(10)]
 
 
+@pytest.mark.slow
 def test_rgb_folder_end_to_end_through_the_tools(tmp_path, fake_data_dir, monkeypatch):
     """The issue's run: a conv AE on a folder of RGB PNGs of mixed sizes, evaluated with every section that applies
     (raw bytes 3072; an image folder as the OOD set), compressed and decompressed, resumed, swept with -m."""

@@ -65,6 +65,7 @@ def test_a_sampler_from_a_users_package_by_target():
         S.make_sampler({"_target_": "collections.OrderedDict"})
 
 
+@pytest.mark.slow
 def test_autoregressive_sampler_learns_what_the_categorical_cannot():
     """Training grids whose second position copies the first (4 codes, uniform): the categorical sampler draws
     them independently (agreement ≈ 1/4, computed here from its draws), the PixelCNN prior reproduces the copy."""

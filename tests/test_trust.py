@@ -80,6 +80,7 @@ def test_the_example_trains_with_trust_and_logs_its_own_terms(example_run):
     assert "val/code_norm" in ea.Tags()["scalars"]  # the callback ran
 
 
+@pytest.mark.slow
 def test_the_example_is_refused_without_trust(example_site, tmp_path, fake_data_dir):
     run_dir = tmp_path / "run"
     proc = subprocess.run([*TRAIN, f"hydra.run.dir={run_dir}"], cwd=REPO, capture_output=True, text=True, timeout=300,
