@@ -492,3 +492,21 @@ def test_the_default_ood_set_is_dropped_where_it_does_not_fit_the_data(make_cfg,
     data_cfg = make_cfg([f"data={model_data}"], small=False).data
     out = default_ood_for(cfg, data_cfg)
     assert (out.suite.sections.anomaly.ood_data is not None) is kept
+
+
+def test_the_denoising_sections_noisy_psnr_follows_each_sigma():
+    """The denoising section adds N(0, σ²) noise per σ, unclipped: the noisy input's PSNR is −10·log10(σ²) dB
+    (pixels in [0, 1]; per image, up to the noise's sampling error). (Mutation: one σ used for all fails here.)"""
+    from types import SimpleNamespace
+
+    from aelab.evaluation.sections.reconstruction import denoising
+
+    g = torch.Generator().manual_seed(0)
+    train_u8 = torch.randint(0, 256, (40, 1, 16, 16), dtype=torch.uint8, generator=g)
+    x_test = torch.full((8, 1, 16, 16), 0.5)
+    ctx = SimpleNamespace(x_test=x_test, image_shape=(1, 16, 16), train_u8=train_u8,
+                          model=SimpleNamespace(reconstruct=lambda x: x.clamp(0, 1)), map=lambda fn, x: fn(x))  # fmt: skip
+    out = denoising(ctx, sigmas=(0.05, 0.2, 0.6), pca_components=(4,))
+    for sigma in (0.05, 0.2, 0.6):
+        want = -10 * math.log10(sigma**2)
+        assert out[f"test/denoise/sigma{sigma}_noisy_psnr"] == pytest.approx(want, abs=0.5)
