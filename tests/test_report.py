@@ -290,16 +290,16 @@ def test_reproducibility_rows_read_parts_the_generation_best_and_a_codec_family(
 
 def test_a_parts_epochs_are_those_it_trained_and_those_planned(tmp_path, fake_data_dir):
     """``trained_epochs`` reads the epochs a run processed from its ``last.ckpt`` (2 for a 2-epoch run; Lightning's
-    ``epoch`` index plus one would say 3 there), ``planned_epochs`` its ``trainer.max_epochs``; a run continued
+    ``epoch`` index plus one would say 3 there), ``run_plan`` its ``trainer.max_epochs``; a run continued
     with a smaller ``trainer.max_epochs`` than it was planned with keeps its plan beside what it trained."""
     from aelab.train import train
-    from aelab_tools.results.runner import planned_epochs, trained_epochs
+    from aelab_tools.results.runner import run_plan, trained_epochs
     from conftest import SMALL, compose_cfg
 
     run_dir = tmp_path / "run"
     train(compose_cfg("train", [*SMALL, "model=ae", "model.latent_dim=4", "+trainer.limit_train_batches=2"],
                       run_dir, fake_data_dir))  # fmt: skip
     last = run_dir / "checkpoints" / "last.ckpt"
-    assert (trained_epochs(last), planned_epochs(last)) == (2, 2)
+    assert (trained_epochs(last), run_plan(last)["max_epochs"]) == (2, 2)
     best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
-    assert planned_epochs(best) == 2
+    assert run_plan(best)["max_epochs"] == 2

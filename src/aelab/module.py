@@ -224,19 +224,17 @@ class AutoencoderModule(pl.LightningModule):
         )
         optimizer = self.optimizer_factory(params=groups)
         scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+        # a model's group at a fraction of the learning rate (the PCA start)
         for group, scale in zip(optimizer.param_groups, scales, strict=True):
-            group["lr"] = (
-                group["lr"] * scale
-            )  # a model's group at a fraction of the learning rate (the PCA start)
+            group["lr"] = group["lr"] * scale
         if self.scheduler_factory is None:
             return optimizer
         kwargs = {}
         keywords = getattr(self.scheduler_factory, "keywords", {})
         if "total_steps" in keywords and keywords["total_steps"] is None:  # one-cycle: the run's length
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        if "max_lr" in keywords and any(
-            scale != 1.0 for scale in scales
-        ):  # one-cycle sets every group's rate
+        # one-cycle sets every group's rate: each gets its scaled share of max_lr
+        if "max_lr" in keywords and any(scale != 1.0 for scale in scales):
             kwargs["max_lr"] = [float(keywords["max_lr"]) * scale for scale in scales]
 
         scheduler = self.scheduler_factory(optimizer=optimizer, **kwargs)

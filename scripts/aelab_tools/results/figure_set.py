@@ -52,11 +52,10 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
     if "photo_patches" in codecs:
         c = codecs["photo_patches"]
         curves = {
-            f"aelab {c.get('model') or 'learned'} codec": c["codec"],
+            f"aelab {c['model']} codec": c["codec"],
             **{CLASSICAL_NAMES[k]: v for k, v in c["baselines"].items()},
         }
-        family = (c.get("models") or {}).get(c.get("model")) or {}
-        names = list(family.get("lambdas") or [n for n in parts if n.startswith("photo_patches/codec")])
+        names = list(c["lambdas"])  # the parts of the family drawn (codec_study's best)
         plots.codec_curves(curves, out_dir / "codec_photos.png", "The learned codec on the held-out photographs, whole",
                          caption(names))  # fmt: skip
         made["codec_photos.png"] = caption(names)

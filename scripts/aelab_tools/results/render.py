@@ -135,9 +135,8 @@ def reproducibility_lines(rows: list[dict[str, Any]]) -> list[str]:
         fmt = r.get("fmt") or ".4g"
         ok = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
         epochs = ", ".join(str(e) for e in r["epochs"]) or "—"
-        if r.get(
-            "planned_epochs"
-        ):  # cut short (early stopping, or continued with a smaller trainer.max_epochs)
+        # cut short (early stopping, or continued with a smaller trainer.max_epochs)
+        if r.get("planned_epochs"):
             epochs += f" of {', '.join(str(e) for e in r['planned_epochs'])} planned"
         note = []
         if r["value"] is None:

@@ -121,8 +121,7 @@ class Runner:
             "t_train": self.timings[name],
             "resumed": bool(self.timings.get(f"{name}:resumed")),
             "epochs": trained_epochs(last if last.is_file() else best),
-            "max_epochs": planned_epochs(best),
-            "init": model_init(best),
+            **run_plan(best),
             "best_epoch": best_epoch(best),
             "ckpt": str(best),
             "train_dir": str(train_dir),
@@ -190,22 +189,20 @@ class Runner:
 def trained_epochs(ckpt: Path) -> int:
     """The epochs a run had trained when it wrote ``ckpt`` (its ``last.ckpt``: the whole run): Lightning's
     count of processed epochs in the fit loop's state stored in the checkpoint (its ``epoch`` index plus one is one
-    too many for a ``last.ckpt`` written when the fit ends). Fewer than :func:`planned_epochs` when early stopping
+    too many for a ``last.ckpt`` written when the fit ends). Fewer than :func:`run_plan`'s ``max_epochs`` when early stopping
     ended the run or it was continued with a smaller ``trainer.max_epochs`` (a run cut short)."""
     state = read_checkpoint(ckpt)
     progress = state.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     return int(progress["processed"]) if "processed" in progress else int(state["epoch"]) + 1
 
 
-def planned_epochs(ckpt: Path) -> int:
-    """``trainer.max_epochs`` of the run that wrote ``ckpt``, from the config stored in the checkpoint."""
-    return int(load_run_config(ckpt).trainer.max_epochs)
-
-
-def model_init(ckpt: Path) -> str | None:
-    """``model.init`` of the run that wrote ``ckpt`` (``pca``: the PCA start; ``None`` for a model without one)."""
-    init = load_run_config(ckpt).model.get("init")
-    return None if init is None else str(init)
+def run_plan(ckpt: Path) -> dict[str, Any]:
+    """What the run that wrote ``ckpt`` was set to do, from the config stored in the checkpoint (read once):
+    ``max_epochs`` (its ``trainer.max_epochs``, the epochs planned) and ``init`` (its ``model.init``: ``pca`` for
+    the PCA start, ``None`` for a model without one)."""
+    cfg = load_run_config(ckpt)
+    init = cfg.model.get("init")
+    return {"max_epochs": int(cfg.trainer.max_epochs), "init": None if init is None else str(init)}
 
 
 def best_epoch(ckpt: Path) -> int | None:

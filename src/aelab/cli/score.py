@@ -92,9 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
     dm = instantiate(data_cfg)
     val = dm.split_tensors("val")[0]
-    if (
-        dm.transform.state_dict() != saved["transform"]
-    ):  # the threshold comes from the run's own validation records
+    # the threshold comes from the run's own validation records
+    if dm.transform.state_dict() != saved["transform"]:
         raise DataError(
             f"{args.ckpt}: refused: the training data ({dm.source}) no longer gives this checkpoint's fitted transform "
             "(the file changed, or --data-dir points elsewhere), so its validation records would not give the run's "

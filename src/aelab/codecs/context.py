@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aelab.codecs.integer import fixed_point_forward
-from aelab.codecs.models import MeanScaleHyperprior, _decoder, _new_encoder, _string
+from aelab.codecs.models import MeanScaleHyperprior, _new_encoder, _string
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -147,12 +146,8 @@ class CheckerboardContextHyperprior(MeanScaleHyperprior):
 
     @torch.no_grad()
     def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict:
-        gc, eb = self.gaussian_conditional, self.entropy_bottleneck
-        grid = self.latent_grid(shape)
-        hz, wz = self.hyper_grid(grid)
-        decoders = [_decoder(s) for s in strings]
-        z = torch.from_numpy(np.stack([eb.decompress_from(d, hz * wz) for d in decoders]))
-        z = z.view(len(strings), -1, hz, wz).double()
+        gc = self.gaussian_conditional
+        decoders, z, grid = self._read_side_information(strings, shape)
         m = self.g_a.out_dim
 
         def read(means: Tensor, scales: Tensor, part: Tensor) -> Tensor:

@@ -294,14 +294,20 @@ class ScaleHyperprior(CompressionModel):
         x_hat = self.synthesize(self._from_symbols(q, means_int).float().to(x.device), size)
         return {"strings": strings, "shape": size, "x_hat": x_hat}
 
-    @torch.no_grad()
-    def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict:
-        gc, eb = self.gaussian_conditional, self.entropy_bottleneck
+    def _read_side_information(self, strings: Sequence[bytes], shape: tuple[int, int]):
+        """Open one range decoder per string and read its side information ẑ, which comes first in every
+        string: ``(decoders, ẑ (B, C_z, h_z, w_z) float64, y's grid (h, w))``; the decoders go on to y."""
         grid = self.latent_grid(shape)
         hz, wz = self.hyper_grid(grid)
         decoders = [_decoder(s) for s in strings]
-        z = torch.from_numpy(np.stack([eb.decompress_from(d, hz * wz) for d in decoders]))
-        means_int, scales_int = self.exact_params(z.view(len(strings), -1, hz, wz).double(), grid)
+        z = np.stack([self.entropy_bottleneck.decompress_from(d, hz * wz) for d in decoders])
+        return decoders, torch.from_numpy(z).view(len(strings), -1, hz, wz).double(), grid
+
+    @torch.no_grad()
+    def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict:
+        gc = self.gaussian_conditional
+        decoders, z, grid = self._read_side_information(strings, shape)
+        means_int, scales_int = self.exact_params(z, grid)
         indexes = gc.indexes(scales_int)
         q = np.stack([gc.decompress_from(d, indexes[i].reshape(-1).numpy()) for i, d in enumerate(decoders)])
         y_hat = self._from_symbols(torch.from_numpy(q).view_as(scales_int), means_int)

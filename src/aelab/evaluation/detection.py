@@ -68,18 +68,15 @@ def baseline_scorers(code_size: int, seed: int = 0) -> dict[str, Callable]:
 
     def pyod_ae(train):
         import os
-        import random
 
-        import torch
         from pyod.models.auto_encoder import AutoEncoder
+        from pytorch_lightning.utilities.seed import isolate_rng
 
         # PyOD seeds Python's, NumPy's and torch's global generators (and PYTHONHASHSEED): the sections after it
         # keep their own draws
-        py, npy, hashseed = random.getstate(), np.random.get_state(), os.environ.get("PYTHONHASHSEED")
-        with torch.random.fork_rng(devices=[]):
+        hashseed = os.environ.get("PYTHONHASHSEED")
+        with isolate_rng(include_cuda=False):
             model = AutoEncoder(random_state=seed, verbose=0, device="cpu").fit(train)
-        random.setstate(py)
-        np.random.set_state(npy)
         if hashseed is None:
             os.environ.pop("PYTHONHASHSEED", None)
         else:
