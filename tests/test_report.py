@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from aelab_tools.ratedistortion import bd_rate, rate_at
 from aelab_tools.results import codec_study, headline_rows, verdict
@@ -301,5 +302,11 @@ def test_a_parts_epochs_are_those_it_trained_and_those_planned(tmp_path, fake_da
                       run_dir, fake_data_dir))  # fmt: skip
     last = run_dir / "checkpoints" / "last.ckpt"
     assert (trained_epochs(last), run_plan(last)["max_epochs"]) == (2, 2)
+    # a last.ckpt written again when the fit ends (its last validation did not improve) holds epoch = the count
+    state = torch.load(last, weights_only=True)
+    state["epoch"] = 2
+    at_end = tmp_path / "at_end.ckpt"
+    torch.save(state, at_end)
+    assert trained_epochs(at_end) == 2
     best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
     assert run_plan(best)["max_epochs"] == 2
