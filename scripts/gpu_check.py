@@ -2,7 +2,7 @@
 """``make gpu-check``: the GPU figures of the report in one prepared command (at most 8 minutes on one GPU).
 
 1. The speed benchmark's GPU rows (``aelab_tools.benchmark``): MLP AE, ConvAE and VAE at batch 256,
-   plain / plain-same-precision / aelab / aelab-dataloader and torch.compile on and off, interleaved rounds.
+   plain / plain-same-precision / lightning / aelab / aelab-dataloader and torch.compile on and off, interleaved rounds.
 2. A conv VAE (``experiment=conv_vae_best``) trained a fixed number of epochs, then its test NLL by the IWAE bound
    at k = 5000 on the first 1000 test images (the likelihood section, bf16 decoder).
 3. A one-GPU FSDP run (``trainer=fsdp trainer.devices=1``, one epoch): the strategy this CPU cannot run.

@@ -150,13 +150,38 @@ def test_headlines_and_parts_are_consistent():
                 assert e["target"]["value"] != "vs" or e["vs"]["part"] in parts
 
 
+def test_the_benchmarks_lightning_variant_is_the_least_module_on_aelabs_trainer(make_cfg, tmp_path):
+    """``lightning`` splits what the framework costs: the same Trainer settings, logger and data as ``aelab``; its
+    module only returns the model's loss (equal to aelab's training loss for the same weights and batch), and none of
+    aelab's callbacks runs."""
+    import torch
+
+    from aelab.callbacks import DivergenceGuard, RNGState
+    from aelab_tools.benchmark import AelabLoop
+
+    cfg = make_cfg(["model=vae"])
+    aelab, bare = AelabLoop(cfg, str(tmp_path / "a")), AelabLoop(cfg, str(tmp_path / "b"), bare=True)
+    kinds = lambda loop: {type(c) for c in loop.trainer.callbacks}  # noqa: E731
+    assert {DivergenceGuard, RNGState} <= kinds(aelab) and not {DivergenceGuard, RNGState} & kinds(bare)
+    assert type(bare.trainer.logger) is type(aelab.trainer.logger)
+    assert bare.trainer.precision == aelab.trainer.precision
+    assert type(bare.dm) is type(aelab.dm)
+    bare.model.net.load_state_dict(aelab.model.net.state_dict())
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(0)
+    expected = aelab.model.net(x).loss
+    torch.manual_seed(0)
+    assert torch.equal(bare.model.training_step((x, None), 0), expected)
+
+
 @pytest.mark.slow
 def test_gpu_check_rehearses_on_the_cpu(tmp_path, fake_data_dir):
     """make gpu-check ARGS="--device cpu --smoke": the GPU command end to end, tiny, on this CPU."""
     run_subprocess([sys.executable, "scripts/gpu_check.py", "--device", "cpu", "--smoke", "--out-dir", str(tmp_path)],
                    fake_data_dir, timeout=300)  # fmt: skip
     result = json.loads((tmp_path / "bench_gpu.json").read_text())
-    assert set(result["models"]["ae"]["variants"]) >= {"plain", "aelab", "aelab-compile"}
+    assert set(result["models"]["ae"]["variants"]) >= {"plain", "lightning", "aelab", "aelab-compile"}
+    assert {"lightning / plain-same-precision", "aelab / lightning"} <= set(result["models"]["ae"]["ratios"])
     assert result["gpu_check"]["k"] == 10 and result["gpu_check"]["nll_iwae"] > 0
     assert "Speed:" in (tmp_path / "BENCHMARKS.md").read_text()
 

@@ -43,9 +43,11 @@ def render(docs: list[dict]) -> str:
         "Rendered by `python scripts/benchmark.py --render docs/bench_cpu.json --out docs/BENCHMARKS.md` from the JSON files "
         "below, each written by the run that measured it (its command, device and date stand beside its table). "
         "`plain` is the fp32 loop users would write (aelab's parts and loss, resident data); `plain-same-precision` that "
-        "loop at aelab's settings for the device; `aelab` the default Trainer path; `aelab-dataloader` the same on a torch "
+        "loop at aelab's settings for the device; `lightning` the least LightningModule (its `training_step` returns the "
+        "loss) on the same Trainer, logger and data; `aelab` the default Trainer path; `aelab-dataloader` the same on a torch "
         "DataLoader. `plain / aelab` is aelab's speed-up over the plain fp32 loop, `aelab / plain-same-precision` what the "
-        f"framework costs at equal settings. A ratio whose per-round values spread by more than {100 * NOISY_SPREAD:.0f}% is marked noisy.",
+        "framework costs at equal settings, split into `lightning / plain-same-precision` (Lightning's own loop) and "
+        f"`aelab / lightning` (aelab's module and callbacks). A ratio whose per-round values spread by more than {100 * NOISY_SPREAD:.0f}% is marked noisy.",
         "",
     ]
     for d in docs:

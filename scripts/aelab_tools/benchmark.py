@@ -9,6 +9,9 @@ Speed (``--study speed``, the default) times, for each model at one batch size:
 ``plain-same-precision``: the same loop at aelab's chosen settings for this device (bf16 autocast where
     ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights where the ``channels_last``
     callback is on and the model has convolutions).
+``lightning``: the least a LightningModule does — ``training_step`` returns the model's loss (no metrics, no
+    logging, none of aelab's callbacks) — under the same Trainer settings, logger and data as ``aelab``: what
+    Lightning's own loop costs, apart from aelab's module.
 ``aelab``: aelab's default path: LightningModule + Trainer on the resident data, default precision and memory
     format, the default logger (TensorBoard) and logging interval.
 ``aelab-dataloader``: the same on ``data.resident=false`` (a torch DataLoader).
@@ -58,7 +61,7 @@ from aelab_tools.bench_report import NOISY_SPREAD, load_docs, render
 from aelab_tools.eval_timing import eval_study, merge_eval_studies
 
 REPO = CONF_DIR.parent  # the checkout holding conf/
-VARIANTS = ("plain", "plain-same-precision", "aelab", "aelab-dataloader")
+VARIANTS = ("plain", "plain-same-precision", "lightning", "aelab", "aelab-dataloader")
 
 
 def compose_cfg(
@@ -123,17 +126,40 @@ class PlainLoop:
         return time.perf_counter() - t0
 
 
+def bare_module(cfg):
+    """The least LightningModule: the config's model and optimizer, ``training_step`` returning the loss."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    class Bare(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = instantiate(cfg.model)
+
+        def training_step(self, batch, batch_idx):
+            return self.net(batch[0]).loss
+
+        def configure_optimizers(self):
+            return instantiate(cfg.optimizer)(params=self.parameters())
+
+    return Bare()
+
+
 class AelabLoop:
     """aelab's module and datamodule under Lightning's Trainer (validation and checkpointing off), one epoch per
-    :meth:`epoch` call (``fit`` continues with one more epoch each time)."""
+    :meth:`epoch` call (``fit`` continues with one more epoch each time); ``bare=True``: :func:`bare_module` in place
+    of aelab's module, without aelab's divergence guard and RNG-state callbacks."""
 
-    def __init__(self, cfg, log_dir: str, compile: bool = False, limit_batches: int | None = None) -> None:
+    def __init__(
+        self, cfg, log_dir: str, compile: bool = False, limit_batches: int | None = None, bare: bool = False
+    ) -> None:
         import pytorch_lightning as pl
         from hydra.utils import instantiate
 
         from aelab.pipeline import build_module
 
-        self.dm, self.model = instantiate(cfg.data), build_module(cfg)
+        self.dm, self.model = instantiate(cfg.data), (bare_module(cfg) if bare else build_module(cfg))
+        guards = [] if bare else [DivergenceGuard(), RNGState()]
         speed = [ChannelsLast()] if cfg.callbacks.get("channels_last") is not None else []
         speed += [Compile()] if compile else []
         self.times: list[float] = []
@@ -152,7 +178,7 @@ class AelabLoop:
         self.trainer = instantiate(
             cfg.trainer, max_epochs=0, min_epochs=0, limit_val_batches=0, num_sanity_val_steps=0,
             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            default_root_dir=log_dir, logger=logger, callbacks=[DivergenceGuard(), RNGState(), *speed, EpochTimer()],
+            default_root_dir=log_dir, logger=logger, callbacks=[*guards, *speed, EpochTimer()],
             **({"limit_train_batches": limit_batches} if limit_batches else {}),
         )  # fmt: skip
 
@@ -205,6 +231,7 @@ def speed(args, device: torch.device) -> dict:
                         f"{tmp}/{model}-{v}",
                         compile=v.endswith("-compile"),
                         limit_batches=args.limit_batches,
+                        bare=v == "lightning",
                     )
             times = {v: [] for v in variants}
             for r in range(args.rounds):
@@ -243,6 +270,8 @@ def speed(args, device: torch.device) -> dict:
 RATIOS = {
     "plain / aelab": ("plain", "aelab"),
     "aelab / plain-same-precision": ("aelab", "plain-same-precision"),
+    "lightning / plain-same-precision": ("lightning", "plain-same-precision"),
+    "aelab / lightning": ("aelab", "lightning"),
     "aelab-dataloader / aelab": ("aelab-dataloader", "aelab"),
     "plain-same-precision / plain-same-precision-compile": (
         "plain-same-precision",
