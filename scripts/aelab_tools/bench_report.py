@@ -46,8 +46,9 @@ def render(docs: list[dict]) -> str:
         "loop at aelab's settings for the device; `lightning` the least LightningModule (its `training_step` returns the "
         "loss) on the same Trainer, logger and data; `aelab` the default Trainer path; `aelab-dataloader` the same on a torch "
         "DataLoader. `plain / aelab` is aelab's speed-up over the plain fp32 loop, `aelab / plain-same-precision` what the "
-        "framework costs at equal settings, split into `lightning / plain-same-precision` (Lightning's own loop) and "
-        f"`aelab / lightning` (aelab's module and callbacks). A ratio whose per-round values spread by more than {100 * NOISY_SPREAD:.0f}% is marked noisy.",
+        "framework costs at equal settings; `lightning / plain-same-precision` what Lightning's own loop costs and "
+        "`aelab / lightning` what aelab's module and divergence guard add to it (per round the two multiply to the "
+        f"first; their medians need not). A ratio whose per-round values spread by more than {100 * NOISY_SPREAD:.0f}% is marked noisy.",
         "",
     ]
     for d in docs:

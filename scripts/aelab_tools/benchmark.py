@@ -10,8 +10,9 @@ Speed (``--study speed``, the default) times, for each model at one batch size:
     ``trainer.precision`` resolves to ``bf16-mixed``, channels-last conv weights where the ``channels_last``
     callback is on and the model has convolutions).
 ``lightning``: the least a LightningModule does — ``training_step`` returns the model's loss (no metrics, no
-    logging, none of aelab's callbacks) — under the same Trainer settings, logger and data as ``aelab``: what
-    Lightning's own loop costs, apart from aelab's module.
+    logging), without aelab's divergence guard and RNG-state callbacks — under the same Trainer settings, speed
+    callbacks (channels-last, compile), logger and data as ``aelab``: what Lightning's own loop costs, apart from
+    aelab's module.
 ``aelab``: aelab's default path: LightningModule + Trainer on the resident data, default precision and memory
     format, the default logger (TensorBoard) and logging interval.
 ``aelab-dataloader``: the same on ``data.resident=false`` (a torch DataLoader).
@@ -192,6 +193,22 @@ class AelabLoop:
         return self.times[-1]
 
 
+def make_loop(variant: str, cfg, device: torch.device, log_dir: str, limit_batches: int | None = None):
+    """``(settings, loop)`` of one variant (the module docstring's list; ``cfg`` composed for it): ``plain*`` a
+    :class:`PlainLoop`, ``lightning`` a bare :class:`AelabLoop`, ``aelab*`` aelab's; ``*-compile`` compiled."""
+    same = {"precision": str(cfg.trainer.precision), "channels_last": channels_last_default(cfg)}
+    settings = {"precision": "32-true", "channels_last": False} if variant == "plain" else same
+    settings["compile"] = compile = variant.endswith("-compile")
+    if variant.startswith("plain"):
+        loop = PlainLoop(cfg, device, limit_batches=limit_batches, compile=compile,
+                         precision=settings["precision"], channels_last=settings["channels_last"])  # fmt: skip
+    else:
+        loop = AelabLoop(
+            cfg, log_dir, compile=compile, limit_batches=limit_batches, bare=variant == "lightning"
+        )
+    return settings, loop
+
+
 def speed(args, device: torch.device) -> dict:
     """The interleaved-rounds speed benchmark (see the module docstring)."""
     import pytorch_lightning as pl
@@ -219,20 +236,7 @@ def speed(args, device: torch.device) -> dict:
                     base,
                 )
                 pl.seed_everything(0, verbose=False)
-                same = {"precision": str(cfg.trainer.precision), "channels_last": channels_last_default(cfg)}
-                settings[v] = {"precision": "32-true", "channels_last": False} if v == "plain" else same
-                settings[v]["compile"] = v.endswith("-compile")
-                if v.startswith("plain"):
-                    loops[v] = PlainLoop(cfg, device, limit_batches=args.limit_batches, compile=v.endswith("-compile"),
-                                         precision=settings[v]["precision"], channels_last=settings[v]["channels_last"])  # fmt: skip
-                else:
-                    loops[v] = AelabLoop(
-                        cfg,
-                        f"{tmp}/{model}-{v}",
-                        compile=v.endswith("-compile"),
-                        limit_batches=args.limit_batches,
-                        bare=v == "lightning",
-                    )
+                settings[v], loops[v] = make_loop(v, cfg, device, f"{tmp}/{model}-{v}", args.limit_batches)
             times = {v: [] for v in variants}
             for r in range(args.rounds):
                 order = variants[r % len(variants) :] + variants[: r % len(variants)]
