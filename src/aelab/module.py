@@ -69,6 +69,7 @@ class AutoencoderModule(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.eval_seed = int(eval_seed)
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict(self._split_metrics()) for stage in EVAL_STAGES})
+        self._data_metrics: list[str] = []  # names of the data's declared metrics (none: mse and psnr)
         self._train_sums: dict[str, Tensor] = {}
         self._train_steps = 0
 
@@ -92,27 +93,49 @@ class AutoencoderModule(pl.LightningModule):
         return self.net(x, **kwargs)
 
     # ------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        """The data's own validation/test metrics (the data contract's ``eval_metrics()``: held-out users' NDCG@k)
+        replace the default squared error and PSNR."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        declared = datamodule.eval_metrics() if hasattr(datamodule, "eval_metrics") else None
+        if declared is None or self._data_metrics:
+            return
+        self._data_metrics = sorted(declared)
+        for stage_name in EVAL_STAGES:
+            metrics = self.metrics[stage_name]
+            del metrics["mse"]
+            for name, metric in declared.items():
+                metrics[name] = metric.clone()
+
     def on_fit_start(self) -> None:
-        """A model built with ``init=pca`` starts at the PCA of its code size fitted on the training split (rank 0
-        fits, every rank receives the same weights); a run that continues from a checkpoint keeps its weights."""
-        if getattr(self.net, "init", None) != "pca" or self.trainer.ckpt_path:
+        """The model's own start (its declared ``fit_start(datamodule)``: the PCA start, a closed-form fit) on rank 0,
+        whose tensors (``fit_start_tensors()``) every rank then receives; a run that continues from a checkpoint
+        keeps its weights."""
+        if not hasattr(self.net, "fit_start") or self.trainer.ckpt_path:
             return
         if self.global_rank == 0:
-            from aelab.data.resident import as_float
-
-            kept = self.net.fit_pca(as_float(self.trainer.datamodule.split_tensors("train")[0]))
-            self.print(
-                f"PCA start: {self.net.encoder.code_size} components keep {kept:.1%} of the training variance"
-            )
+            message = self.net.fit_start(self.trainer.datamodule)
+            if message:
+                self.print(message)
         if self.trainer.world_size > 1:
-            for path in (self.net.encoder, self.net.decoder):
-                for tensor in (path.mean, path.linear.weight):
-                    torch.distributed.broadcast(tensor.data, src=0)
+            for tensor in self.net.fit_start_tensors() if hasattr(self.net, "fit_start_tensors") else []:
+                torch.distributed.broadcast(tensor.data, src=0)
+
+    def on_train_epoch_start(self) -> None:
+        """A model's declared ``train_epoch_start(epoch)`` (RecVAE's alternating encoder and decoder epochs)."""
+        if hasattr(self.net, "train_epoch_start"):
+            self.net.train_epoch_start(self.current_epoch)
+
+    def _net_kwargs(self, batch) -> dict[str, Any]:
+        """What a model takes from a batch besides its examples (its declared ``batch_kwargs(batch)``: CDAE's user
+        indices); ``{}`` for most."""
+        return self.net.batch_kwargs(batch) if hasattr(self.net, "batch_kwargs") else {}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        out = self.net(batch[0], step=self.global_step)
+        out = self.net(batch[0], step=self.global_step, **self._net_kwargs(batch))
         self._accumulate(out.loss, out.terms)
-        return out.loss
+        # a model fitted in closed form (EASE) has nothing to step: Lightning then skips the backward pass
+        return out.loss if out.loss.requires_grad else None
 
     def _accumulate(self, loss: Tensor, terms: dict[str, Tensor]) -> None:
         """Keep running sums of the loss and terms on the device; ``self.log`` them only on the steps Lightning
@@ -148,7 +171,7 @@ class AutoencoderModule(pl.LightningModule):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
         x = batch[0]
-        out = self.net(x, generator=self.eval_generator(stage, batch_idx, x.device))
+        out = self.net(x, generator=self.eval_generator(stage, batch_idx, x.device), **self._net_kwargs(batch))
         m = self.metrics[stage]
         n = x.shape[0]
         m["loss"].update(out.loss, weight=n)
@@ -157,6 +180,10 @@ class AutoencoderModule(pl.LightningModule):
         for name, value in out.stats.items():
             m[name].update(value)
         x_hat = out.x_hat.contiguous()  # channels-last conv outputs: torchmetrics flattens by view
+        if self._data_metrics:  # the data's protocol scores the reconstruction (held-out items)
+            for name in self._data_metrics:
+                m[name].update(x_hat, batch)
+            return
         m["mse"].update(x_hat, x)
         if out.output in PIXEL_OUTPUTS:
             self._metric(stage, "psnr", x.ndim - 1).update(x_hat, x)
@@ -217,6 +244,8 @@ class AutoencoderModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise ConfigError("the LightningModule needs an optimizer: choose one with optimizer=adam")
+        if not any(p.requires_grad for p in self.net.parameters()):
+            return None  # fitted in closed form (EASE): Lightning runs the epochs with no optimizer
         groups = (
             self.net.param_groups()
             if hasattr(self.net, "param_groups")

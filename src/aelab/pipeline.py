@@ -102,11 +102,16 @@ def build_trainer(trainer_cfg: DictConfig, **kwargs) -> pl.Trainer:
 
 
 def attach_data_shape(cfg: DictConfig, datamodule) -> None:
-    """Fill ``data.shape`` from the data when the config leaves it to the data (``null``: a table's feature count is
-    known once the file is read), so the model's ``${data.shape}`` resolves."""
-    if OmegaConf.select(cfg, "data.shape") is None and hasattr(datamodule, "shape"):
-        with open_dict(cfg):
+    """Fill ``data.shape`` and the data's other derived fields (the data contract's ``derived_config()``: the
+    training users a CDAE's user nodes number) where the config leaves them to the data (``null``: a table's feature
+    count is known once the file is read), so the model's ``${data.shape}`` resolves."""
+    with open_dict(cfg):
+        if OmegaConf.select(cfg, "data.shape") is None and hasattr(datamodule, "shape"):
             cfg.data.shape = list(datamodule.shape)
+        derived = datamodule.derived_config() if hasattr(datamodule, "derived_config") else {}
+        for key, value in derived.items():
+            if OmegaConf.select(cfg, f"data.{key}") is None:
+                cfg.data[key] = value
 
 
 def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dict[str, Any]]:

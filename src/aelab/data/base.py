@@ -97,6 +97,13 @@ class TensorDataModule(pl.LightningDataModule):
     """
 
     name: str = "images"
+    #: the kind of one example (:data:`aelab.data.contract.SAMPLE_KINDS`): ``table`` here, ``image`` for images
+    sample_kind: str = "table"
+    #: the validation metric that picks the best checkpoint, and whether lower (``min``) or higher is better
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+    #: evaluation sections a training run reports right after its test (their baselines beside the model)
+    train_sections: tuple[str, ...] = ()
     #: the class names when a subclass knows them before loading (MNIST's digits); else read from the data
     default_class_names: Sequence[str] | None = None
 
@@ -193,6 +200,11 @@ class TensorDataModule(pl.LightningDataModule):
             else:
                 self.setup()
         return self._splits[split]
+
+    def eval_metrics(self) -> dict | None:
+        """The validation/test metrics of this data's protocol, each a torchmetrics ``Metric`` updated with
+        ``(x_hat, batch)``; ``None``: the reconstruction's squared error (and PSNR for pixels)."""
+        return None
 
     def sample_images(self, n: int, split: str = "val") -> tuple[Tensor, Tensor | None]:
         """The first ``n`` examples of a split as float ``(n, *shape)`` (images in [0, 1]) and their labels (or
@@ -327,6 +339,7 @@ class ImageDataModule(TensorDataModule):
         ConfigError: for ``bounded=false``; DataError: for examples that are not uint8 ``(N, C, H, W)``.
     """
 
+    sample_kind = "image"
     #: the image shape when a subclass knows it before loading (MNIST); else derived or read from the data
     default_image_shape: tuple[int, int, int] | None = None
 

@@ -133,6 +133,23 @@ class Autoencoder(nn.Module):
             raise ValueError("fit_pca needs a model built with init=pca")
         return fit_pca_start(self.encoder, self.decoder, x, max_examples, seed)
 
+    def fit_start(self, datamodule) -> str | None:
+        """What the model does once before a run trains from scratch (aelab's LightningModule calls it on rank 0
+        at the fit's start; a run that continues from a checkpoint keeps its weights): with ``init=pca``, the PCA
+        start fitted on the training split (:meth:`fit_pca`). Returns a line for the log, or ``None``."""
+        if self.init != "pca":
+            return None
+        from aelab.data.resident import as_float
+
+        kept = self.fit_pca(as_float(datamodule.split_tensors("train")[0]))
+        return f"PCA start: {self.encoder.code_size} components keep {kept:.1%} of the training variance"
+
+    def fit_start_tensors(self) -> list[Tensor]:
+        """The tensors :meth:`fit_start` sets, which every DDP rank receives from rank 0 (the PCA start's paths)."""
+        if self.init != "pca":
+            return []
+        return [t for path in (self.encoder, self.decoder) for t in (path.mean, path.linear.weight)]
+
     # ------------------------------------------------------------------ the objective
     def encoder_out_dim(self, latent_dim: int) -> int:
         """Features the encoder must output for a code of ``latent_dim`` (the code itself, for an AE)."""
