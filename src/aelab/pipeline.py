@@ -171,7 +171,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
             trainer.test(model=module, datamodule=datamodule, ckpt_path=ckpt_file or None, weights_only=True)
             metrics = reporting.collect_metrics(trainer, "test/")
             if trainer.is_global_zero:
-                metrics |= anomaly_figures(cfg, module.net, datamodule, trainer, loggers)
+                metrics |= train_sections(cfg, module.net, datamodule, trainer, loggers)
             reporting.report_final_metrics(
                 loggers, cfg, metrics, cfg.paths.output_dir, ckpt_file or "current weights", record=best
             )
@@ -180,15 +180,15 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
     return metrics, {"module": module, "datamodule": datamodule, "trainer": trainer}
 
 
-def anomaly_figures(cfg: DictConfig, net, datamodule, trainer, loggers) -> dict[str, float]:
-    """For data whose test split marks anomalies (the data contract's ``anomaly_labels``: a table's labelled
-    records, an image set's held-out classes), the evaluation suite's ``anomaly`` section right after the test,
-    so a training run reports its detection figures and baselines; ``{}`` for other data."""
-    labels = getattr(datamodule, "anomaly_labels", None)
-    if not callable(labels) or labels("test") is None:
+def train_sections(cfg: DictConfig, net, datamodule, trainer, loggers) -> dict[str, float]:
+    """The evaluation sections the data declares for a training run (the data contract's ``train_sections``: the
+    ``anomaly`` section for labelled records, ``recommend`` for held-out users), run right after the test with their
+    default settings, so a training run reports its figures beside its baselines; ``{}`` for other data."""
+    names = tuple(getattr(datamodule, "train_sections", ()) or ())
+    if not names:
         return {}
+    from aelab.evaluation import sections
     from aelab.evaluation.context import EvalContext
-    from aelab.evaluation.sections import anomaly
 
     ctx = EvalContext(
         net,
@@ -199,7 +199,10 @@ def anomaly_figures(cfg: DictConfig, net, datamodule, trainer, loggers) -> dict[
         loggers,
         trainer.global_step,
     )
-    return anomaly(ctx)
+    out: dict[str, float] = {}
+    for name in names:
+        out |= getattr(sections, name)(ctx)
+    return out
 
 
 def _plugins(cfg: DictConfig) -> list:

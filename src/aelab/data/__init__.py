@@ -1,16 +1,21 @@
 """LightningDataModules behind one data contract (:class:`ImageData`): MNIST, Fashion-MNIST, any folder of images,
 scikit-learn's 8×8 digits and patches of bundled photographs, and tables (any CSV or Parquet file; the bundled
-breast cancer and wine sets), with a device-resident fast path."""
+breast cancer and wine sets), and interaction logs (users' item vectors; MovieLens), with a device-resident fast path."""
 
 from aelab.data.base import ImageDataModule, TensorDataModule
 from aelab.data.bundled import DigitsDataModule, PhotoCropsDataModule, PhotoPatchesDataModule
-from aelab.data.contract import ImageData
+from aelab.data.contract import SAMPLE_KINDS, Data, ImageData
 from aelab.data.folder import ImageFolderDataModule
+from aelab.data.interactions import InteractionDataModule, MovieLensDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from aelab.data.resident import ResidentLoader, to_unit
 from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
 
 __all__ = [
+    "SAMPLE_KINDS",
+    "Data",
+    "InteractionDataModule",
+    "MovieLensDataModule",
     "BreastCancerDataModule",
     "TableTransform",
     "TabularDataModule",

@@ -90,6 +90,8 @@ class TensorDataModule(pl.LightningDataModule):
         code_size: the code size the model configs default to on this data (``model.latent_dim``; ``None``: theirs).
         pca_start: whether the autoencoders start at this data's PCA by default (``model.init=pca``): natural images
             and small folders, where PCA has a head start gradient descent is slow to make up.
+        monitor, monitor_mode: the validation metric that picks the best checkpoint and whether lower (``min``) or
+            higher (``max``) is better (``None``: the data's own, ``val/loss`` and ``min`` unless it names another).
 
     Raises:
         ConfigError: on a batch size that does not divide by the world size, an impossible split, an
@@ -124,8 +126,15 @@ class TensorDataModule(pl.LightningDataModule):
         bounded: bool = True,
         code_size: int | None = None,
         pca_start: bool = False,
+        monitor: str | None = None,
+        monitor_mode: str | None = None,
     ) -> None:
         super().__init__()
+        # the validation metric that picks the best checkpoint (the callbacks' configs read data.monitor)
+        self.monitor = str(monitor or type(self).monitor)
+        self.monitor_mode = str(monitor_mode or type(self).monitor_mode)
+        if self.monitor_mode not in ("min", "max"):
+            raise ConfigError(f"data.monitor_mode={monitor_mode!r} must be min or max")
         self.binary = bool(binary)
         # what the model configs read from the data (model.latent_dim, model.init); nothing here uses them
         self.code_size, self.pca_start = (None if code_size is None else int(code_size)), bool(pca_start)

@@ -51,6 +51,7 @@ class TabularDataModule(TensorDataModule):
     """
 
     name = "table"
+    train_sections = ("anomaly",)
 
     def __init__(
         self,

@@ -1,0 +1,175 @@
+"""aelab.data.interactions and aelab.utils.ranking: the strong-generalization split (no held-out interaction is
+seen at fold-in; disjoint users; seeded), the k-core and rating filters, duplicates merged, the refusals of a bad
+log (one line, nothing written), the bundled MovieLens 100K, and Recall@k / NDCG@k against hand computations."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from aelab.data import InteractionDataModule, MovieLensDataModule
+from aelab.errors import ConfigError, DataError
+from aelab.utils.ranking import RankingMetric, coverage_at_k, mask_seen, ndcg_at_k, recall_at_k
+from helpers import run_inprocess
+
+
+def _log(users: int = 60, items: int = 40, seed: int = 0) -> pd.DataFrame:
+    """A log of ``users`` users with 6–15 rated items each (ratings 1–5) and a timestamp."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        for i in rng.choice(items, size=int(rng.integers(6, 16)), replace=False):
+            rows.append((f"u{u}", f"i{i}", int(rng.integers(1, 6)), int(rng.integers(0, 10**9))))
+    return pd.DataFrame(rows, columns=["user", "item", "stars", "ts"])
+
+
+def _dm(path, **kw) -> InteractionDataModule:
+    kw = {"user_column": "user", "item_column": "item", "val_size": 8, "test_size": 8, "batch_size": 16, **kw}
+    return InteractionDataModule(path=str(path), **kw)
+
+
+def test_the_fold_in_split_never_shows_a_held_out_interaction_and_users_are_disjoint(tmp_path):
+    frame = _log()
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    dm = _dm(tmp_path / "log.csv")
+    x_train, rows = dm.split_tensors("train")
+    assert dm.sample_kind == "interactions" and dm.shape == (x_train.shape[1],)
+    assert torch.equal(rows, torch.arange(len(x_train))) and dm.derived_config() == {"num_users": len(x_train)}
+    ids = {s: set(dm.user_ids(s)) for s in ("train", "val", "test")}
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
+    assert sum(map(len, ids.values())) == 60 and len(ids["val"]) == len(ids["test"]) == 8
+    item_index = {item: i for i, item in enumerate(dm.item_ids)}
+    for split in ("val", "test"):
+        fold, held = dm.split_tensors(split)
+        assert not (fold * held).any()  # no held-out interaction is seen at fold-in
+        for r, user in enumerate(dm.user_ids(split)):
+            mine = frame[(frame.user == user) & frame.item.isin(item_index)]
+            want = torch.zeros(len(dm.item_ids))
+            want[[item_index[i] for i in mine.item]] = 1
+            assert torch.equal(fold[r] + held[r], want)  # together: the user's interactions with known items
+            n = int(want.sum())
+            assert int(held[r].sum()) == (max(1, int(0.2 * n)) if n >= 5 else 0)
+    again = _dm(tmp_path / "log.csv")
+    assert all(torch.equal(a, b) for a, b in zip(again.split_tensors("test"), dm.split_tensors("test"), strict=True))
+    other = _dm(tmp_path / "log.csv", split_seed=7)
+    assert set(other.user_ids("test")) != ids["test"]
+
+
+def test_rating_threshold_k_core_and_duplicates(tmp_path):
+    rows = [("a", f"i{i}", 5) for i in range(6)] + [("a", "i0", 5)]  # a duplicate, merged
+    rows += [("b", f"i{i}", 4) for i in range(4)] + [("b", "i9", 3)]  # 4 positives: dropped by the 5-core
+    rows += [(f"c{u}", f"i{i}", 4) for u in range(6) for i in range(u, u + 5)]
+    pd.DataFrame(rows, columns=["user", "item", "stars"]).to_csv(tmp_path / "log.csv", index=False)
+    dm = _dm(tmp_path / "log.csv", rating_column="stars", val_size=1, test_size=1)
+    users = {u for s in ("train", "val", "test") for u in dm.user_ids(s)}
+    assert "b" not in users and "a" in users and len(users) == 7
+    if "a" in dm.user_ids("train"):
+        assert dm.split_tensors("train")[0][dm.user_ids("train").index("a")].sum() == 6  # the duplicate merged
+    assert "i9" not in dm.item_ids  # a rating under the threshold is no interaction
+    looser = _dm(tmp_path / "log.csv", rating_column="stars", val_size=1, test_size=1, min_user_interactions=4)
+    assert "b" in {u for s in ("train", "val", "test") for u in looser.user_ids(s)}
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    ("no_user", ConfigError, r"data.user_column='user' is not a column of the log; its columns: .*set data.user_column"),
+    ("text_rating", DataError, r"column 'stars' holds 'five' \(row 3\), not a number"),
+    ("k_core", DataError, r"no user has 50 or more ratings ≥ 4 interactions: lower data.min_user_interactions"),
+    ("few_users", ConfigError, r"60 users left after the filter cannot hold out data.val_size=40 and data.test_size=30"),
+])  # fmt: skip
+def test_a_bad_log_is_refused_naming_the_column_and_the_fix(tmp_path, damage, error, message):
+    frame = _log()
+    kw = {"rating_column": "stars", "rating_threshold": 1}
+    if damage == "no_user":
+        frame = frame.rename(columns={"user": "who"})
+    elif damage == "text_rating":
+        frame["stars"] = frame["stars"].astype(object)
+        frame.loc[3, "stars"] = "five"
+    elif damage == "k_core":
+        kw = {"rating_column": "stars", "rating_threshold": 4, "min_user_interactions": 50}
+    elif damage == "few_users":
+        kw |= {"val_size": 40, "test_size": 30}
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    with pytest.raises(error, match=message):
+        _dm(tmp_path / "log.csv", **kw).setup()
+
+
+def test_a_bad_log_stops_the_run_in_one_line_before_anything_is_written(tmp_path, fake_data_dir, monkeypatch, capsys):
+    from aelab.cli.train import main
+
+    frame = _log()
+    frame.to_csv(tmp_path / "log.csv", index=False)
+    run = tmp_path / "run"
+    argv = ["data=interactions", f"data.path={tmp_path / 'log.csv'}", "data.user_column=customer",
+            "data.item_column=item", "model=mult_dae", f"hydra.run.dir={run}", "trainer.max_epochs=1"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        run_inprocess(main, argv, monkeypatch, fake_data_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("aelab-train: error:")
+    assert re.search("data.user_column='customer' is not a column", err[0]), err[0]
+    assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists()
+
+
+def test_movielens_100k_is_read_from_the_recbole_wheel_under_liangs_protocol():
+    pytest.importorskip("pandas")
+    from aelab.data.interactions import read_movielens, recbole_file
+
+    try:
+        path = recbole_file("ml-100k/ml-100k.inter")
+    except Exception as err:  # make install installs it; a bare checkout may not have it
+        pytest.skip(str(err))
+    frame = read_movielens(path)
+    assert len(frame) == 100_000 and frame.user_id.nunique() == 943 and frame.item_id.nunique() == 1682
+    dm = MovieLensDataModule(val_size=100, test_size=100)
+    positives = frame[frame.rating >= 4]
+    counts = positives.groupby("user_id").size()
+    kept = set(counts[counts >= 5].index.astype(str))
+    split_users = [set(dm.user_ids(s)) for s in ("train", "val", "test")]
+    assert set().union(*split_users) == kept and [len(u) for u in split_users[1:]] == [100, 100]
+    train_items = set(positives[positives.user_id.astype(str).isin(split_users[0])].item_id.astype(str))
+    assert set(dm.item_ids) == train_items and dm.shape == (len(train_items),)
+    assert dm.monitor == "val/recommend/ndcg@100" and dm.monitor_mode == "max"
+
+
+# ---------------------------------------------------------------------------------------------- ranking
+def test_recall_and_ndcg_against_hand_computations():
+    # one user, items 0..5; scores rank items 5, 4, 3, 2, 1, 0; item 5 was folded in (masked); held out: 3 and 0
+    scores = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])
+    seen = torch.tensor([[0, 0, 0, 0, 0, 1.0]])
+    held = torch.tensor([[1.0, 0, 0, 1.0, 0, 0]])
+    masked = mask_seen(scores, seen)  # the ranking: 4, 3, 2, 1, 0
+    assert recall_at_k(masked, held, 2).item() == pytest.approx(1 / 2)  # one hit (3) over min(2, 2)
+    assert recall_at_k(masked, held, 1).item() == pytest.approx(0.0)  # item 4 first: no hit over min(1, 2)
+    assert recall_at_k(masked, held, 5).item() == pytest.approx(1.0)  # both, over min(5, 2) = 2
+    dcg = 1 / math.log2(3) + 1 / math.log2(6)  # hits at ranks 2 and 5
+    ideal = 1 / math.log2(2) + 1 / math.log2(3)
+    assert ndcg_at_k(masked, held, 5).item() == pytest.approx(dcg / ideal)
+    assert ndcg_at_k(masked, held, 2).item() == pytest.approx((1 / math.log2(3)) / ideal)
+    assert torch.isnan(ndcg_at_k(masked, torch.zeros_like(held), 5)).all()  # no held-out item: undefined
+    assert coverage_at_k(masked, 2).nonzero().flatten().tolist() == [3, 4]
+
+
+def test_ndcg_equals_torchmetrics_retrieval_ndcg_on_random_users():
+    from torchmetrics.functional.retrieval import retrieval_normalized_dcg
+
+    g = torch.Generator().manual_seed(0)
+    scores, held = torch.rand(20, 50, generator=g), (torch.rand(20, 50, generator=g) < 0.1).float()
+    held[:, 0] = 1  # every user has a held-out item
+    ours = ndcg_at_k(scores, held, 10)
+    ref = torch.stack([retrieval_normalized_dcg(scores[u], held[u].long(), top_k=10) for u in range(20)])
+    assert torch.allclose(ours, ref, atol=1e-6)
+
+
+def test_the_ranking_metric_masks_fold_in_items_and_skips_users_without_held_out_items():
+    metric = RankingMetric("recall", 1)
+    scores = torch.tensor([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    fold = torch.tensor([[1.0, 0, 0], [0, 0, 0], [0, 0, 0]])
+    held = torch.tensor([[0, 1.0, 0], [0, 1.0, 0], [0, 0, 0]])  # the third user has none
+    metric.update(scores, (fold, held))
+    assert metric.compute().item() == pytest.approx(0.5)  # user 1: item 0 masked → item 1 hit; user 2: miss
+    with pytest.raises(ValueError, match="kind must be recall or ndcg"):
+        RankingMetric("precision", 5)
