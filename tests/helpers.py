@@ -147,3 +147,29 @@ def batch(n: int = 64, seed: int = 0):
     """``n`` synthetic digits as a batch: images ``(n, 1, 28, 28)`` in [0, 1] and labels ``(n,)``."""
     x, y = synthetic_digits(n, seed)
     return torch.from_numpy(x).float().div(255).unsqueeze(1), torch.from_numpy(y).long()
+
+
+def model_kinds(name: str) -> tuple[str, ...]:
+    """The sample kinds the model of ``conf/model/<name>.yaml`` declares it takes (``sample_kinds``; a model that
+    declares none takes images)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+            target = compose(config_name="train", overrides=[f"model={name}"]).model._target_
+    finally:
+        GlobalHydra.instance().clear()
+    return tuple(getattr(get_class(target), "sample_kinds", ("image",)))
+
+
+def recbole_installed() -> bool:
+    """Whether the recbole wheel's MovieLens file is installed (``make install`` installs it)."""
+    from aelab.data.interactions import recbole_file
+
+    try:
+        recbole_file("ml-100k/ml-100k.inter")
+    except Exception:
+        return False
+    return True

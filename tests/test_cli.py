@@ -12,7 +12,15 @@ from aelab import CONF_DIR
 from aelab.eval import main as eval_main
 from aelab.rundir import RunDir
 from aelab.train import main as train_main
-from helpers import cli_args, console_script, read_metrics, run_inprocess, run_subprocess
+from helpers import (
+    cli_args,
+    console_script,
+    model_kinds,
+    read_metrics,
+    recbole_installed,
+    run_inprocess,
+    run_subprocess,
+)
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 LEARN = ["data.batch_size=10", "trainer.max_epochs=6"]  # 300 steps: an MLP AE beats the mean image 10-fold
@@ -24,9 +32,22 @@ EXPERIMENTS = [  # the photo codecs decode photographs and code whole ones: with
 
 @pytest.mark.parametrize("model", MODELS)
 def test_fast_dev_run_every_model(tmp_path, monkeypatch, fake_data_dir, model):
-    run_inprocess(train_main, cli_args(tmp_path, f"model={model}", "debug=fdr"), monkeypatch, fake_data_dir)
+    from conftest import MNIST_SMALL, SMALL
+
+    if "image" in model_kinds(model):
+        run_inprocess(
+            train_main, cli_args(tmp_path, f"model={model}", "debug=fdr"), monkeypatch, fake_data_dir
+        )
+        metrics = read_metrics(tmp_path)
+        assert "test/mse" in metrics and math.isfinite(metrics["test/mse"])
+        return
+    if not recbole_installed():  # users' item vectors: the bundled MovieLens 100K (make install installs it)
+        pytest.skip("recbole's ml-100k file is not installed (make install installs it)")
+    small = [o for o in SMALL if o not in MNIST_SMALL]
+    argv = [*small, f"hydra.run.dir={tmp_path}", "data=movielens_100k", f"model={model}", "debug=fdr"]
+    run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
     metrics = read_metrics(tmp_path)
-    assert "test/mse" in metrics and math.isfinite(metrics["test/mse"])
+    assert math.isfinite(metrics["test/recommend/ndcg@100"]) and "test/recommend/ease_ndcg@100" in metrics
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

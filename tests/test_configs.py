@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 
 from aelab import CONF_DIR
 from aelab.utils.config import instantiate_group
+from helpers import model_kinds, recbole_installed
 
 
 def options(group: str) -> list[str]:
@@ -28,9 +29,14 @@ def test_model_configs_instantiate(make_cfg, name):
 
     from aelab.models.capabilities import Autoencoding
 
-    cfg = make_cfg([f"model={name}"])
-    model = instantiate(cfg.model).eval()
-    x = torch.rand(3, 1, 28, 28)
+    if "image" not in model_kinds(name):  # users' item vectors: 30 items, 20 training users
+        cfg = make_cfg([f"model={name}", "data.shape=[30]", "+data.num_users=20"])
+        model = instantiate(cfg.model).eval()
+        x = torch.bernoulli(torch.full((3, 30), 0.3))
+    else:
+        cfg = make_cfg([f"model={name}"])
+        model = instantiate(cfg.model).eval()
+        x = torch.rand(3, 1, 28, 28)
     if isinstance(model, Autoencoding):
         assert model.encode(x).shape == (3, model.latent_dim)
     out = model(x)
@@ -52,6 +58,8 @@ DATA_OVERRIDES = {  # what each data config needs on the test machine (an image 
     "breast_cancer": [],
     "wine": [],
     "tabular": [],  # and data.path: a CSV written by the test
+    "interactions": ["data.val_size=3", "data.test_size=3"],  # and data.path: a log written by the test
+    "movielens_100k": [],  # the recbole wheel's file (make install installs it)
 }
 
 
@@ -71,6 +79,12 @@ def test_data_configs_instantiate(make_cfg, name, tmp_path):
             "data.label_column=label",
             "data.anomaly_values=[1]",
         ]
+    if name == "interactions":
+        rows = ["user_id,item_id", *(f"u{u},i{(u * 7 + k) % 13}" for u in range(20) for k in range(6))]
+        (tmp_path / "log.csv").write_text("\n".join(rows) + "\n")
+        extra = [*extra, f"data.path={tmp_path / 'log.csv'}"]
+    if name == "movielens_100k" and not recbole_installed():
+        pytest.skip("recbole's ml-100k file is not installed (make install installs it)")
     cfg = make_cfg([f"data={name}", *extra, "data.batch_size=8"], small=False)
     dm = instantiate(cfg.data)
     dm.prepare_data()

@@ -39,7 +39,9 @@ def test_the_fold_in_split_never_shows_a_held_out_interaction_and_users_are_disj
     dm = _dm(tmp_path / "log.csv")
     x_train, rows = dm.split_tensors("train")
     assert dm.sample_kind == "interactions" and dm.shape == (x_train.shape[1],)
-    assert torch.equal(rows, torch.arange(len(x_train))) and dm.derived_config() == {"num_users": len(x_train)}
+    assert torch.equal(rows, torch.arange(len(x_train))) and dm.derived_config() == {
+        "num_users": len(x_train)
+    }
     ids = {s: set(dm.user_ids(s)) for s in ("train", "val", "test")}
     assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"] and not ids["val"] & ids["test"]
     assert sum(map(len, ids.values())) == 60 and len(ids["val"]) == len(ids["test"]) == 8
@@ -55,7 +57,9 @@ def test_the_fold_in_split_never_shows_a_held_out_interaction_and_users_are_disj
             n = int(want.sum())
             assert int(held[r].sum()) == (max(1, int(0.2 * n)) if n >= 5 else 0)
     again = _dm(tmp_path / "log.csv")
-    assert all(torch.equal(a, b) for a, b in zip(again.split_tensors("test"), dm.split_tensors("test"), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(again.split_tensors("test"), dm.split_tensors("test"), strict=True)
+    )
     other = _dm(tmp_path / "log.csv", split_seed=7)
     assert set(other.user_ids("test")) != ids["test"]
 
@@ -69,9 +73,13 @@ def test_rating_threshold_k_core_and_duplicates(tmp_path):
     users = {u for s in ("train", "val", "test") for u in dm.user_ids(s)}
     assert "b" not in users and "a" in users and len(users) == 7
     if "a" in dm.user_ids("train"):
-        assert dm.split_tensors("train")[0][dm.user_ids("train").index("a")].sum() == 6  # the duplicate merged
+        assert (
+            dm.split_tensors("train")[0][dm.user_ids("train").index("a")].sum() == 6
+        )  # the duplicate merged
     assert "i9" not in dm.item_ids  # a rating under the threshold is no interaction
-    looser = _dm(tmp_path / "log.csv", rating_column="stars", val_size=1, test_size=1, min_user_interactions=4)
+    looser = _dm(
+        tmp_path / "log.csv", rating_column="stars", val_size=1, test_size=1, min_user_interactions=4
+    )
     assert "b" in {u for s in ("train", "val", "test") for u in looser.user_ids(s)}
 
 
@@ -98,7 +106,9 @@ def test_a_bad_log_is_refused_naming_the_column_and_the_fix(tmp_path, damage, er
         _dm(tmp_path / "log.csv", **kw).setup()
 
 
-def test_a_bad_log_stops_the_run_in_one_line_before_anything_is_written(tmp_path, fake_data_dir, monkeypatch, capsys):
+def test_a_bad_log_stops_the_run_in_one_line_before_anything_is_written(
+    tmp_path, fake_data_dir, monkeypatch, capsys
+):
     from aelab.cli.train import main
 
     frame = _log()

@@ -171,7 +171,9 @@ class AutoencoderModule(pl.LightningModule):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, stage: str) -> None:
         x = batch[0]
-        out = self.net(x, generator=self.eval_generator(stage, batch_idx, x.device), **self._net_kwargs(batch))
+        out = self.net(
+            x, generator=self.eval_generator(stage, batch_idx, x.device), **self._net_kwargs(batch)
+        )
         m = self.metrics[stage]
         n = x.shape[0]
         m["loss"].update(out.loss, weight=n)

@@ -18,6 +18,7 @@ from aelab import jobs, reporting
 from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, load_run_config, read_checkpoint
+from aelab.data.contract import sample_kind
 from aelab.errors import ConfigError, DeviceError, UntrustedFileError
 from aelab.module import AutoencoderModule
 from aelab.resume import record_resume, resume_config
@@ -114,6 +115,23 @@ def attach_data_shape(cfg: DictConfig, datamodule) -> None:
                 cfg.data[key] = value
 
 
+def check_sample_kind(net, datamodule, model_key: str = "model") -> None:
+    """Refuse a model on data of a kind it does not take (its declared ``sample_kinds``; a model that declares none
+    takes any).
+
+    Raises:
+        ConfigError: naming the model, the data's kind and the fix.
+    """
+    kinds = getattr(net, "sample_kinds", None)
+    kind = sample_kind(datamodule)
+    if kinds is not None and kind not in kinds:
+        raise ConfigError(
+            f"{model_key}: {type(net).__name__} takes {' or '.join(kinds)} samples, but the data "
+            f"({getattr(datamodule, 'name', type(datamodule).__name__)}) holds {kind} samples: choose a model for "
+            f"{kind} data, or data of kind {kinds[0]}"
+        )
+
+
 def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit, then test the best checkpoint; write ``metrics.json`` and the hparams entry with the final metrics.
 
@@ -137,6 +155,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
     datamodule: pl.LightningDataModule = build(cfg.data, "data")
     attach_data_shape(cfg, datamodule)
     module = build_module(cfg)
+    check_sample_kind(module.net, datamodule)
     if ckpt is not None:
         # Lightning loads it through aelab's CheckpointIO, which takes this read (checked, safe) over
         fix = (
@@ -150,6 +169,10 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
     callbacks = [DivergenceGuard(int(cfg.get("nan_check_every", 50) or 0)), RNGState()]
     callbacks += [*instantiate_group(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(cfg), preemption]
     loggers = instantiate_group(cfg.get("logger"), "logger")
+    if not loggers:  # logger=none: Lightning's LR monitor refuses a trainer without a logger
+        from pytorch_lightning.callbacks import LearningRateMonitor
+
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=_plugins(cfg))
     run_dir = RunDir(cfg.paths.output_dir)
 

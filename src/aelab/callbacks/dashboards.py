@@ -47,7 +47,9 @@ class _Dashboard(pl.Callback):
         if self._batch is None:
             self._batch = trainer.datamodule.sample_images(self.num_images, self.split)
         x, y = self._batch
-        return x.to(pl_module.device), y
+        # only class labels colour and name the points (a held-out user's item vector is no label)
+        labels = y if y is not None and y.ndim == 1 and not y.is_floating_point() else None
+        return x.to(pl_module.device), labels
 
     def _can_draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         if not trainer.is_global_zero or not self.applies(pl_module.net) or not trainer.loggers:
@@ -63,11 +65,20 @@ class _Dashboard(pl.Callback):
         return getattr(trainer, "datamodule", None) is not None
 
     def _draw_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Draw on rank zero in eval mode; a dashboard that cannot be drawn (a split too small for a statistic, a
+        figure the plotting library refuses) is skipped with a warning naming it: a dashboard never ends a run."""
         was_training = pl_module.training
         pl_module.eval()
-        with torch.no_grad():
-            self.draw(Media(trainer.loggers), trainer, pl_module)  # pl_module.net is the model drawn
-        pl_module.train(was_training)
+        try:
+            with torch.no_grad():
+                self.draw(Media(trainer.loggers), trainer, pl_module)  # pl_module.net is the model drawn
+        except Exception as err:  # any drawing failure is reported, never fatal
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            rank_zero_warn(
+                f"dashboard {type(self).__name__} skipped at epoch {trainer.current_epoch}: {first}"
+            )
+        finally:
+            pl_module.train(was_training)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # on_validation_end (not *_epoch_end): Lightning calls callbacks' epoch-end hooks before the module's,
@@ -161,7 +172,12 @@ class LatentHistogramLogger(_LatentDashboard):
 
     def draw(self, media, trainer, pl_module) -> None:
         _, _, z = self.codes(trainer, pl_module)
-        media.histogram("latent/codes", z, trainer.global_step)
+        finite = z[torch.isfinite(z)]
+        if finite.numel():
+            media.histogram("latent/codes", finite, trainer.global_step)
+        if len(z) < 2:  # a spread needs two codes: a one-example split has none (not logged, said once)
+            rank_zero_warn(f"latent/std_per_dim not logged: the {self.split} split has {len(z)} example(s)")
+            return
         media.histogram("latent/std_per_dim", z.std(0), trainer.global_step)
 
 

@@ -37,7 +37,11 @@ from aelab.utils.ranking import mask_seen, top_k
 
 def _interaction_state(ckpt: dict) -> dict:
     for value in ckpt.values():
-        if isinstance(value, dict) and value.get("kind") == "interactions" and isinstance(value.get("items"), list):
+        if (
+            isinstance(value, dict)
+            and value.get("kind") == "interactions"
+            and isinstance(value.get("items"), list)
+        ):
             return value
     raise ConfigError(
         "the checkpoint holds no item map: aelab-recommend serves models trained on interactions "
@@ -63,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="aelab-recommend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[checkpoint_parser()],
     )  # fmt: skip
-    p.add_argument("ckpt", help="checkpoint written by aelab-train on interactions (data=movielens_100k, ...)")
-    p.add_argument("--input", required=True, help="the users' histories (CSV or Parquet: user, item[, rating])")
+    p.add_argument(
+        "ckpt", help="checkpoint written by aelab-train on interactions (data=movielens_100k, ...)"
+    )
+    p.add_argument(
+        "--input", required=True, help="the users' histories (CSV or Parquet: user, item[, rating])"
+    )
     p.add_argument("--out", required=True, help="the recommendations (CSV: user, rank, item, score)")
     p.add_argument("--k", type=int, default=20, help="items recommended per user")
     p.add_argument("--user-column", default=None, help="the user column (default: the training log's)")
@@ -102,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             "Nothing was written"
         )
     if not len(hist_items):
-        raise DataError(f"{args.input}: refused: no interaction to fold in (after the rating threshold). Nothing was written")
+        raise DataError(
+            f"{args.input}: refused: no interaction to fold in (after the rating threshold). Nothing was written"
+        )
     ids = sorted(set(users.tolist()))
     served = sorted(set(users[known].tolist()))
     row = {u: r for r, u in enumerate(served)}

@@ -136,7 +136,9 @@ class InteractionDataModule(TensorDataModule):
             )
         self.min_user_interactions = int(min_user_interactions)
         if not 0 < float(heldout_fraction) < 1:
-            raise ConfigError(f"data.heldout_fraction={heldout_fraction} must be in (0, 1) (0.2: Liang et al.)")
+            raise ConfigError(
+                f"data.heldout_fraction={heldout_fraction} must be in (0, 1) (0.2: Liang et al.)"
+            )
         self.heldout_fraction = float(heldout_fraction)
         if self.path is not None:
             self.name = Path(self.path).stem
@@ -175,7 +177,9 @@ class InteractionDataModule(TensorDataModule):
         for col in (self.user_column, self.item_column):
             if frame[col].isna().any():
                 row = int(np.flatnonzero(frame[col].isna().to_numpy())[0])
-                raise DataError(f"{self.source}: column {col!r} is empty in row {row}: fill it, or drop that row")
+                raise DataError(
+                    f"{self.source}: column {col!r} is empty in row {row}: fill it, or drop that row"
+                )
         keep = np.ones(len(frame), dtype=bool)
         if self.rating_column is not None:
             keep = numeric_column(frame, self.rating_column, self.source) >= self.rating_threshold
@@ -214,7 +218,11 @@ class InteractionDataModule(TensorDataModule):
                 f"data.test_size={self.test_size} users and keep training users: lower them (counts or fractions)"
             )
         order = kept[torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed)).numpy()]
-        groups = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+        groups = {
+            "test": order[:n_test],
+            "val": order[n_test : n_test + n_val],
+            "train": order[n_test + n_val :],
+        }
         mask = np.isin(users, kept)
         users, items = users[mask], items[mask]
         train_rows = np.isin(users, groups["train"])

@@ -20,12 +20,32 @@ from aelab.models.capabilities import Autoencoding
 log = logging.getLogger("aelab")
 
 
-def requires(*protocols: type, images: bool = False):
+def requires(*protocols: type, images: bool = False, kinds=None):
     """Mark a section function with what it measures: it applies (``enabled: auto``) to models that implement
-    every one of ``protocols`` (:mod:`aelab.models.capabilities`) and, with ``images``, to data that are images."""
+    every one of ``protocols`` (:mod:`aelab.models.capabilities`) and to data of one of the sample ``kinds``
+    (:data:`aelab.data.contract.SAMPLE_KINDS`; ``None``: any kind). ``images=True`` is ``kinds=("image",)``.
+
+    Sets ``fn.requires`` (the protocols), ``fn.kinds`` (a tuple of kinds, or ``None``) and ``fn.images``.
+
+    Raises:
+        ValueError: for a kind not in ``SAMPLE_KINDS``, or ``images=True`` with ``kinds`` that leave out ``image``.
+    """
+    from aelab.data.contract import SAMPLE_KINDS
+
+    if kinds is not None:
+        kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+        unknown = [k for k in kinds if k not in SAMPLE_KINDS]
+        if unknown:
+            raise ValueError(
+                f"requires(kinds=...): unknown sample kinds {unknown}; the kinds are {SAMPLE_KINDS}"
+            )
+        if images and "image" not in kinds:
+            raise ValueError(f"requires(images=True, kinds={kinds}): a section about images needs kind image")
+    elif images:
+        kinds = ("image",)
 
     def mark(fn):
-        fn.requires, fn.images = tuple(protocols), bool(images)
+        fn.requires, fn.images, fn.kinds = tuple(protocols), bool(images), kinds
         return fn
 
     return mark
@@ -68,6 +88,8 @@ class EvalContext:
         self.batch_size = int(batch_size)
         self.loggers = list(loggers or [])
         self.step = int(step)
+        #: why sections that ran returned nothing (:meth:`skip`): ``{section: reason}``
+        self.skipped: dict[str, str] = {}
         self.train_u8, self.train_y = datamodule.split_tensors("train")
         self.test_u8, self.test_y = datamodule.split_tensors("test")
         self.image_shape: tuple[int, ...] = tuple(self.test_u8.shape[1:])  # (C, H, W), or (F,) for table rows
@@ -96,8 +118,10 @@ class EvalContext:
         return map_batches(fn, images, self.batch_size, self.device)
 
     def skip(self, section: str, why: str) -> dict[str, float]:
-        """Log once why ``section`` does not apply here; returns no figures."""
+        """Log once why ``section`` does not apply here (and keep it in :attr:`skipped`, which the suite writes to
+        ``suite_skipped.json``); returns no figures."""
         log.info("evaluation section %s skipped: %s", section, why)
+        self.skipped[section] = why
         return {}
 
     @cached_property

@@ -12,6 +12,12 @@ The family at a glance::
     ├── SparseAutoencoder                    # top-k or L1 sparse, overcomplete codes
     └── RAE, WAE                             # deterministic AEs regularized to generate (a regularizer each)
 
+    Recommenders (a user's 0/1 item vector in, item scores out; aelab.models.recommenders)
+    ├── MultDAE, MultVAE                     # multinomial likelihood, normalised input + dropout (Liang et al. 2018)
+    ├── RecVAE                               # composite prior, β = γ|x|, alternating epochs (Shenbin et al. 2020)
+    ├── CDAE                                 # + a vector per training user (Wu et al. 2016)
+    └── EASE                                 # closed-form item-item weights, fitted at the start (Steck 2019)
+
 The learned image codecs (CompressAI's ``FactorizedPrior``, ``ScaleHyperprior``, ``MeanScaleHyperprior``) live
 with their entropy models and file format in :mod:`aelab.codecs`.
 """
@@ -21,12 +27,23 @@ from aelab.models.dae import DenoisingAutoencoder
 from aelab.models.iwae import IWAE
 from aelab.models.outputs import ModelOutput
 from aelab.models.rae import RAE
+from aelab.models.recommenders import (
+    CDAE,
+    EASE,
+    MultDAE,
+    MultVAE,
+    RecVAE,
+    ease_weights,
+    multinomial_log_likelihood,
+)
 from aelab.models.sparse import SparseAutoencoder
 from aelab.models.vae import VAE
 from aelab.models.vqvae import VQVAE
 from aelab.models.wae import WAE
 
 __all__ = [
+    "CDAE",
+    "EASE",
     "IWAE",
     "RAE",
     "VAE",
@@ -35,5 +52,10 @@ __all__ = [
     "Autoencoder",
     "DenoisingAutoencoder",
     "ModelOutput",
+    "MultDAE",
+    "MultVAE",
+    "RecVAE",
     "SparseAutoencoder",
+    "ease_weights",
+    "multinomial_log_likelihood",
 ]

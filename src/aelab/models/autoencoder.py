@@ -48,6 +48,9 @@ class Autoencoder(nn.Module):
             PCA start, or parts whose sizes disagree with ``latent_dim``.
     """
 
+    #: the data this model takes (the data contract's sample kinds): images and table records
+    sample_kinds = ("image", "table")
+
     def __init__(
         self,
         encoder: nn.Module,

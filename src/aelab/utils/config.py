@@ -46,7 +46,9 @@ def _image_shape(channels, image_size) -> list[int]:
 
 def register_resolvers() -> None:
     """Register ``${aelab.root:}``, ``${aelab.mul:a,b}``, ``${aelab.precision:accelerator}``,
-    ``${aelab.image_shape:channels,image_size}``, ``${aelab.if:cond,yes,no}``, ``${aelab.reversed:list}``, ``${aelab.run_id:explicit}`` (the
+    ``${aelab.image_shape:channels,image_size}``, ``${aelab.if:cond,yes,no}``, ``${aelab.reversed:list}``,
+    ``${aelab.first:list}`` (its first entry, ``null`` for ``null``: ``${aelab.first:${data.shape}}`` is the item count
+    of interaction data, known once the log is read), ``${aelab.run_id:explicit}`` (the
     run folder's name, see :mod:`aelab.utils.runs`) and ``${aelab.rank0:value,other}`` (idempotent)."""
     from aelab.utils import runs
 
@@ -64,6 +66,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("aelab.if", lambda cond, yes, no: yes if bool(cond) else no)
     if not OmegaConf.has_resolver("aelab.reversed"):
         OmegaConf.register_new_resolver("aelab.reversed", lambda xs: list(reversed(list(xs))))
+    if not OmegaConf.has_resolver("aelab.first"):
+        OmegaConf.register_new_resolver("aelab.first", lambda xs: None if xs is None else list(xs)[0])
     if not OmegaConf.has_resolver("aelab.run_id"):
         # cached in the config, like Hydra's ${now:}: Hydra copies the cache into every sweep job's config,
         # so a job that runs in another process (submitit) keeps the sweep's id

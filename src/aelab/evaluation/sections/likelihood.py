@@ -13,7 +13,7 @@ from aelab.models.objectives import importance_weighted_bound
 log = logging.getLogger("aelab")
 
 
-@requires(Probabilistic)
+@requires(Probabilistic, kinds=("image", "table"))
 def likelihood(
     ctx: EvalContext,
     k: int = 5000,

@@ -18,7 +18,7 @@ from aelab.models.capabilities import Autoencoding, Probabilistic
 log = logging.getLogger("aelab")
 
 
-@requires(Autoencoding)
+@requires(Autoencoding, kinds=("image", "table"))
 def features(
     ctx: EvalContext, knn_k: int = 5, max_train: int | None = None, seed: int = 0
 ) -> dict[str, float]:
@@ -46,7 +46,7 @@ def features(
     }
 
 
-@requires(Autoencoding)
+@requires(Autoencoding, kinds=("image", "table"))
 def anomaly(
     ctx: EvalContext,
     ood_data=None,
