@@ -28,6 +28,7 @@ from aelab.codecs import (
     ScaleHyperprior,
     container,
 )
+from aelab.codecs.context import checkerboard
 from aelab.codecs.entropy_models import PRECISION, quantized_cdf
 from aelab.codecs.integer import fixed_point_forward
 from aelab.codecs.transforms import pad_to_grid
@@ -149,6 +150,82 @@ def test_the_entropy_bottleneck_is_a_distribution_and_its_frozen_tables_are_its_
         inside = p[c, lo + 1000 : lo + 1000 + n - 2].double().numpy()
         assert inside.sum() > 1 - 1e-6  # the support holds all but the tail
         np.testing.assert_allclose(freqs[:-1] / (1 << PRECISION), inside, atol=len(freqs) / (1 << PRECISION))
+
+
+def _frozen_table(model, i: int) -> tuple[int, np.ndarray]:
+    """Table ``i`` of an entropy model: its first value and its frequencies (the support's, then the overflow's)."""
+    n = int(model._cdf_length[i])
+    return int(model._offset[i]), np.diff(model._quantized_cdf[i, :n].numpy().astype(np.int64))
+
+
+def test_the_frozen_tables_cover_the_support_up_to_its_top_symbol():
+    """Each channel's table runs from the first value whose cumulative P(Y ≤ v + ½) reaches tail_mass / 2 to the
+    first whose cumulative reaches 1 − tail_mass / 2, both included: the cumulative is computed here from the
+    density, and the top value's frequency is its own mass (an escape would code it, and the pmf test, which reads
+    the table's own length, would pass). The Gaussian tables run over ±ceil(σ Φ⁻¹(1 − tail_mass / 2)), a symmetric
+    pmf: the top symbol's frequency equals the bottom one's."""
+    torch.manual_seed(0)
+    tail = 1e-3  # a top symbol of visible mass
+    eb = EntropyBottleneck(3, tail_mass=tail, max_value=200)
+    with torch.no_grad():
+        for layer in eb.layers:  # off-centre, unequal densities
+            layer.bias.add_(torch.randn_like(layer.bias))
+        grid = torch.arange(-200, 201, dtype=torch.float32)
+        cum = torch.sigmoid(eb.logits_cdf(grid.expand(3, -1) + 0.5)).double().numpy()  # cum[c, v + 200]
+    assert eb.update()
+    one = 1 << PRECISION
+    for c in range(3):
+        bottom, freqs = _frozen_table(eb, c)
+        top = bottom + len(freqs) - 2  # the last value before the overflow symbol
+        assert -200 < bottom <= top < 200  # inside the grid looked at
+        F = {v: cum[c, v + 200] for v in range(bottom - 1, top + 1)}
+        assert F[bottom - 1] < tail / 2 <= F[bottom]
+        assert F[top - 1] < 1 - tail / 2 <= F[top]  # the top value holds the mass up to 1 − tail / 2
+        pmf = np.array([F[v] - F[v - 1] for v in range(bottom, top + 1)])
+        np.testing.assert_allclose(freqs[:-1] / one, pmf, atol=len(freqs) / one)
+        assert freqs[-2] / one == pytest.approx(pmf[-1], abs=len(freqs) / one) and pmf[-1] > 1e-5
+        assert freqs[-1] / one == pytest.approx(F[bottom - 1] + 1 - F[top], abs=len(freqs) / one)
+
+    gc = GaussianConditional(table_levels=8, table_max=20.0)
+    multiplier = -torch.special.ndtri(torch.tensor(gc.tail_mass / 2, dtype=torch.float64)).item()
+    for i, sigma in enumerate(gc.table.tolist()):
+        bottom, freqs = _frozen_table(gc, i)
+        n = math.ceil(sigma * multiplier)
+        assert (bottom, len(freqs) - 1) == (-n, 2 * n + 1)  # values −n .. n, then the overflow
+        support = freqs[:-1]
+        assert abs(support[-1] - support[0]) <= 1  # the top symbol: as frequent as the bottom one
+        k = np.arange(-n, n + 1)
+        phi = torch.special.ndtr(torch.from_numpy((k + 0.5) / sigma)) - torch.special.ndtr(
+            torch.from_numpy((k - 0.5) / sigma)
+        )
+        np.testing.assert_allclose(support / one, phi.numpy(), atol=len(freqs) / one)
+
+
+def test_update_rebuilds_stale_tables_after_the_weights_change():
+    """``update(force=True)`` (as the LightningModule calls it before every checkpoint) rebuilds tables that are
+    there: after the factorized density's weights and the Gaussian conditional's scale table change, the tables
+    are those a fresh model of the new weights builds, not the stale ones."""
+    model = _tiny(MeanScaleHyperprior)
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
+    assert eb.ready and gc.ready
+    stale_eb, stale_gc = eb._quantized_cdf.clone(), gc._cdf_length.clone()
+    with torch.no_grad():
+        for layer in eb.layers:
+            layer.bias.add_(torch.randn_like(layer.bias))
+            layer.matrix.sub_(0.5)  # wider densities: longer tables
+    new_gc = GaussianConditional(table_min=0.2, table_max=40.0, table_levels=16)
+    gc.scale_table_int = new_gc.scale_table_int.clone()
+    assert model.update(force=True)
+
+    fresh_eb = EntropyBottleneck(eb.channels)
+    weights = {k: v for k, v in eb.state_dict().items() if k.split(".")[-1] not in eb.table_buffers}
+    fresh_eb.load_state_dict(weights, strict=False)
+    assert not fresh_eb.ready and fresh_eb.update()
+    for fresh, mine in ((fresh_eb, eb), (new_gc, gc)):
+        for name in mine.table_buffers:
+            assert torch.equal(getattr(mine, name), getattr(fresh, name)), name
+    assert eb._quantized_cdf.shape != stale_eb.shape or not torch.equal(eb._quantized_cdf, stale_eb)
+    assert len(gc._cdf_length) == 16 != len(stale_gc)
 
 
 def test_gaussian_conditional_likelihood_is_the_hand_value_and_tables_are_integer():
@@ -310,6 +387,74 @@ def test_both_formats_round_trip_exactly(cls):
         assert torch.equal(torch.stack(recon[:9]), container.to_uint8(model.reconstruct(x)))
 
 
+def _training_params(model, x, y_hat, z_hat) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Gaussian's ``(means, scales)`` of the training path (noise) of images ``x`` for the latents ``y_hat`` and ``z_hat``
+    (the noisy quantizer replaced by them), as the rate of the loss reads them."""
+    seen = {}
+    gc, eb = model.gaussian_conditional, model.entropy_bottleneck
+    likelihood = gc.likelihood
+
+    def record(y, scales, means=None):
+        seen["means"], seen["scales"] = means.detach().clone(), scales.detach().clone()
+        return likelihood(y, scales, means)
+
+    gc.likelihood = record
+    gc.quantize = lambda y, noise, generator=None, means=None: y_hat.float()
+    eb.quantize = lambda y, noise, generator=None, means=None: z_hat.float()
+    try:
+        with torch.no_grad():
+            model.train().latents(x, noise=True, generator=torch.Generator())
+    finally:
+        for name in ("likelihood", "quantize"):
+            gc.__dict__.pop(name)
+        eb.__dict__.pop("quantize")
+        model.eval()
+    return seen["means"], seen["scales"]
+
+
+def test_the_checkerboard_training_path_sees_only_the_anchors_the_coder_sees():
+    """In training (noisy latents) the anchors' ((i + j) even) Gaussian parameters depend on no latent of the
+    pass, a non-anchor's on the anchors alone (never on itself or another non-anchor), and on the coder's own
+    latents the training parameters are the coder's fixed-point ones (its anchor pattern, its masked context).
+    (The coding path is pinned by the round trips and golden bytes; this pins the path the model learns on.)"""
+    model = _tiny(CheckerboardContextHyperprior)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # a livelier context than the initial one
+        for p in (*model.context_prediction.parameters(), *model.entropy_parameters.parameters()):
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    x = torch.stack(_images(1)).float() / 255  # a 7 × 7 latent grid
+    with torch.no_grad():
+        y = model.g_a(x).float()
+        z = torch.round(model.h_a(y).float())
+    grid = tuple(y.shape[-2:])
+    anchor = checkerboard(grid).bool().expand_as(y)
+    y_hat = torch.round(y) + torch.rand(y.shape, generator=g) - 0.5
+    means, scales = _training_params(model, x, y_hat, z)
+
+    moved_rest = torch.where(anchor, y_hat, y_hat + 5 * torch.randn(y.shape, generator=g))
+    m2, s2 = _training_params(model, x, moved_rest, z)
+    torch.testing.assert_close((m2, s2), (means, scales), rtol=0, atol=0)  # nobody reads a non-anchor
+
+    moved_anchors = torch.where(anchor, y_hat + 5 * torch.randn(y.shape, generator=g), y_hat)
+    m3, s3 = _training_params(model, x, moved_anchors, z)
+    torch.testing.assert_close((m3[anchor], s3[anchor]), (means[anchor], scales[anchor]), rtol=0, atol=0)
+    assert (m3[~anchor] - means[~anchor]).abs().max() > 0.1  # the non-anchors read the anchors
+
+    for i, j in ((2, 3), (3, 3)):  # one latent moved (a non-anchor, an anchor): its own parameters stay
+        one = y_hat.clone()
+        one[0, :, i, j] += 7.0
+        m4, s4 = _training_params(model, x, one, z)
+        torch.testing.assert_close((m4[..., i, j], s4[..., i, j]), (means[..., i, j], scales[..., i, j]))
+
+    with (
+        torch.no_grad()
+    ):  # the coder's own ŷ: the training parameters are the coder's (to fixed-point rounding)
+        coded, means_c, scales_c = model._two_passes(y, z.double())
+    m5, s5 = _training_params(model, x, coded.float(), z)
+    torch.testing.assert_close(m5, means_c.float(), rtol=0, atol=2e-3)
+    torch.testing.assert_close(s5, scales_c.float(), rtol=0, atol=2e-3)
+
+
 def test_a_value_outside_a_table_is_coded_exactly_not_clamped():
     """A large analysis gain puts |y − μ| far outside every table's support: the overflow symbol and the value's
     exact bits follow, so the decoder rebuilds the unclamped latents (the model's own reconstruction)."""
@@ -439,6 +584,25 @@ def test_a_per_image_file_of_another_checkpoint_with_the_same_tag_is_refused():
     assert data[1:3] == bytes.fromhex(mine)[:2]
     with pytest.raises(UntrustedFileError, match="another checkpoint"):
         container.decode_each(model, [(data, "x.aelc")], mine)
+
+
+def test_a_per_image_file_of_a_model_with_another_tag_is_refused_for_its_tag():
+    """A file written by one model and read by another whose fingerprint starts with other bytes is refused on the
+    header's model tag, naming both tags (the check would refuse it too, but as truncated or corrupted)."""
+    from aelab.errors import UntrustedFileError
+
+    writer = _tiny(FactorizedPrior)
+    torch.manual_seed(1)
+    reader = FactorizedPrior(hidden_channels=16, latent_channels=8).eval()
+    reader.update()
+    theirs, mine = state_fingerprint(writer.state_dict()), state_fingerprint(reader.state_dict())
+    assert theirs[:4] != mine[:4]
+    (data,), _ = container.encode_each(writer, _images(1), theirs)
+    tag = f"its model tag {theirs[:4]}, this checkpoint's {mine[:4]}"
+    with pytest.raises(UntrustedFileError, match=tag) as err:
+        container.decode_each(reader, [(data, "x.aelc")], mine)
+    assert "x.aelc: refused: written with another checkpoint" in str(err.value)
+    assert "corrupted" not in str(err.value)
 
 
 # ------------------------------------------------------------------------------------------------ trained codec

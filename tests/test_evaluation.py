@@ -479,6 +479,38 @@ def test_a_set_whose_feature_classifier_is_weak_gets_no_frechet_distance(tmp_pat
     assert "test/generation/fid" in kept
 
 
+def test_a_feature_classifier_exactly_at_min_classifier_acc_gets_its_frechet_distance(
+    tmp_path, fake_data_dir, monkeypatch
+):
+    """The gate keeps a classifier at ``min_classifier_acc`` and refuses one just under it (``stays under`` is a
+    strict ``<``); the classifier is a stub of a set accuracy, so nothing is trained."""
+    from aelab.data import MNISTDataModule
+    from aelab.evaluation import fid as frechet
+    from aelab.evaluation.context import EvalContext
+    from aelab.evaluation.sections import fid
+    from aelab.models import Autoencoder
+    from aelab.models.components import MLPDecoder, MLPEncoder
+
+    torch.manual_seed(0)
+    net = frechet.FeatureClassifier((1, 28, 28), 10).eval()
+    accuracy = {"value": 0.75}
+    monkeypatch.setattr(frechet, "classifier", lambda *args, **kwargs: (net, accuracy["value"]))
+    dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
+    ctx = EvalContext(Autoencoder(MLPEncoder(4), MLPDecoder(4)), dm, tmp_path, torch.device("cpu"), 200)
+    at = fid(ctx, num_samples=50, min_classifier_acc=0.75, samplers=("gaussian",))
+    assert at["test/generation/fid_classifier_test_acc"] == 0.75 and "fid" not in ctx.skipped
+    assert (
+        math.isfinite(at["test/generation/fid"])
+        and at["test/generation/fid"] == at["test/generation/fid_gaussian"]
+    )
+    assert math.isfinite(at["test/generation/fid_train_vs_test"])
+
+    accuracy["value"] = float(np.nextafter(0.75, 0.0))  # just under
+    under = fid(ctx, num_samples=50, min_classifier_acc=0.75, samplers=("gaussian",))
+    assert under == {"test/generation/fid_classifier_test_acc": accuracy["value"]}
+    assert "fid" in ctx.skipped  # the reason is logged
+
+
 @pytest.mark.parametrize(
     ("model_data", "kept"), [("mnist", True), ("photo_patches", False), ("fashion_mnist", False)]
 )

@@ -310,3 +310,53 @@ def test_a_parts_epochs_are_those_it_trained_and_those_planned(tmp_path, fake_da
     assert trained_epochs(at_end) == 2
     best = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
     assert run_plan(best)["max_epochs"] == 2
+
+
+def _fake_checkpoint(path, max_epochs: int, epoch: int, processed: int) -> None:
+    """An aelab checkpoint of a run planned for ``max_epochs`` whose fit loop had processed ``processed`` epochs
+    (Lightning's ``epoch`` index ``epoch``) when it was written; no weights."""
+    from aelab.checkpoint import CONFIG_KEY, FORMAT, FORMAT_KEY
+
+    config = {
+        "model": {"_target_": "aelab.models.Autoencoder", "init": "random"},
+        "data": {"_target_": "aelab.data.MNISTDataModule"},
+        "trainer": {"max_epochs": max_epochs},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({CONFIG_KEY: config, FORMAT_KEY: FORMAT, "state_dict": {}, "epoch": epoch,
+                "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": processed}}}}}, path)  # fmt: skip
+
+
+def test_a_run_cut_short_reports_the_epochs_it_trained_not_those_planned(tmp_path, monkeypatch):
+    """A part whose run stopped after 3 of its 10 planned epochs (early stopping, or continued with a smaller
+    trainer.max_epochs) is reported with epochs 3 (its last.ckpt's fit-loop count) beside max_epochs 10 (its plan),
+    and its best checkpoint's epoch, and the reproducibility table says "3 of 10 planned"; read from a finished
+    folder, nothing is started."""
+    import json
+
+    from aelab_tools.results.cli import Runner, collect
+
+    train = tmp_path / "mnist" / "ae" / "train"
+    _fake_checkpoint(train / "checkpoints" / "last.ckpt", max_epochs=10, epoch=2, processed=3)
+    _fake_checkpoint(train / "checkpoints" / "epoch_001.ckpt", max_epochs=10, epoch=1, processed=1)
+    (train / "metrics.json").write_text(json.dumps({"best_ckpt": "checkpoints/epoch_001.ckpt"}))
+    (tmp_path / "timings.json").write_text(json.dumps({"mnist/ae": 12.0}))
+    runner = Runner(tmp_path, [])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished part started a command")
+
+    monkeypatch.setattr(runner, "run", refuse)
+    spec = {"parts": {"mnist/ae": {"train": ["model=ae", "trainer.max_epochs=10"], "eval": False}}}
+    part = collect(runner, ["mnist/ae"], spec, run=False)["mnist/ae"]
+    assert (part["epochs"], part["max_epochs"], part["best_epoch"]) == (3, 10, 2)
+    assert part["init"] == "random" and part["t_train"] == 12.0
+    from aelab_tools.results import analysis
+    from aelab_tools.results.render import reproducibility_lines
+
+    refs = {"reproducibility": [{"model": "AE", "part": "mnist/ae", "metric": "test/loss", "paper": "—",
+                                 "paper_value": None, "op": "<=", "target": 1.0, "unit": "", "fmt": ".2f"}]}  # fmt: skip
+    monkeypatch.setattr(analysis, "references", lambda: refs)
+    (row,) = analysis.reproducibility_table({"mnist/ae": {**part, "metrics": {"test/loss": 0.5}}}, {}, {})
+    assert (row["epochs"], row["planned_epochs"]) == ([3], [10])
+    assert "| 3 of 10 planned |" in "\n".join(reproducibility_lines([row]))

@@ -163,6 +163,60 @@ def test_detection_figures_are_the_hand_values():
     assert got["threshold"] == pytest.approx(4.2) and got["f1"] == pytest.approx(0.8)
 
 
+class _LinearCode(torch.nn.Module):
+    """An untrained linear autoencoder of table rows (the section's own score is not what is pinned here)."""
+
+    latent_dim = 2
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.enc, self.dec = torch.nn.Linear(features, 2), torch.nn.Linear(2, features)
+
+    def encode(self, x):
+        return self.enc(x.flatten(1))
+
+    def decode(self, z):
+        return self.dec(z)
+
+    def reconstruct(self, x):
+        return self.decode(self.encode(x))
+
+
+def test_the_anomaly_baselines_are_fitted_on_the_training_records(tmp_path):
+    """Each baseline of the one-class figures is fitted on the training split (the inliers the model learned
+    from), never on the test records it is measured on: its test scores, AUROC and average precision are those
+    of the same scikit-learn detector fitted here on the training records with the section's seed."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.neighbors import LocalOutlierFactor
+    from sklearn.svm import OneClassSVM
+
+    from aelab.evaluation.context import EvalContext
+    from aelab.evaluation.sections import anomaly
+
+    dm = _dm(_csv(tmp_path, _records(200, 20)))
+    torch.manual_seed(0)
+    ctx = EvalContext(_LinearCode(dm.shape[0]), dm, tmp_path / "eval", torch.device("cpu"), 64)
+    got = anomaly(ctx, baselines=("iforest", "lof", "ocsvm", "pca"), seed=0)
+    train, test = dm.split_tensors("train")[0].numpy(), dm.split_tensors("test")[0].numpy()
+    flags = dm.anomaly_labels("test").numpy()
+    pca = PCA(2, random_state=0).fit(train)
+    fitted = {
+        "iforest": -IsolationForest(random_state=0).fit(train).score_samples(test),
+        "lof": -LocalOutlierFactor(n_neighbors=20, novelty=True).fit(train).score_samples(test),
+        "ocsvm": -OneClassSVM(gamma="scale").fit(train).score_samples(test),
+        "pca": ((pca.inverse_transform(pca.transform(test)) - test) ** 2).mean(1),
+    }
+    with np.load(tmp_path / "eval" / "anomaly_scores.npz") as saved:
+        for name, scores in fitted.items():
+            np.testing.assert_allclose(saved[f"{name}_test"], scores, rtol=1e-6, err_msg=name)
+            assert got[f"test/anomaly/{name}_auroc"] == pytest.approx(roc_auc_score(flags, scores), abs=1e-9)
+            assert got[f"test/anomaly/{name}_average_precision"] == pytest.approx(
+                average_precision_score(flags, scores), abs=1e-9
+            )
+
+
 def test_a_users_csv_trains_evaluates_against_the_baselines_and_scores_new_records(
     tmp_path, fake_data_dir, monkeypatch, capsys
 ):
@@ -194,6 +248,46 @@ def test_a_users_csv_trains_evaluates_against_the_baselines_and_scores_new_recor
                   str(tmp_path / "no.csv")]) == 2  # fmt: skip
     assert "columns ['f3'] are missing" in capsys.readouterr().err and not (tmp_path / "no.csv").exists()
     assert sys.modules.get("aelab.cli.score") is not None
+
+
+def test_aelab_score_flags_exactly_the_records_above_the_validation_percentile(
+    tmp_path, fake_data_dir, monkeypatch
+):
+    """aelab-score's flag threshold is the ``1 − contamination`` quantile (here 0.8) of the validation records'
+    scores, computed here from the run's own validation split and model: exactly the records whose score lies above
+    it are flagged, and some records lie between the validation median and that threshold (a median threshold
+    would flag them too)."""
+    from hydra.utils import instantiate
+
+    from aelab.checkpoint import load_model
+    from aelab.cli.score import main as score
+    from aelab.cli.train import main
+
+    train_csv = _csv(tmp_path, _records(200, 10))
+    run = tmp_path / "run"
+    argv = ["data=tabular", f"data.path={train_csv}", "data.label_column=label", "data.anomaly_values=[fraud]",
+            "data.categorical_columns=[site]", "data.id_column=id", "data.contamination=0.2", "model=ae",
+            "model.latent_dim=2", "trainer.max_epochs=1", "trainer.accelerator=cpu", "test=false",
+            f"hydra.run.dir={run}", "callbacks=minimal", "logger=csv"]  # fmt: skip
+    run_inprocess(main, argv, monkeypatch, fake_data_dir)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    new = _records(60, 10, seed=1).drop(columns=["label"])
+    out = tmp_path / "scores.csv"
+    assert score([str(ckpt), "--input", str(_csv(tmp_path, new, "new.csv")), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+
+    model, run_cfg, _ = load_model(ckpt)
+    dm = instantiate(run_cfg.data)
+    val = dm.split_tensors("val")[0]
+    x = dm.transform.transform(new)
+    with torch.no_grad():
+        val_scores = ((model.reconstruct(val) - val) ** 2).mean(1).double().numpy()
+        scores = ((model.reconstruct(x) - x) ** 2).mean(1).double().numpy()
+    threshold = np.quantile(val_scores, 1 - 0.2)
+    assert [r["id"] for r in rows] == new["id"].tolist()
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores, rtol=1e-5)
+    assert [int(r["flag"]) for r in rows] == (scores > threshold).astype(int).tolist()
+    assert ((scores > np.median(val_scores)) & (scores <= threshold)).any()
 
 
 def test_constant_and_discrete_columns_scale_as_scikit_learn_does():
