@@ -24,7 +24,7 @@ RESULTS_DIR ?= logs/results/main
 CKPT   ?=
 PORT   ?= 6006
 
-.PHONY: help install data train tune eval test test-all bench gpu-check results tensorboard lint format clean
+.PHONY: help install data train tune eval test test-all bench bench-kinds gpu-check results tensorboard lint format clean
 
 help: ## list the targets
 	@echo "aelab make targets (pass Hydra overrides with ARGS=\"model=vae trainer=gpu\"):"
@@ -61,6 +61,9 @@ test-all: install data ## every test, slow ones included (what .ci/run runs)
 
 bench: install data ## time aelab against a plain PyTorch loop (interleaved rounds): docs/bench_cpu.json, docs/BENCHMARKS.md
 	$(BIN)/python scripts/benchmark.py --json docs/bench_cpu.json --out docs/BENCHMARKS.md $(ARGS)
+
+bench-kinds: install ## time the data kinds beyond images (one Mult-VAE epoch, the EASE fit, the default eval): docs/bench_kinds.json, docs/BENCHMARKS_KINDS.md
+	$(BIN)/python scripts/bench_kinds.py --json docs/bench_kinds.json --out docs/BENCHMARKS_KINDS.md $(ARGS)
 
 gpu-check: ## the GPU figures in one prepared command (docs/bench_gpu.json); ARGS="--device cpu --smoke" rehearses it here
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) scripts/gpu_check.py $(ARGS)
