@@ -57,9 +57,8 @@ def recsys(work: Path, epochs: int, data_dir: str) -> dict:
     _run(train_cmd, work / "train.log")
     times = []
     for path in run.rglob("metrics.csv"):
-        times += [
-            float(r["train/epoch_time"]) for r in csv.DictReader(open(path)) if r.get("train/epoch_time")
-        ]
+        with open(path) as f:
+            times += [float(r["train/epoch_time"]) for r in csv.DictReader(f) if r.get("train/epoch_time")]
     if len(times) < 2:
         raise SystemExit(f"{run}: fewer than 2 epoch times were logged (train/epoch_time)")
     eval_cmd = [str(bin_dir / "aelab-eval"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.accelerator=cpu",
