@@ -183,3 +183,84 @@ def test_the_ranking_metric_masks_fold_in_items_and_skips_users_without_held_out
     assert metric.compute().item() == pytest.approx(0.5)  # user 1: item 0 masked → item 1 hit; user 2: miss
     with pytest.raises(ValueError, match="kind must be recall or ndcg"):
         RankingMetric("precision", 5)
+
+
+# ---------------------------------------------------------------------------------------------- aelab-recommend
+@pytest.fixture(scope="module")
+def trained_recommender(tmp_path_factory, fake_data_dir):
+    """A Mult-DAE trained one epoch on a toy log (checkpoint path, the log)."""
+    from aelab.cli.train import main
+    from conftest import MNIST_SMALL, SMALL
+
+    root = tmp_path_factory.mktemp("recommender")
+    frame = _log(users=40, items=30)
+    frame.to_csv(root / "log.csv", index=False)
+    argv = [o for o in SMALL if o not in MNIST_SMALL] + [
+        "data=interactions", f"data.path={root / 'log.csv'}", "data.user_column=user", "data.item_column=item",
+        "data.rating_column=stars", "data.rating_threshold=1", "data.val_size=5", "data.test_size=5",
+        "data.batch_size=10", "model=mult_dae", "model.hidden_dims=[16]", "model.latent_dim=8",
+        "trainer.max_epochs=1", f"hydra.run.dir={root / 'run'}",
+    ]  # fmt: skip
+    mp = pytest.MonkeyPatch()
+    try:
+        run_inprocess(main, argv, mp, fake_data_dir)
+    finally:
+        mp.undo()
+    return root / "run" / "checkpoints" / "last.ckpt", frame
+
+
+def test_aelab_recommend_writes_the_top_k_unseen_items_and_counts_unknown_ones(
+    trained_recommender, tmp_path, capsys
+):
+    from aelab.cli.recommend import main
+
+    ckpt, frame = trained_recommender
+    history = pd.DataFrame(
+        [("new_user", "i1", 5), ("new_user", "i2", 4), ("new_user", "never_seen", 5), ("u0", "i3", 5)],
+        columns=["user", "item", "stars"],
+    )
+    history.to_csv(tmp_path / "history.csv", index=False)
+    assert (
+        main(
+            [
+                str(ckpt),
+                "--input",
+                str(tmp_path / "history.csv"),
+                "--k",
+                "5",
+                "--out",
+                str(tmp_path / "recs.csv"),
+            ]
+        )
+        == 0
+    )
+    recs = pd.read_csv(tmp_path / "recs.csv", dtype={"user": str, "item": str})
+    assert sorted(recs.user.unique()) == ["new_user", "u0"] and (recs.groupby("user").size() == 5).all()
+    assert recs.groupby("user")["rank"].apply(list).tolist() == [[1, 2, 3, 4, 5]] * 2
+    seen = {("new_user", "i1"), ("new_user", "i2"), ("u0", "i3")}
+    assert not seen & set(zip(recs.user, recs.item, strict=True))  # never an item the user has
+    scores = recs[recs.user == "new_user"].score.tolist()
+    assert scores == sorted(scores, reverse=True)
+    out = capsys.readouterr().out
+    assert "1 interactions with 1 items the model never saw were not used" in out and "never_seen" in out
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_item_column", r"refused: no column 'item' \(the training log's\); its columns: .*--item-column"),
+    ("all_unknown", r"refused: none of its 2 items is one the model was trained on"),
+])  # fmt: skip
+def test_aelab_recommend_refuses_a_bad_history_in_one_line_and_writes_nothing(
+    trained_recommender, tmp_path, capsys, damage, message
+):
+    from aelab.cli.recommend import main
+
+    ckpt, _ = trained_recommender
+    history = pd.DataFrame([("a", "zz1", 5), ("a", "zz2", 5)], columns=["user", "item", "stars"])
+    if damage == "no_item_column":
+        history = history.rename(columns={"item": "movie"})
+    history.to_csv(tmp_path / "history.csv", index=False)
+    out = tmp_path / "recs.csv"
+    assert main([str(ckpt), "--input", str(tmp_path / "history.csv"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("aelab-recommend") and re.search(message, err[0]), err
+    assert not out.exists()
