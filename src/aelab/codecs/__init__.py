@@ -1,10 +1,12 @@
 """aelab's codec package: the learned image codecs and everything they code with, in one place.
 
 - :mod:`.models`: :class:`FactorizedPrior`, :class:`ScaleHyperprior`, :class:`MeanScaleHyperprior` (CompressAI's
-  names and interface: ``forward`` for training, ``update()``, ``compress`` / ``decompress``) and
-  :class:`CheckerboardContextHyperprior` (He et al. 2021's two-pass context model);
+  names and interface: ``forward`` for training, ``update()``, ``compress`` / ``decompress``; the two hyperpriors
+  share :class:`HyperpriorModel`) and :class:`CheckerboardContextHyperprior` (He et al. 2021's two-pass context
+  model);
 - :mod:`.entropy_models`: :class:`EntropyBottleneck`, :class:`GaussianConditional`, each owning its integer
-  coding tables and its range coding;
+  coding tables, with CompressAI's byte-string ``compress`` / ``decompress``;
+- :mod:`.range_coder`: the range coder they code with (public, for strings that several entropy models share);
 - :mod:`.integer`: exact fixed-point evaluation of the networks that choose the coder's models;
 - :mod:`.transforms`, :mod:`.gdn`: ``g_a``, ``g_s``, ``h_a``, ``h_s`` and GDN;
 - :mod:`.loss`: :class:`RateDistortionLoss`;
@@ -23,6 +25,7 @@ from aelab.codecs.loss import RateDistortionLoss
 from aelab.codecs.models import (
     CompressionModel,
     FactorizedPrior,
+    HyperpriorModel,
     MeanScaleHyperprior,
     ScaleHyperprior,
 )
@@ -38,6 +41,7 @@ __all__ = [
     "GaussianConditional",
     "HyperAnalysis",
     "HyperSynthesis",
+    "HyperpriorModel",
     "MeanScaleHyperprior",
     "RateDistortionLoss",
     "ScaleHyperprior",

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from aelab.codecs.integer import fixed_point_forward
-from aelab.codecs.models import MeanScaleHyperprior, _new_encoder, _string
+from aelab.codecs.models import MeanScaleHyperprior
+from aelab.codecs.range_coder import new_encoder, to_bytes
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -135,19 +136,19 @@ class CheckerboardContextHyperprior(MeanScaleHyperprior):
         q = q.long()
         strings = []
         for i in range(len(x)):
-            encoder = _new_encoder()
+            encoder = new_encoder()
             eb.compress_into(encoder, z[i].reshape(len(z[i]), -1).numpy())
             for part in (anchor, ~anchor):
                 gc.compress_into(encoder, q[i][part].numpy(), indexes[i][part].numpy())
-            strings.append(_string(encoder))
+            strings.append(to_bytes(encoder))
         size = tuple(x.shape[-2:])
-        y_hat = q.double() + means / float(1 << gc.scale_bits)
+        y_hat = gc.dequantize(q, means)
         return {"strings": strings, "shape": size, "x_hat": self.synthesize(y_hat.float().to(x.device), size)}
 
     @torch.no_grad()
     def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict:
         gc = self.gaussian_conditional
-        decoders, z, grid = self._read_side_information(strings, shape)
+        decoders, z, grid = self.decode_side_information(strings, shape)
         m = self.g_a.out_dim
 
         def read(means: Tensor, scales: Tensor, part: Tensor) -> Tensor:
@@ -159,7 +160,7 @@ class CheckerboardContextHyperprior(MeanScaleHyperprior):
             return q
 
         q, means, _ = self._passes(z, grid, read)
-        y_hat = q + means / float(1 << gc.scale_bits)
+        y_hat = gc.dequantize(q, means)
         return {"x_hat": self.synthesize(y_hat.float().to(self.device), tuple(shape))}
 
 

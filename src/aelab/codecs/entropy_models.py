@@ -9,10 +9,11 @@
 
 In training each gives the probability of its (noisy) latents, in float32 under any autocast. For coding,
 :meth:`~EntropyModel.update` freezes **integer** CDF tables (24-bit frequencies, every value at least 1) into
-buffers saved with the weights; ``compress_into`` / ``decompress_from`` then move integers to and from a range
-coder (``constriction``) with those tables only, so an encoder and any decoder use bit-identical models. A value
-outside a table's support is coded as the table's overflow symbol followed by its exact value (sign, bit count and
-bits, each uniform): nothing is clamped, every integer round-trips.
+buffers saved with the weights, so an encoder and any decoder use bit-identical models. Coding is CompressAI's
+byte-string interface: ``compress(inputs, ...) → list[bytes]`` (one string per image) and ``decompress(strings,
+...) → Tensor``. Where several entropy models share one string (a hyperprior's ``ẑ`` then ``ŷ``), ``compress_into``
+/ ``decompress_from`` code one image's integers into and out of a shared coder of :mod:`aelab.codecs.range_coder`
+(whose escapes code a value outside a table's support exactly: nothing is clamped, every integer round-trips).
 """
 
 from __future__ import annotations
@@ -20,21 +21,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import constriction
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aelab.codecs.gdn import LowerBound
-
-PRECISION = (
-    24  # bits of the integer frequencies (constriction's range coder precision): every table sums to 2**24
+from aelab.codecs.range_coder import (
+    PRECISION,
+    categorical,
+    decode_values,
+    encode_values,
+    new_decoder,
+    new_encoder,
+    to_bytes,
 )
-_UNIFORM_BITS = constriction.stream.model.Uniform(64)
-_UNIFORM_SIGN = constriction.stream.model.Uniform(2)
-_CHUNK = 16
-_UNIFORM_CHUNK = constriction.stream.model.Uniform(2**_CHUNK)
 
 
 def quantized_cdf(pmf: np.ndarray, overflow: float) -> np.ndarray:
@@ -52,50 +53,6 @@ def quantized_cdf(pmf: np.ndarray, overflow: float) -> np.ndarray:
     freqs = np.floor(p / p.sum() * (total - n)).astype(np.int64) + 1
     freqs[int(np.argmax(p))] += total - int(freqs.sum())
     return np.concatenate([[0], np.cumsum(freqs)]).astype(np.int32)
-
-
-def _categorical(cdf: np.ndarray):
-    """constriction's categorical of an integer CDF (its frequencies as exact dyadic probabilities)."""
-    return constriction.stream.model.Categorical(
-        np.diff(cdf.astype(np.int64)) / float(1 << PRECISION), perfect=False
-    )
-
-
-def encode_values(encoder, values: np.ndarray, model, offset: int, length: int) -> None:
-    """Integers ``values`` ``(N,)`` with a table over ``offset .. offset + length − 1``; the rest as escapes."""
-    symbols = np.asarray(values, dtype=np.int64) - int(offset)
-    outside = (symbols < 0) | (symbols >= length)
-    encoder.encode(np.where(outside, length, symbols).astype(np.int32), model)
-    for v in symbols[outside].tolist():
-        _encode_escape(encoder, v, length)
-
-
-def decode_values(decoder, n: int, model, offset: int, length: int) -> np.ndarray:
-    """The inverse of :func:`encode_values`: ``(n,)`` int64."""
-    symbols = np.asarray(decoder.decode(model, int(n)), dtype=np.int64)
-    for i in np.flatnonzero(symbols == length).tolist():
-        symbols[i] = _decode_escape(decoder, length)
-    return symbols + int(offset)
-
-
-def _encode_escape(encoder, v: int, length: int) -> None:
-    sign, e = (0, v - length) if v >= length else (1, -1 - v)
-    encoder.encode(np.array([sign], dtype=np.int32), _UNIFORM_SIGN)
-    bits = int(e).bit_length()
-    encoder.encode(np.array([bits], dtype=np.int32), _UNIFORM_BITS)
-    chunks = [(e >> s) & ((1 << _CHUNK) - 1) for s in range(0, bits, _CHUNK)]
-    if chunks:
-        encoder.encode(np.array(chunks, dtype=np.int32), _UNIFORM_CHUNK)
-
-
-def _decode_escape(decoder, length: int) -> int:
-    sign = int(decoder.decode(_UNIFORM_SIGN, 1)[0])
-    bits = int(decoder.decode(_UNIFORM_BITS, 1)[0])
-    e = 0
-    if bits:
-        for i, chunk in enumerate(decoder.decode(_UNIFORM_CHUNK, -(-bits // _CHUNK)).tolist()):
-            e |= int(chunk) << (_CHUNK * i)
-    return e + length if sign == 0 else -1 - e
 
 
 class EntropyModel(nn.Module):
@@ -144,7 +101,7 @@ class EntropyModel(nn.Module):
             )
         if i not in self._models:
             n = int(self._cdf_length[i])
-            self._models[i] = _categorical(self._quantized_cdf[i, :n].cpu().numpy())
+            self._models[i] = categorical(self._quantized_cdf[i, :n].cpu().numpy())
         return self._models[i], int(self._offset[i]), int(self._cdf_length[i]) - 2
 
     @staticmethod
@@ -259,6 +216,26 @@ class EntropyBottleneck(EntropyModel):
         """``(C, n)`` integers of one image from ``decoder`` (the inverse of :meth:`compress_into`)."""
         return np.stack([decode_values(decoder, n, *self._table(c)) for c in range(self.channels)])
 
+    @torch.no_grad()
+    def compress(self, inputs: Tensor) -> list[bytes]:
+        """Latents ``(B, C, h, w)`` → one byte string per image: ``round(inputs)`` (an integer tensor as it is),
+        channel by channel, each channel in raster order (CompressAI's ``EntropyBottleneck.compress``)."""
+        symbols = (torch.round(inputs) if inputs.is_floating_point() else inputs).long().cpu()
+        strings = []
+        for image in symbols:
+            encoder = new_encoder()
+            self.compress_into(encoder, image.reshape(len(image), -1).numpy())
+            strings.append(to_bytes(encoder))
+        return strings
+
+    @torch.no_grad()
+    def decompress(self, strings: Sequence[bytes], size: tuple[int, int]) -> Tensor:
+        """The strings of :meth:`compress` of latents of ``size`` ``(h, w)`` → the rounded latents ``(B, C, h,
+        w)`` (float32, on the CPU)."""
+        h, w = (int(s) for s in size)
+        y = np.stack([self.decompress_from(new_decoder(s), h * w) for s in strings])
+        return torch.from_numpy(y).view(len(strings), self.channels, h, w).float()
+
 
 def scale_table(minimum: float = 0.11, maximum: float = 256.0, levels: int = 64) -> Tensor:
     """CompressAI's default scale table: ``levels`` scales spaced evenly in log between ``minimum`` and ``maximum``
@@ -345,6 +322,20 @@ class GaussianConditional(EntropyModel):
         self._set_tables(cdfs, offsets)
         return True
 
+    def symbols(self, inputs: Tensor, means_int: Tensor | None = None) -> Tensor:
+        """The integers the coder codes, ``round(y − μ)`` (int64, on the CPU; CompressAI's ``quantize(...,
+        "symbols", means)``), with the means in fixed point (``scale_bits`` fractional bits, as :meth:`indexes`
+        takes the scales; ``None``: no means) and the difference taken in float64."""
+        y = inputs.double().cpu()
+        if means_int is not None:
+            y = y - means_int.cpu() / float(1 << self.scale_bits)
+        return torch.round(y).long()
+
+    def dequantize(self, symbols: Tensor, means_int: Tensor | None = None) -> Tensor:
+        """``ŷ = q + μ`` (float64, on the CPU) of the coded integers ``q`` (the inverse of :meth:`symbols`)."""
+        q = symbols.double().cpu()
+        return q if means_int is None else q + means_int.cpu() / float(1 << self.scale_bits)
+
     def compress_into(self, encoder, values: np.ndarray, indexes: np.ndarray) -> None:
         """One image's integers ``round(y − μ)`` ``(N,)`` with their table indexes ``(N,)``: grouped by table, in
         ascending table order, each group in raster order."""
@@ -359,3 +350,31 @@ class GaussianConditional(EntropyModel):
             where = indexes == i
             out[where] = decode_values(decoder, int(where.sum()), *self._table(i))
         return out
+
+    @torch.no_grad()
+    def compress(self, inputs: Tensor, indexes: Tensor, means_int: Tensor | None = None) -> list[bytes]:
+        """Latents ``(B, ...)`` with their table :meth:`indexes` (same shape) and means (fixed point, or
+        ``None``) → one byte string per image holding its :meth:`symbols` (CompressAI's
+        ``GaussianConditional.compress``)."""
+        symbols, indexes = self.symbols(inputs, means_int), indexes.cpu()
+        strings = []
+        for q, i in zip(symbols, indexes, strict=True):
+            encoder = new_encoder()
+            self.compress_into(encoder, q.reshape(-1).numpy(), i.reshape(-1).numpy())
+            strings.append(to_bytes(encoder))
+        return strings
+
+    @torch.no_grad()
+    def decompress(
+        self, strings: Sequence[bytes], indexes: Tensor, means_int: Tensor | None = None
+    ) -> Tensor:
+        """The strings of :meth:`compress`, the same indexes and means → ``ŷ`` (float64, on the CPU, shaped as
+        ``indexes``)."""
+        indexes = indexes.cpu()
+        q = np.stack(
+            [
+                self.decompress_from(new_decoder(s), i.reshape(-1).numpy())
+                for s, i in zip(strings, indexes, strict=True)
+            ]
+        )
+        return self.dequantize(torch.from_numpy(q).view(indexes.shape), means_int)

@@ -2,7 +2,9 @@
 Simoncelli, "End-to-end Optimized Image Compression", ICLR 2017), :class:`ScaleHyperprior` (Ballé, Minnen, Singh,
 Hwang & Johnston, "Variational Image Compression with a Scale Hyperprior", ICLR 2018) and
 :class:`MeanScaleHyperprior` (Minnen, Ballé & Toderici, "Joint Autoregressive and Hierarchical Priors for Learned
-Image Compression", NeurIPS 2018, Sec. 2, without the context model).
+Image Compression", NeurIPS 2018, Sec. 2, without the context model): two classes, as CompressAI writes them,
+over :class:`HyperpriorModel`, what they share (the entropy models of ``z`` and ``y``, one string per image, the
+exact fixed-point coding); each says what its ``h_a`` reads and what its ``h_s`` predicts.
 
 Each is a plain ``nn.Module``: ``forward`` gives the rate–distortion objective
 (:class:`~aelab.codecs.loss.RateDistortionLoss`) as a :class:`~aelab.models.ModelOutput`; after
@@ -16,29 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import constriction
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aelab.codecs.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
 from aelab.codecs.loss import RateDistortionLoss
+from aelab.codecs.range_coder import new_decoder, new_encoder, to_bytes
 from aelab.codecs.transforms import AnalysisTransform, HyperAnalysis, HyperSynthesis, SynthesisTransform
 from aelab.models.outputs import ModelOutput
-
-
-def _new_encoder():
-    return constriction.stream.queue.RangeEncoder()
-
-
-def _string(encoder) -> bytes:
-    """The coder's words as bytes, trailing zero bytes dropped (the decoder reads missing words as zeros)."""
-    return encoder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
-
-
-def _decoder(string: bytes):
-    padded = string + b"\0" * (-len(string) % 4)
-    return constriction.stream.queue.RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
 
 
 class CompressionModel(nn.Module):
@@ -171,30 +159,32 @@ class FactorizedPrior(CompressionModel):
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict:
         y = torch.round(self.g_a(x).float()).cpu().long()
-        strings = []
-        for image in y:
-            encoder = _new_encoder()
-            self.entropy_bottleneck.compress_into(encoder, image.reshape(len(image), -1).numpy())
-            strings.append(_string(encoder))
+        strings = self.entropy_bottleneck.compress(y)
         size = tuple(x.shape[-2:])
         return {"strings": strings, "shape": size, "x_hat": self.synthesize(y.float().to(x.device), size)}
 
     @torch.no_grad()
     def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict:
-        h, w = self.latent_grid(shape)
-        eb = self.entropy_bottleneck
-        y = np.stack([eb.decompress_from(_decoder(s), h * w) for s in strings]).reshape(
-            len(strings), -1, h, w
-        )
-        return {"x_hat": self.synthesize(torch.from_numpy(y).float().to(self.device), tuple(shape))}
+        y_hat = self.entropy_bottleneck.decompress(strings, self.latent_grid(shape))
+        return {"x_hat": self.synthesize(y_hat.to(self.device), tuple(shape))}
 
 
-class ScaleHyperprior(CompressionModel):
-    """``y = g_a(x)``, side information ``z = h_a(y)`` under a factorized density, and ``y`` under a Gaussian whose
-    scales ``h_s(ẑ)`` predicts per position (Ballé et al. 2018; CompressAI's ``ScaleHyperprior``): a blank border
-    and a stroke centre are priced apart. Training adds uniform noise to ``y`` and ``z``; evaluation and coding
-    round them. At coding time ``h_s`` runs in exact fixed point (:mod:`aelab.codecs.integer`): an encoder and any
-    decoder derive the same scales from ``ẑ``, and so the same tables. A string holds ``ẑ``, then ``ŷ``.
+def _units(params: Tensor | None, bits: int, device: torch.device) -> Tensor | None:
+    """Fixed-point parameters (× ``2**bits``) in units, float32 on ``device`` (``None``, no means, stays so)."""
+    return None if params is None else (params / float(1 << bits)).float().to(device)
+
+
+class HyperpriorModel(CompressionModel):
+    """What :class:`ScaleHyperprior` and :class:`MeanScaleHyperprior` share: ``y = g_a(x)``, side information ``z =
+    h_a(y)`` under a factorized density (:class:`EntropyBottleneck`), and ``y`` under a Gaussian
+    (:class:`GaussianConditional`) whose parameters ``h_s(ẑ)`` predicts per position: a blank border and a stroke
+    centre are priced apart. Training adds uniform noise to ``y`` and ``z``; evaluation and coding round them. At
+    coding time ``h_s`` runs in exact fixed point (:mod:`aelab.codecs.integer`): an encoder and any decoder derive
+    the same parameters from ``ẑ``, and so the same tables. A string holds ``ẑ``, then ``ŷ`` (one range coder,
+    :mod:`aelab.codecs.range_coder`, shared by both entropy models).
+
+    A subclass says what ``h_a`` reads and what ``h_s`` predicts: :meth:`hyper_transforms`,
+    :meth:`gaussian_params` and :meth:`exact_params` (``means`` is ``None`` where only scales are predicted).
 
     Args:
         hyper_channels: channels of ``z`` (and of ``h_a`` / ``h_s``).
@@ -206,9 +196,6 @@ class ScaleHyperprior(CompressionModel):
     Terms: ``bpp`` = ``bpp_y`` + ``bpp_z``, ``distortion``.
     """
 
-    #: predict means too (Minnen et al. 2018); the scale hyperprior reads ``|y|`` and predicts scales only
-    mean = False
-
     def __init__(
         self,
         *args,
@@ -219,9 +206,7 @@ class ScaleHyperprior(CompressionModel):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        m = self.g_a.out_dim
-        self.h_a = HyperAnalysis(m, hyper_channels, hyper_stages, absolute=not self.mean)
-        self.h_s = HyperSynthesis(hyper_channels, 2 * m if self.mean else m, hyper_stages)
+        self.h_a, self.h_s = self.hyper_transforms(self.g_a.out_dim, hyper_channels, hyper_stages)
         self.entropy_bottleneck = (
             entropy_bottleneck if entropy_bottleneck is not None else EntropyBottleneck(hyper_channels)
         )
@@ -234,21 +219,27 @@ class ScaleHyperprior(CompressionModel):
             gaussian_conditional if gaussian_conditional is not None else GaussianConditional()
         )
 
-    def hyper_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
-        """``(h', w')`` of ``z`` for latents of ``grid``."""
-        f = int(self.h_a.factor)
-        return -(-grid[0] // f), -(-grid[1] // f)
+    # ------------------------------------------------------------------ what a subclass says
+    def hyper_transforms(
+        self, latent_channels: int, hyper_channels: int, hyper_stages: int
+    ) -> tuple[HyperAnalysis, HyperSynthesis]:
+        """``(h_a, h_s)`` for ``M = latent_channels`` (built once, in this order, by ``__init__``)."""
+        raise NotImplementedError
 
     def gaussian_params(self, z_hat: Tensor, grid: tuple[int, int]) -> tuple[Tensor | None, Tensor]:
         """``(means or None, scales)`` ``(B, M, h, w)`` of ``y`` from ``ẑ`` (float, for training and the estimate)."""
-        out = self.h_s(z_hat, grid)
-        return out.chunk(2, dim=1) if self.mean else (None, out)
+        raise NotImplementedError
 
     def exact_params(self, z_int: Tensor, grid: tuple[int, int]) -> tuple[Tensor | None, Tensor]:
         """:meth:`gaussian_params` in exact fixed point from the integers ``ẑ``: ``(means or None, scales)`` as
         float64 integers times ``2**scale_bits``, on the CPU (what the coder uses)."""
-        out = self.h_s.forward_exact(z_int, grid, self.gaussian_conditional.scale_bits)
-        return out.chunk(2, dim=1) if self.mean else (None, out)
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def hyper_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
+        """``(h', w')`` of ``z`` for latents of ``grid``."""
+        f = int(self.h_a.factor)
+        return -(-grid[0] // f), -(-grid[1] // f)
 
     def latents(self, x, noise, generator=None):
         y = self.g_a(x).float()
@@ -257,22 +248,14 @@ class ScaleHyperprior(CompressionModel):
         if noise:
             means, scales = self.gaussian_params(z_hat, grid)
         else:  # evaluation: the coder's own (fixed-point) parameters, so x̂ and the rate are those of the files
-            one = float(1 << self.gaussian_conditional.scale_bits)
-            means, scales = (
-                None if p is None else (p / one).float().to(y.device)
-                for p in self.exact_params(z_hat.double(), grid)
-            )
+            bits = self.gaussian_conditional.scale_bits
+            means, scales = (_units(p, bits, y.device) for p in self.exact_params(z_hat.double(), grid))
         y_hat = self.gaussian_conditional.quantize(y, noise, generator, means)
         likelihoods = {
             "y": self.gaussian_conditional.likelihood(y_hat, scales, means),
             "z": self.entropy_bottleneck.likelihood(z_hat),
         }
         return y_hat, likelihoods
-
-    def _from_symbols(self, q: Tensor, means_int: Tensor | None) -> Tensor:
-        """``ŷ = q + μ`` (float64; μ in fixed point) from the coded integers ``q = round(y − μ)``."""
-        q = q.double()
-        return q if means_int is None else q + means_int / float(1 << self.gaussian_conditional.scale_bits)
 
     @torch.no_grad()
     def compress(self, x: Tensor) -> dict:
@@ -282,49 +265,85 @@ class ScaleHyperprior(CompressionModel):
         grid = tuple(y.shape[-2:])
         means_int, scales_int = self.exact_params(z.double(), grid)
         indexes = gc.indexes(scales_int)
-        mu = 0.0 if means_int is None else means_int / float(1 << gc.scale_bits)
-        q = torch.round(y.double().cpu() - mu).long()
+        q = gc.symbols(y, means_int)
         strings = []
         for i in range(len(x)):
-            encoder = _new_encoder()
+            encoder = new_encoder()
             eb.compress_into(encoder, z[i].reshape(len(z[i]), -1).numpy())
             gc.compress_into(encoder, q[i].reshape(-1).numpy(), indexes[i].reshape(-1).numpy())
-            strings.append(_string(encoder))
+            strings.append(to_bytes(encoder))
         size = tuple(x.shape[-2:])
-        x_hat = self.synthesize(self._from_symbols(q, means_int).float().to(x.device), size)
+        x_hat = self.synthesize(gc.dequantize(q, means_int).float().to(x.device), size)
         return {"strings": strings, "shape": size, "x_hat": x_hat}
 
-    def _read_side_information(self, strings: Sequence[bytes], shape: tuple[int, int]):
+    def decode_side_information(self, strings: Sequence[bytes], shape: tuple[int, int]):
         """Open one range decoder per string and read its side information ẑ, which comes first in every
         string: ``(decoders, ẑ (B, C_z, h_z, w_z) float64, y's grid (h, w))``; the decoders go on to y."""
         grid = self.latent_grid(shape)
         hz, wz = self.hyper_grid(grid)
-        decoders = [_decoder(s) for s in strings]
+        decoders = [new_decoder(s) for s in strings]
         z = np.stack([self.entropy_bottleneck.decompress_from(d, hz * wz) for d in decoders])
         return decoders, torch.from_numpy(z).view(len(strings), -1, hz, wz).double(), grid
 
     @torch.no_grad()
     def decompress(self, strings: Sequence[bytes], shape: tuple[int, int]) -> dict:
         gc = self.gaussian_conditional
-        decoders, z, grid = self._read_side_information(strings, shape)
+        decoders, z, grid = self.decode_side_information(strings, shape)
         means_int, scales_int = self.exact_params(z, grid)
         indexes = gc.indexes(scales_int)
         q = np.stack([gc.decompress_from(d, indexes[i].reshape(-1).numpy()) for i, d in enumerate(decoders)])
-        y_hat = self._from_symbols(torch.from_numpy(q).view_as(scales_int), means_int)
+        y_hat = gc.dequantize(torch.from_numpy(q).view_as(scales_int), means_int)
         return {"x_hat": self.synthesize(y_hat.float().to(self.device), tuple(shape))}
 
 
-class MeanScaleHyperprior(ScaleHyperprior):
-    """:class:`ScaleHyperprior` whose ``h_s`` predicts means as well as scales, ``h_a`` reading ``y`` itself
-    (Minnen et al. 2018, Sec. 2, without the context model; CompressAI's ``MeanScaleHyperprior``); ``ŷ = round(y −
-    μ) + μ`` in evaluation and coding."""
+class ScaleHyperprior(HyperpriorModel):
+    """The scale hyperprior (Ballé, Minnen, Singh, Hwang & Johnston 2018; CompressAI's ``ScaleHyperprior``):
+    ``h_a`` reads ``|y|`` and ``h_s(ẑ)`` predicts the ``M`` scales of a zero-mean Gaussian per position; ``ŷ =
+    round(y)`` in evaluation and coding.
 
-    mean = True
+    Args:
+        as for :class:`HyperpriorModel`.
+    """
+
+    def hyper_transforms(self, latent_channels, hyper_channels, hyper_stages):
+        h_a = HyperAnalysis(latent_channels, hyper_channels, hyper_stages, absolute=True)
+        return h_a, HyperSynthesis(hyper_channels, latent_channels, hyper_stages)
+
+    def gaussian_params(self, z_hat, grid):
+        return None, self.h_s(z_hat, grid)
+
+    def exact_params(self, z_int, grid):
+        return None, self.h_s.forward_exact(z_int, grid, self.gaussian_conditional.scale_bits)
+
+
+class MeanScaleHyperprior(HyperpriorModel):
+    """The mean–scale hyperprior (Minnen, Ballé & Toderici 2018, Sec. 2, without the context model; CompressAI's
+    ``MeanScaleHyperprior``): ``h_a`` reads ``y`` itself and ``h_s(ẑ)`` predicts ``2M`` channels, the means then
+    the scales of the Gaussian per position; ``ŷ = round(y − μ) + μ`` in evaluation and coding.
+
+    Args:
+        as for :class:`HyperpriorModel`.
+    """
+
+    def hyper_transforms(self, latent_channels, hyper_channels, hyper_stages):
+        h_a = HyperAnalysis(latent_channels, hyper_channels, hyper_stages, absolute=False)
+        return h_a, HyperSynthesis(hyper_channels, 2 * latent_channels, hyper_stages)
+
+    def gaussian_params(self, z_hat, grid):
+        means, scales = self.h_s(z_hat, grid).chunk(2, dim=1)
+        return means, scales
+
+    def exact_params(self, z_int, grid):
+        means, scales = self.h_s.forward_exact(z_int, grid, self.gaussian_conditional.scale_bits).chunk(
+            2, dim=1
+        )
+        return means, scales
 
 
 __all__ = [
     "CompressionModel",
     "FactorizedPrior",
+    "HyperpriorModel",
     "MeanScaleHyperprior",
     "ScaleHyperprior",
 ]
