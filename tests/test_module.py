@@ -5,6 +5,7 @@ checkpoint aelab-train wrote."""
 from __future__ import annotations
 
 import inspect
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 import aelab
 from aelab.checkpoint import load_model, net_state, read_checkpoint
+from aelab.data.base import ImageDataModule, TensorDataModule
 from aelab.errors import AelabError, ConfigError, DivergenceError
 from aelab.models import VQVAE, Autoencoder
 from aelab.models.components import MLPDecoder, MLPEncoder, VectorQuantizer
@@ -63,13 +65,14 @@ def test_evaluation_draws_are_seeded_by_stage_rank_and_batch():
     )
 
 
-def _run_eval(module: AutoencoderModule, batches, stage: str = "test") -> dict[str, float]:
-    """The module's evaluation steps and epoch end on ``batches``, with ``self.log`` captured."""
+def _run_eval(module: AutoencoderModule, batches, stage: str = "test", datamodule=None) -> dict[str, float]:
+    """The module's setup (reading ``datamodule``'s declared metrics), evaluation steps and epoch end on
+    ``batches``, with ``self.log`` captured."""
     logged: dict[str, float] = {}
     module.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
-    module._trainer = SimpleNamespace(
-        world_size=1, global_rank=0, sanity_checking=False, global_step=0, current_epoch=0
-    )
+    state = dict(world_size=1, global_rank=0, sanity_checking=False, global_step=0, current_epoch=0)
+    module._trainer = SimpleNamespace(**state, datamodule=datamodule)
+    module.setup(stage)
     module.eval()
     with torch.no_grad():
         for i, x in enumerate(batches):
@@ -88,7 +91,7 @@ def test_split_metrics_are_the_whole_splits_values():
                 VectorQuantizer(num_codes=8, code_dim=3)).eval()  # fmt: skip
     module = AutoencoderModule(net)
     xs = [batch(6)[0], batch(2, seed=1)[0]]
-    logged = _run_eval(module, xs)
+    logged = _run_eval(module, xs, datamodule=ImageDataModule())
     with torch.no_grad():
         outs = [net(x) for x in xs]
         loss = sum(o.loss.item() * len(x) for o, x in zip(outs, xs, strict=True)) / 8
@@ -100,29 +103,75 @@ def test_split_metrics_are_the_whole_splits_values():
     assert logged["test/psnr"] == pytest.approx((-10 * torch.log10(mse_i)).mean().item(), rel=1e-5)
     assert logged["test/vq/perplexity"] == pytest.approx(perplexity(counts).item(), rel=1e-5)
     assert logged["test/commitment"] > 0
-    again = _run_eval(module, xs)  # reset after logging: the same numbers, not twice the counts
+    # reset after logging: the same numbers, not twice the counts
+    again = _run_eval(module, xs, datamodule=ImageDataModule())
     assert again["test/vq/perplexity"] == pytest.approx(logged["test/vq/perplexity"], rel=1e-6)
 
 
-def test_unbounded_outputs_get_no_psnr():
-    net = Autoencoder(MLPEncoder(out_dim=2, in_shape=(5,)), MLPDecoder(latent_dim=2, out_shape=(5,)), loss="mse",
-                      output="identity")  # fmt: skip
-    logged = _run_eval(AutoencoderModule(net), [torch.randn(4, 5)])
-    assert "test/mse" in logged and "test/psnr" not in logged
+def test_the_data_declares_what_scores_the_reconstruction():
+    """The data, not the model's output kind, says which metrics score a reconstruction: table rows get the squared
+    error alone (even from a model whose values are in [0, 1]), images the squared error and PSNR; a datamodule that
+    declares none (a user's own) gets the squared error. The module never reads ``ModelOutput.output``."""
+    for output in ("identity", "sigmoid"):
+        net = Autoencoder(MLPEncoder(out_dim=2, in_shape=(5,)), MLPDecoder(latent_dim=2, out_shape=(5,)),
+                          loss="mse", output=output)  # fmt: skip
+        table = _run_eval(AutoencoderModule(net), [torch.rand(4, 5)], datamodule=TensorDataModule())
+        assert "test/mse" in table and "test/psnr" not in table
+    own = _run_eval(AutoencoderModule(net), [torch.rand(4, 5)], datamodule=pl.LightningDataModule())
+    assert {"test/loss", "test/mse"} <= own.keys() and "test/psnr" not in own
+    source = inspect.getsource(aelab.module)
+    assert not re.search(r"\.output\b|sigmoid|clamp|identity", source)
+
+
+def test_the_data_metrics_follow_the_data_the_module_is_set_up_with():
+    """A module set up with image data scores PSNR; set up again with table data it drops it (one set of data
+    metrics at a time, a clone per split)."""
+    module = AutoencoderModule(Autoencoder(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4), loss="mse"))
+    x = batch(4)[0]
+    assert "test/psnr" in _run_eval(module, [x], datamodule=ImageDataModule())
+    assert module.metrics["val"]["psnr"] is not module.metrics["test"]["psnr"]
+    logged = _run_eval(module, [x], datamodule=TensorDataModule())
+    assert "test/mse" in logged and "test/psnr" not in logged and "psnr" not in module.metrics["val"]
 
 
 def test_the_pca_starts_clamped_pixels_get_psnr():
-    """A model built with init=pca outputs pixels clamped to [0, 1] (output ``clamp``): its PSNR is logged like a
-    sigmoid model's, and listed among its metric names (the photo patches' report rows read it)."""
+    """A model built with init=pca outputs pixels clamped to [0, 1]: on images its PSNR is logged like any model's,
+    and listed among its metric names (the photo patches' report rows read it)."""
     net = Autoencoder(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4), loss="mse", init="pca").eval()
-    assert net(batch(2)[0]).output == "clamp"
     module = AutoencoderModule(net)
     x = batch(6)[0]
-    logged = _run_eval(module, [x])
+    logged = _run_eval(module, [x], datamodule=ImageDataModule())
     with torch.no_grad():
         mse_i = (net(x).x_hat - x).pow(2).flatten(1).mean(1)
     assert logged["test/psnr"] == pytest.approx((-10 * torch.log10(mse_i)).mean().item(), rel=1e-5)
-    assert "psnr" in module.metric_names((1, 28, 28))
+    assert "psnr" in module.metric_names()
+
+
+def test_metric_names_come_from_the_data_and_the_model():
+    """The ``val/...`` names a search may ask for: ``loss``, the data's declared metrics, the model's whole-split
+    metrics and its terms; a model that declares ``term_names()`` is never run on random data."""
+    from aelab.data.interactions import InteractionDataModule
+
+    vq = VQVAE(MLPEncoder(out_dim=4 * 3, hidden_dims=[16]), MLPDecoder(latent_dim=12, hidden_dims=[16]),
+               VectorQuantizer(num_codes=8, code_dim=3))  # fmt: skip
+    module = AutoencoderModule(vq)
+    assert module.metric_names() == sorted({"loss", "mse", *vq.split_metrics()})
+    images = module.metric_names((1, 28, 28), datamodule=ImageDataModule())
+    assert {"loss", "mse", "psnr", "vq/perplexity", "commitment"} <= set(images)
+    assert "psnr" not in module.metric_names(datamodule=TensorDataModule())
+    ranking = module.metric_names(datamodule=InteractionDataModule())
+    assert "recommend/ndcg@100" in ranking and "mse" not in ranking
+
+    class Declared(Autoencoder):
+        def term_names(self):
+            return ["recon"]
+
+        def forward(self, *args, **kwargs):
+            raise AssertionError("metric_names ran a forward pass")
+
+    declared = AutoencoderModule(Declared(MLPEncoder(out_dim=4), MLPDecoder(latent_dim=4), loss="mse"))
+    names = declared.metric_names((1, 28, 28), datamodule=ImageDataModule())
+    assert names == ["loss", "mse", "psnr", "recon"]
 
 
 def test_a_nan_loss_ends_with_a_one_line_refusal():

@@ -49,12 +49,15 @@ def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, cap
     assert " mean " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("report", ["results", "benchmarks"])
+@pytest.mark.parametrize("report", ["results", "benchmarks", "kinds"])
 def test_committed_reports_render_from_their_json_byte_for_byte(tmp_path, report):
     out = tmp_path / "R.md"
     if report == "results":
         cmd = [sys.executable, "scripts/results.py", "--render", "docs/results.json", "--out", str(out)]
         committed = REPO / "docs" / "RESULTS.md"
+    elif report == "kinds":
+        cmd = [sys.executable, "scripts/bench_kinds.py", "--render", "docs/bench_kinds.json", "--out", str(out)]
+        committed = REPO / "docs" / "BENCHMARKS_KINDS.md"
     else:
         cmd = [sys.executable, "scripts/benchmark.py", "--render", "docs/bench_cpu.json", "--out", str(out)]
         committed = REPO / "docs" / "BENCHMARKS.md"

@@ -14,20 +14,23 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MeanSquaredError, Metric
-from torchmetrics.image import PeakSignalNoiseRatio
+from torchmetrics import MeanMetric, Metric
 
 from aelab.errors import ConfigError, DivergenceError, divergence_message
 from aelab.models.capabilities import Compressor
 from aelab.models.outputs import ModelOutput
+from aelab.utils.reconstruction import ReconstructionMSE
 
 EVAL_STAGES = ("val", "test")
-PIXEL_OUTPUTS = ("sigmoid", "clamp")  # output activations whose values are pixels in [0, 1]: PSNR applies
 
 
-def psnr_metric(dims: int = 3) -> PeakSignalNoiseRatio:
-    """Mean over examples of the per-example PSNR in dB for values in [0, 1]: ``10 log10(1 / MSE_i)``."""
-    return PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=tuple(range(1, dims + 1)))
+def data_metrics(datamodule) -> dict[str, Metric]:
+    """The validation/test metrics a datamodule declares (the data contract's ``eval_metrics()``: ``mse`` and
+    ``psnr`` of images, ``mse`` of table rows, held-out users' Recall@k and NDCG@k), each a torchmetrics ``Metric``
+    updated with ``(x_hat, batch)``; a datamodule that declares none (a user's own ``LightningDataModule``, or
+    none at all) gets the squared error of the reconstruction against ``batch[0]``."""
+    declared = datamodule.eval_metrics() if hasattr(datamodule, "eval_metrics") else None
+    return dict(declared) if declared is not None else {"mse": ReconstructionMSE()}
 
 
 class AutoencoderModule(pl.LightningModule):
@@ -44,8 +47,9 @@ class AutoencoderModule(pl.LightningModule):
 
     Logged (torchmetrics, reduced across DDP ranks and reset by ``self.log``): ``train/loss`` and each
     ``train/<term>`` (means since the last logging step); ``val|test/loss``, each ``val|test/<term>``, the model's
-    whole-split metrics (``vq/perplexity``, ...), ``val|test/mse`` and, for values in [0, 1], ``val|test/psnr`` (dB,
-    mean of the per-example PSNR) of the reconstruction against the clean input.
+    whole-split metrics (``vq/perplexity``, ...) and the metrics the data declares for its reconstructions
+    (:func:`data_metrics`: ``val|test/mse`` and, of images, ``val|test/psnr``; ``mse`` alone until :meth:`setup`
+    reads the data's). The module never looks at what kind of values a model outputs: the data says what to score.
 
     Raises:
         ConfigError: without an optimizer.
@@ -69,24 +73,43 @@ class AutoencoderModule(pl.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.eval_seed = int(eval_seed)
         self.metrics = nn.ModuleDict({stage: nn.ModuleDict(self._split_metrics()) for stage in EVAL_STAGES})
-        self._data_metrics: list[str] = []  # names of the data's declared metrics (none: mse and psnr)
+        self._data_metrics: list[str] = []  # the names of the data's metrics among self.metrics[stage]
+        self._use_data_metrics(data_metrics(None))  # until setup() reads the data's own
         self._train_sums: dict[str, Tensor] = {}
         self._train_steps = 0
 
     def _split_metrics(self) -> dict[str, Metric]:
-        return {"loss": MeanMetric(), "mse": MeanSquaredError(), **getattr(self.net, "split_metrics", dict)()}
+        return {"loss": MeanMetric(), **getattr(self.net, "split_metrics", dict)()}
+
+    def _use_data_metrics(self, declared: dict[str, Metric]) -> None:
+        """Score the reconstructions of every evaluation split with ``declared`` (a clone per split) instead of the
+        data metrics held so far."""
+        for stage in EVAL_STAGES:
+            metrics = self.metrics[stage]
+            for name in self._data_metrics:
+                del metrics[name]
+            for name, metric in declared.items():
+                metrics[name] = metric.clone().to(self.device)
+        self._data_metrics = sorted(declared)
 
     @torch.no_grad()
-    def metric_names(self, shape) -> list[str]:
-        """The names the validation and test splits log (``loss``, ``mse``, ``psnr`` for values in [0, 1], each term
-        and whole-split metric of the model), found with one forward pass of two random examples of ``shape``
-        (``None``: the ones known without a pass)."""
-        names = set(self.metrics["val"])
-        if shape is not None:
+    def metric_names(self, shape=None, datamodule=None) -> list[str]:
+        """The names the validation and test splits log: ``loss``, the data's declared metrics (those of
+        ``datamodule``; ``None``: of the data this module was set up with, ``mse`` before any), the model's
+        whole-split metrics (its ``split_metrics()``) and the terms of its objective (its declared ``term_names()``).
+
+        A model that declares no ``term_names()`` is run once, in eval mode, on two random examples of ``shape`` to
+        see its terms (``shape=None``: its terms are left out); nothing else needs a forward pass.
+        """
+        data_names = self._data_metrics if datamodule is None else sorted(data_metrics(datamodule))
+        names = (set(self.metrics["val"]) - set(self._data_metrics)) | {"loss", *data_names}
+        if hasattr(self.net, "term_names"):
+            names |= set(self.net.term_names())
+        elif shape is not None:
             was = self.net.training
             out = self.net.eval()(torch.rand(2, *shape), generator=torch.Generator().manual_seed(0))
             self.net.train(was)
-            names |= set(out.terms) | set(out.stats) | ({"psnr"} if out.output in PIXEL_OUTPUTS else set())
+            names |= set(out.terms) | set(out.stats)
         return sorted(names)
 
     def forward(self, x: Tensor, **kwargs) -> ModelOutput:
@@ -94,18 +117,12 @@ class AutoencoderModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
-        """The data's own validation/test metrics (the data contract's ``eval_metrics()``: held-out users' NDCG@k)
-        replace the default squared error and PSNR."""
+        """The data's own validation/test metrics (:func:`data_metrics`: the squared error and PSNR of images,
+        held-out users' NDCG@k) score the reconstructions from here on."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        declared = datamodule.eval_metrics() if hasattr(datamodule, "eval_metrics") else None
-        if declared is None or self._data_metrics:
-            return
-        self._data_metrics = sorted(declared)
-        for stage_name in EVAL_STAGES:
-            metrics = self.metrics[stage_name]
-            del metrics["mse"]
-            for name, metric in declared.items():
-                metrics[name] = metric.clone()
+        declared = data_metrics(datamodule)
+        if sorted(declared) != self._data_metrics:
+            self._use_data_metrics(declared)
 
     def on_fit_start(self) -> None:
         """The model's own start (its declared ``fit_start(datamodule)``: the PCA start, a closed-form fit) on rank 0,
@@ -182,19 +199,14 @@ class AutoencoderModule(pl.LightningModule):
         for name, value in out.stats.items():
             m[name].update(value)
         x_hat = out.x_hat.contiguous()  # channels-last conv outputs: torchmetrics flattens by view
-        if self._data_metrics:  # the data's protocol scores the reconstruction (held-out items)
-            for name in self._data_metrics:
-                m[name].update(x_hat, batch)
-            return
-        m["mse"].update(x_hat, x)
-        if out.output in PIXEL_OUTPUTS:
-            self._metric(stage, "psnr", x.ndim - 1).update(x_hat, x)
+        for name in self._data_metrics:  # the data's protocol scores the reconstruction
+            m[name].update(x_hat, batch)
 
-    def _metric(self, stage: str, name: str, dims: int = 3) -> Metric:
-        """The split metric of a term (its weighted mean) or of ``psnr``, created when first seen."""
+    def _metric(self, stage: str, name: str) -> Metric:
+        """The split metric of a term (its example-weighted mean), created when first seen."""
         m = self.metrics[stage]
         if name not in m:
-            m[name] = (psnr_metric(dims) if name == "psnr" else MeanMetric()).to(self.device)
+            m[name] = MeanMetric().to(self.device)
         return m[name]
 
     def validation_step(self, batch, batch_idx: int) -> None:

@@ -28,7 +28,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from aelab.callbacks.optuna import open_storage
-from aelab.errors import SearchSpaceError
+from aelab.errors import ConfigError, SearchSpaceError
 
 log = logging.getLogger("aelab")
 
@@ -228,14 +228,30 @@ def best_reported(study, number: int, direction: str) -> float | None:
 
 
 def known_val_metrics(job_cfg: DictConfig) -> list[str]:
-    """The ``val/...`` metrics a run of ``job_cfg`` logs (built from the model config, without data)."""
+    """The ``val/...`` metrics a run of ``job_cfg`` logs: the data's declared metrics (its ``eval_metrics()``; the
+    datamodule is built, its examples are not read), the model's whole-split metrics and its terms
+    (:meth:`aelab.module.AutoencoderModule.metric_names`).
+
+    Raises:
+        ConfigError: for a data value the datamodule's constructor refuses (naming ``data``).
+    """
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     from aelab.module import AutoencoderModule
 
+    datamodule = None
+    if OmegaConf.select(job_cfg, "data._target_") is not None:
+        try:
+            datamodule = instantiate(job_cfg.data)
+        except InstantiationException as err:
+            if isinstance(err.__cause__, ValueError):
+                raise ConfigError(f"data: {err.__cause__}") from None
+            raise
     shape = OmegaConf.select(job_cfg, "data.shape")
     module = AutoencoderModule(instantiate(job_cfg.model))
-    return [f"val/{name}" for name in module.metric_names(None if shape is None else list(shape))]
+    names = module.metric_names(None if shape is None else list(shape), datamodule=datamodule)
+    return [f"val/{name}" for name in names]
 
 
 # ---------------------------------------------------------------------------- the sweep

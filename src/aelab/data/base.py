@@ -18,9 +18,11 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchmetrics import Metric
 
 from aelab.data.resident import ResidentLoader, as_float
 from aelab.errors import ConfigError, DataError
+from aelab.utils.reconstruction import ReconstructionMSE, ReconstructionPSNR
 
 SPLITS = ("train", "val", "test")
 
@@ -210,10 +212,10 @@ class TensorDataModule(pl.LightningDataModule):
                 self.setup()
         return self._splits[split]
 
-    def eval_metrics(self) -> dict | None:
+    def eval_metrics(self) -> dict[str, Metric]:
         """The validation/test metrics of this data's protocol, each a torchmetrics ``Metric`` updated with
-        ``(x_hat, batch)``; ``None``: the reconstruction's squared error (and PSNR for pixels)."""
-        return None
+        ``(x_hat, batch)``: here the squared error of the reconstruction against the clean examples (``mse``)."""
+        return {"mse": ReconstructionMSE()}
 
     def sample_images(self, n: int, split: str = "val") -> tuple[Tensor, Tensor | None]:
         """The first ``n`` examples of a split as float ``(n, *shape)`` (images in [0, 1]) and their labels (or
@@ -368,6 +370,11 @@ class ImageDataModule(TensorDataModule):
     def shape(self) -> tuple[int, int, int]:
         """The shape of one example: ``(C, H, W)`` of every image."""
         return self.image_shape
+
+    def eval_metrics(self) -> dict[str, Metric]:
+        """The squared error (``mse``) and the PSNR (``psnr``: dB, the mean of the per-image PSNR, pixels in [0, 1])
+        of the reconstruction against the clean images."""
+        return {"mse": ReconstructionMSE(), "psnr": ReconstructionPSNR(example_ndim=3)}
 
     def _checked(self, data: tuple[Tensor, Tensor | None], what: str) -> tuple[Tensor, Tensor | None]:
         x, _ = data

@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from aelab.data.resident import as_float
+from aelab.utils.reconstruction import psnr
 
 
 def to_float(images: Tensor) -> Tensor:
@@ -31,8 +32,9 @@ def map_batches(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int,
 
 
 def psnr_per_image(x_hat: Tensor, x: Tensor) -> Tensor:
-    """PSNR in dB of each image, pixels in [0, 1]: ``10 log10(1 / MSE_i)``; ``(N, ...) → (N,)``."""
-    return peak_signal_noise_ratio(x_hat, x, data_range=1.0, reduction="none", dim=tuple(range(1, x.ndim)))
+    """PSNR in dB of each image, pixels in [0, 1]: ``10 log10(1 / MSE_i)``; ``(N, ...) → (N,)``
+    (:func:`aelab.utils.reconstruction.psnr`)."""
+    return psnr(x_hat, x, reduction="none")
 
 
 def mse_per_image(x_hat: Tensor, x: Tensor) -> Tensor:

@@ -27,7 +27,9 @@ class ModelOutput:
         reconstruction: the reconstruction in the data's units when the model computed it itself (a VAE's
             decode of the posterior mean, a codec's ``x̂``); else :attr:`x_hat` derives it from ``logits``.
         output: the output activation that maps ``logits`` to data units: ``sigmoid`` (pixels in [0, 1]),
-            ``identity`` (unbounded values, e.g. standardized table columns) or ``clamp`` (pixels, the PCA start).
+            ``identity`` (unbounded values, e.g. standardized table columns) or ``clamp`` (pixels, the PCA start);
+            :attr:`x_hat` applies it. A training loop has no use for it: what scores a reconstruction is the data's
+            to say (the data contract's ``eval_metrics()``), not the model's output kind.
     """
 
     loss: Tensor

@@ -1,8 +1,15 @@
-"""Checks of a composed run config before anything is built: one clear line naming the key and the fix."""
+"""Checks of a composed run config before anything is built: one clear line naming the key and the fix.
+
+A value one object takes is checked by that object's constructor, once: its refusal comes out as one
+:class:`~aelab.errors.ConfigError` line naming the config group (:func:`aelab.pipeline.build`), so :data:`RULES`
+holds only what no aelab constructor checks (see the comment above it), and the helpers here are the bounds a
+constructor shares (:func:`valid_sigma`, :func:`valid_probability`).
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -11,22 +18,23 @@ from omegaconf import DictConfig, OmegaConf
 from aelab.errors import ConfigError
 
 
-def valid_sigma(sigma: float) -> bool:
-    """A Gaussian noise std is valid when ``σ >= 0`` (pixel units)."""
-    return sigma >= 0
+def _num(v: Any) -> bool:
+    """A finite real number (not a bool, not a string)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def valid_probability(p: float) -> bool:
-    """A corruption probability is valid in [0, 1]."""
-    return 0.0 <= p <= 1.0
+def valid_sigma(sigma: Any) -> bool:
+    """A Gaussian noise std is valid when it is a finite number ``σ >= 0`` (pixel units)."""
+    return _num(sigma) and sigma >= 0
+
+
+def valid_probability(p: Any) -> bool:
+    """A corruption probability is valid when it is a number in [0, 1]."""
+    return _num(p) and 0.0 <= p <= 1.0
 
 
 def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _positive_int(v: Any) -> bool:
@@ -49,6 +57,13 @@ def _devices(v: Any) -> bool:
 
 
 # (key, check, what it must be, example fix); a key that is absent is not checked.
+#
+# Only values no aelab constructor checks (a bound a constructor checks is not repeated here: the corruption's σ and
+# p, a VAE's sigma, the codecs' λ, ... are refused by their classes): the data's sizes (TensorDataModule takes them
+# unchecked; a split is checked against the data's size only once it is read), the model's widths, code size and
+# KL weight (the model classes take them unchecked), the optimizer's (built partially: torch checks only when the
+# run starts, and allows lr=0), the divergence guard's interval, and the Lightning trainer's (whose own refusals
+# are not one line naming the key).
 RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
     ("data.batch_size", _positive_int, "a positive integer (the global batch)", "data.batch_size=128"),
     (
@@ -100,24 +115,6 @@ RULES: list[tuple[str, Callable[[Any], bool], str, str]] = [
         lambda v: _num(v) and v >= 0,
         "a finite value >= 0",
         "optimizer.weight_decay=0",
-    ),
-    (
-        "model.corruption.sigma",
-        lambda v: _num(v) and valid_sigma(v),
-        "a noise std σ >= 0 (pixel units)",
-        "model.corruption.sigma=0.5",
-    ),
-    (
-        "model.corruption.p",
-        lambda v: _num(v) and valid_probability(v),
-        "a probability in [0, 1]",
-        "model.corruption.p=0.25",
-    ),
-    (
-        "model.sigma",
-        lambda v: v is None or (_num(v) and v > 0),
-        "null (learned) or a std > 0",
-        "model.sigma=0.1",
     ),
     ("model.kl_coeff", lambda v: _num(v) and v >= 0, "β >= 0", "model.kl_coeff=1.0"),
     ("model.kl_warmup_steps", lambda v: _int(v) and v >= 0, "an integer >= 0", "model.kl_warmup_steps=0"),
