@@ -357,3 +357,11 @@ def test_a_plain_pytorch_loop_lowers_the_loss(name):
             step += 1
     final = eval_loss()
     assert final < 0.9 * initial, (initial, final)
+
+
+def test_cdae_is_not_taken_for_a_model_with_a_corruption_module():
+    from aelab.models import CDAE
+    from aelab.models.capabilities import Denoising
+
+    model = CDAE(num_items=30, num_users=4)
+    assert not isinstance(model, Denoising) and model.corruption_rate == 0.5  # its input dropout is a rate

@@ -56,7 +56,14 @@ def test_committed_reports_render_from_their_json_byte_for_byte(tmp_path, report
         cmd = [sys.executable, "scripts/results.py", "--render", "docs/results.json", "--out", str(out)]
         committed = REPO / "docs" / "RESULTS.md"
     elif report == "kinds":
-        cmd = [sys.executable, "scripts/bench_kinds.py", "--render", "docs/bench_kinds.json", "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "scripts/bench_kinds.py",
+            "--render",
+            "docs/bench_kinds.json",
+            "--out",
+            str(out),
+        ]
         committed = REPO / "docs" / "BENCHMARKS_KINDS.md"
     else:
         cmd = [sys.executable, "scripts/benchmark.py", "--render", "docs/bench_cpu.json", "--out", str(out)]

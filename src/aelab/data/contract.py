@@ -15,7 +15,8 @@ Sample kinds (:data:`SAMPLE_KINDS`), each with the shape of one example:
 A datamodule may also declare (each with a default, so an image set declares nothing):
 
 - ``eval_metrics() -> {name: Metric} | None``: the validation/test metrics of its protocol, each updated with
-  ``(x_hat, batch)`` (held-out users' Recall@k and NDCG@k); ``None``: the squared error (and PSNR for pixels).
+  ``(x_hat, batch)``: images' ``mse`` and ``psnr``, tables' ``mse``, held-out users' Recall@k and NDCG@k (a
+  datamodule of your own that declares none gets ``mse``).
 - ``monitor`` / ``monitor_mode``: the validation metric that picks the best checkpoint (``val/loss``, ``min``).
 - ``train_sections``: the evaluation sections a training run reports right after its test (``("anomaly",)`` for
   labelled records, ``("recommend",)`` for held-out users), so their baselines sit in ``metrics.json``.

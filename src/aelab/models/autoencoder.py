@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
@@ -16,6 +18,37 @@ from aelab.models.components.pca_start import (
 from aelab.models.outputs import OUTPUTS, ModelOutput, activate
 
 
+@dataclass
+class Latent:
+    """What the latent step (:meth:`Autoencoder.latent`) hands the decoder and the objective.
+
+    Attributes:
+        z: what the decoder decodes: the code itself (AE, RAE, WAE), the sparse code, the quantized vectors in the
+            decoder's layout (VQ-VAE: a map ``(B, D, h, w)`` for a spatial model), a posterior draw (VAE); ``None``
+            when the objective decodes draws of its own (the IWAE's ``k`` importance samples).
+        h: the encoder's output the step started from (pre-activations, posterior parameters, ``z_e``).
+        code: the deterministic code when ``z`` is a draw from it (the VAE's posterior mean μ); ``None``: ``z`` is
+            the code. It is :attr:`ModelOutput.z`, and with one the output's reconstruction is ``decode(code)``
+            (evaluation; no logits: those of a draw are not the reconstruction).
+        params: tensors the objective needs besides ``z`` (the VAE's ``mu`` and ``logvar``).
+        penalties: ``{name: (weight, value)}`` of the latent step (the VQ-VAE's commitment and codebook losses, the
+            L1 sparse AE's ‖z‖₁): the default :meth:`Autoencoder.objective` adds ``weight · value`` to the loss
+            and logs ``value`` as ``*/<name>``.
+        terms: ``{name: value}`` logged, not added (the sparse AE's ``sparsity/l0``, the VQ-VAE's batch
+            ``vq/perplexity``).
+        stats: per-batch tensors of the model's whole-split metrics (:meth:`Autoencoder.split_metrics`), passed on
+            as :attr:`ModelOutput.stats` in evaluation (the VQ-VAE's code indices, the sparse codes).
+    """
+
+    z: Tensor | None
+    h: Tensor | None = None
+    code: Tensor | None = None
+    params: dict[str, Tensor] = field(default_factory=dict)
+    penalties: dict[str, tuple[float, Tensor]] = field(default_factory=dict)
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+
 class Autoencoder(nn.Module):
     """Autoencoder: ``x → encoder → z → decoder → logits``, ``x̂ = output(logits)``, trained to reconstruct ``x``.
 
@@ -25,6 +58,19 @@ class Autoencoder(nn.Module):
         model = Autoencoder(MLPEncoder(32), MLPDecoder(32))
         out = model(x)              # ModelOutput: out.loss, out.logits, out.z, out.terms
         out.loss.backward()
+
+    Every autoencoder of aelab is this class's :meth:`forward`, one template whose steps are hooks a model
+    overrides (none overrides :meth:`forward` itself):
+
+    1. :meth:`inputs` — ``(input, target)`` of the clean batch: the corruption (any model given one is denoising),
+       the VAE's binarization;
+    2. encode — ``h = encoder(input)``;
+    3. :meth:`latent` — ``h`` → :class:`Latent`: identity here, the VAE's posterior draw, the VQ-VAE's
+       quantization, the sparse AE's sparsity;
+    4. decode — ``logits = decoder(latent.z)``;
+    5. :meth:`objective` — the loss and its named terms: the reconstruction loss, the latent step's penalties and
+       :meth:`regularizer` 's (the RAE, WAE); the VAE's −ELBO, the IWAE's bound;
+    6. :meth:`diagnostics` — evaluation-only terms (the DAE's noisy-input PSNR).
 
     Args:
         encoder: maps inputs ``(B, *shape)`` to codes ``(B, latent_dim)``; exposes ``out_dim``.
@@ -42,6 +88,10 @@ class Autoencoder(nn.Module):
         pca_lr_scale: the learning rate of the PCA start's linear paths relative to the rest's (:meth:`param_groups`;
             0.1: the start moves slowly while the residual paths learn, which measured better than 1 or 0 on the
             photo patches).
+        corruption: a :class:`~aelab.models.components.Corruption` (gaussian, masking, salt-and-pepper) applied
+            to the input in training and evaluation (:meth:`inputs`; the target stays the clean batch): the model
+            becomes denoising (the ``Denoising`` capability: the attribute ``corruption`` exists only when given).
+            ``None``: the model reconstructs its input.
 
     Raises:
         ValueError: for an unknown ``loss``, ``output`` or ``init``, ``bce`` without a sigmoid output or with the
@@ -60,6 +110,7 @@ class Autoencoder(nn.Module):
         output: str = "sigmoid",
         init: str = "random",
         pca_lr_scale: float = 0.1,
+        corruption: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if loss not in objectives.LOSSES:
@@ -86,6 +137,9 @@ class Autoencoder(nn.Module):
         self.loss, self.output = loss, output
         self.encoder = encoder
         self.decoder = decoder
+        # set only when given: a model without one is not Denoising (aelab.models.capabilities)
+        if corruption is not None:
+            self.corruption = corruption
 
     # ------------------------------------------------------------------ the autoencoder's view
     @property
@@ -172,10 +226,77 @@ class Autoencoder(nn.Module):
                 "model.decoder.latent_dim to its default ${model.latent_dim}"
             )
 
+    # ------------------------------------------------------------------ the forward template and its hooks
+    def forward(
+        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
+    ) -> ModelOutput:
+        """The objective of one clean batch ``x`` ``(B, *shape)``: the template every autoencoder fills
+        (:meth:`inputs` → encode → :meth:`latent` → decode → :meth:`objective` → :meth:`diagnostics`, see the class
+        docstring). ``generator`` feeds every random draw (seeded in validation/test: the same batch gives the
+        same numbers); ``step``, the training step, feeds schedules such as a KL warm-up."""
+        x_in, target = self.inputs(x, generator)
+        latent = self.latent(self.encoder(x_in), generator)
+        logits = None if latent.z is None else self.decoder(latent.z)
+        loss, terms = self.objective(latent, logits, target, generator, step)
+        terms = {**{name: value.detach() for name, value in latent.terms.items()}, **terms}
+        if not self.training:
+            terms |= self.diagnostics(x, x_in)
+        stats = {} if self.training else dict(latent.stats)
+        if latent.code is None:  # the decoder decoded the code itself: its logits are the reconstruction
+            return ModelOutput(loss, logits, latent.z, terms, stats=stats, output=self.output)
+        # the decoder decoded a draw (the VAE): the reconstruction is the code's decode, no logits
+        reconstruction = None if self.training else self.decode(latent.code)
+        return ModelOutput(
+            loss, None, latent.code, terms, stats=stats, reconstruction=reconstruction, output=self.output
+        )
+
+    def corrupt(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``corruption(x, generator)`` for a model built with a corruption, else ``x`` itself."""
+        corruption = getattr(self, "corruption", None)
+        return x if corruption is None else corruption(x, generator)
+
     def inputs(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """``(input, target)`` of a clean batch: the AE reconstructs its input (the DAE corrupts it, a binarizing
-        VAE resamples it)."""
-        return x, x
+        """Hook 1: ``(input, target)`` of a clean batch ``x``. Here the input is ``x`` corrupted when the model has
+        a corruption (:meth:`corrupt`; ``generator`` feeds the noise: seeded in evaluation, ``None`` in training:
+        fresh noise every step) and the target the clean ``x`` (the VAE binarizes first, then corrupts)."""
+        return self.corrupt(x, generator), x
+
+    def latent(self, h: Tensor, generator: torch.Generator | None = None) -> Latent:
+        """Hook 3: the latent step from the encoder's output ``h`` to what the decoder decodes (:class:`Latent`;
+        ``generator`` feeds any draw). The identity here (``z = h``); the VAE draws from its posterior, the VQ-VAE
+        quantizes, the sparse AE keeps a few units."""
+        return Latent(z=h, h=h)
+
+    def objective(
+        self,
+        latent: Latent,
+        logits: Tensor | None,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        step: int | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Hook 5: ``(loss, terms)`` of the decoder's ``logits`` against ``target``: the mean reconstruction loss
+        (:meth:`reconstruction_loss`) plus ``weight · value`` of each of the latent step's penalties and then of
+        :meth:`regularizer` 's; the terms hold each penalty's detached value by name. The VAE puts its −ELBO here,
+        the IWAE its bound, the sparse AE adds its AuxK loss."""
+        return self.penalized(self.reconstruction_loss(logits, target), {}, latent, logits, generator)
+
+    def penalized(
+        self,
+        loss: Tensor,
+        terms: dict[str, Tensor],
+        latent: Latent,
+        logits: Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``loss`` plus ``weight · value`` of each penalty of the latent step, then of :meth:`regularizer`, in that
+        order, each value logged (detached) in ``terms`` by name: the end of every model's :meth:`objective`."""
+        terms = dict(terms)
+        penalties = {**latent.penalties, **self.regularizer(latent.z, logits, generator)}
+        for name, (weight, value) in penalties.items():
+            loss = loss + weight * value
+            terms[name] = value.detach()
+        return loss, terms
 
     def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """The mean per-value reconstruction loss (:func:`aelab.models.objectives.reconstruction_loss`)."""
@@ -184,32 +305,16 @@ class Autoencoder(nn.Module):
     def regularizer(
         self, z: Tensor, logits: Tensor, generator: torch.Generator | None = None
     ) -> dict[str, tuple[float, Tensor]]:
-        """Extra penalties of the plain autoencoder's objective: ``{name: (weight, value)}`` of the codes ``z`` and
-        the decoder's logits (``generator`` feeds any random draw); the loss adds ``weight · value`` and ``value``
-        is logged as ``*/<name>``. None here: the RAE, WAE and a model of your own add theirs without copying
-        :meth:`forward`."""
+        """Extra penalties of every model's objective (:meth:`penalized`): ``{name: (weight, value)}`` of the decoded
+        code ``z`` and the decoder's logits (``generator`` feeds any random draw; ``z`` and ``logits`` are ``None``
+        for the IWAE, whose bound decodes its own draws); the loss adds ``weight · value`` and ``value`` is logged
+        as ``*/<name>``. None here: the RAE, WAE and a model of your own add theirs without copying
+        :meth:`forward` or :meth:`objective`."""
         return {}
 
-    def forward(
-        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
-    ) -> ModelOutput:
-        """The objective of one clean batch ``x`` (``generator`` feeds any random draw; ``step``, the training step,
-        feeds schedules such as a KL warm-up)."""
-        x_in, target = self.inputs(x, generator)
-        z = self.encoder(x_in)
-        logits = self.decoder(z)
-        loss = self.reconstruction_loss(logits, target)
-        terms = {}
-        for name, (weight, value) in self.regularizer(z, logits, generator).items():
-            loss = loss + weight * value
-            terms[name] = value.detach()
-        if not self.training:
-            terms |= self.diagnostics(x, x_in)
-        return ModelOutput(loss, logits, z, terms, output=self.output)
-
     def diagnostics(self, x: Tensor, x_in: Tensor) -> dict[str, Tensor]:
-        """Evaluation-only terms of a batch, from the clean ``x`` and the model's input ``x_in`` (none here; the
-        DAE's noisy-input PSNR)."""
+        """Hook 6: evaluation-only terms of a batch, from the clean ``x`` and the model's input ``x_in`` (none
+        here; the DAE's noisy-input PSNR)."""
         return {}
 
     def split_metrics(self) -> dict[str, Metric]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
 from aelab.models import objectives
+from aelab.models.autoencoder import Latent
 from aelab.models.vae import VAE
 
 
@@ -21,6 +24,10 @@ class IWAE(VAE):
 
     The loss is −L_k (nats). Terms: ``iwae`` = −L_k, and in evaluation the VAE's ``elbo``, ``recon``, ``kl`` of
     one posterior sample, so IWAE and VAE runs compare on the same numbers.
+
+    Hooks (:class:`~aelab.models.Autoencoder`): :meth:`latent` draws nothing (``z`` is ``None``: the template
+    decodes nothing), :meth:`objective` draws and decodes the bound's ``k`` samples, then in evaluation the VAE's
+    one sample.
     """
 
     def __init__(self, *args, k: int = 5, **kwargs) -> None:
@@ -29,11 +36,26 @@ class IWAE(VAE):
             raise ValueError(f"model.k={k} must be >= 1 (importance samples)")
         self.k = int(k)
 
+    def latent(self, h: Tensor, generator: torch.Generator | None = None) -> Latent:
+        """The posterior of the encoder's output, no draw: the bound draws its own ``k`` (:meth:`objective`)."""
+        mu, logvar = self.posterior_params(h)
+        return Latent(z=None, h=h, code=mu, params={"mu": mu, "logvar": logvar})
+
     def objective(
-        self, mu: Tensor, logvar: Tensor, target: Tensor, generator: torch.Generator | None, step: int | None
+        self,
+        latent: Latent,
+        logits: Tensor | None,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        step: int | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """−L_k (``iwae``) of ``k`` draws, and in evaluation the VAE's terms of one more draw (after the bound's)."""
+        mu, logvar = latent.params["mu"], latent.params["logvar"]
         bound = objectives.importance_weighted_bound(
             mu, logvar, lambda z: self.log_px(target, z), self.k, generator=generator
         ).mean()
-        terms = {} if self.training else super().objective(mu, logvar, target, generator, step)[1]
-        return -bound, {**terms, "iwae": -bound.detach()}
+        terms = {}
+        if not self.training:
+            z = objectives.reparameterize(mu, logvar, generator)
+            terms = self.elbo_loss(replace(latent, z=z), self.decoder(z), target, step)[1]
+        return self.penalized(-bound, {**terms, "iwae": -bound.detach()}, latent, logits, generator)

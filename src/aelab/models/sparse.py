@@ -7,9 +7,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torchmetrics import Metric
 
-from aelab.models.autoencoder import Autoencoder
+from aelab.models.autoencoder import Autoencoder, Latent
 from aelab.models.code_metrics import DeadFraction
-from aelab.models.outputs import ModelOutput
 
 SPARSITIES = ("topk", "l1")
 
@@ -41,9 +40,13 @@ class SparseAutoencoder(Autoencoder):
     * ``unit_norm_decoder``: the decoder's columns (one per latent) stay at unit norm (:class:`UnitNormColumns`).
     * ``tied_init``: the encoder's first linear layer starts as the transpose of the decoder's.
 
+    Hooks (:class:`~aelab.models.Autoencoder`): :meth:`latent` sparsifies (and the L1 penalty), :meth:`objective`
+    adds the AuxK loss; :meth:`~aelab.models.Autoencoder.inputs` is the base class's, so a ``corruption`` makes a
+    denoising sparse AE (input corrupted, the clean batch the target of the loss and the AuxK loss).
+
     Args:
-        encoder, decoder, latent_dim, loss, output: as for :class:`~aelab.models.Autoencoder` (``latent_dim``
-            typically larger than the input: an overcomplete code).
+        encoder, decoder, latent_dim, loss, output, corruption: as for :class:`~aelab.models.Autoencoder`
+            (``latent_dim`` typically larger than the input: an overcomplete code).
         sparsity: ``topk`` or ``l1``.
         k: active units per code with ``topk``.
         l1_coeff: weight of the L1 penalty with ``l1``.
@@ -140,6 +143,40 @@ class SparseAutoencoder(Autoencoder):
     def split_metrics(self) -> dict[str, Metric]:
         return {"sparsity/dead_fraction": DeadFraction(self.latent_dim)}
 
+    def latent(self, h: Tensor, generator: torch.Generator | None = None) -> Latent:
+        """The sparse code of the pre-activations ``h`` (:meth:`sparsify`), with ``sparsity/l0`` and
+        ``sparsity/l1`` (a penalty weighted ``l1_coeff`` with ``sparsity=l1``, else logged only); in training with
+        AuxK, the count of steps since each latent fired."""
+        z = self.sparsify(h)
+        l1 = z.abs().sum(1).mean()
+        terms = {"sparsity/l0": (z != 0).sum(1).float().mean()}
+        penalties = {}
+        if self.sparsity == "l1":
+            penalties["sparsity/l1"] = (self.l1_coeff, l1)
+        else:
+            terms["sparsity/l1"] = l1
+        if self.training and self.aux_k:
+            with torch.no_grad():
+                self.steps_since_fired.add_(1).masked_fill_((z != 0).any(0), 0)
+        return Latent(z=z, h=h, penalties=penalties, terms=terms, stats={"sparsity/dead_fraction": z})
+
+    def objective(
+        self,
+        latent: Latent,
+        logits: Tensor | None,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        step: int | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The base objective (reconstruction + L1 penalty), plus ``aux_coeff · L_aux`` in training with AuxK
+        (:meth:`aux_loss`, against the same clean target)."""
+        loss, terms = super().objective(latent, logits, target, generator, step)
+        if self.training and self.aux_k:
+            aux = self.aux_loss(latent.h, logits, target, self.steps_since_fired > self.dead_steps)
+            loss = loss + self.aux_coeff * aux
+            terms["sparsity/aux"] = aux.detach()
+        return loss, terms
+
     def aux_loss(self, h: Tensor, logits: Tensor, target: Tensor, dead: Tensor) -> Tensor:
         """The AuxK loss (see the class docstring) of pre-activations ``h`` ``(B, latent_dim)``, the main logits and
         the ``dead`` mask ``(latent_dim,)``; 0 when no latent is dead."""
@@ -151,25 +188,3 @@ class SparseAutoencoder(Autoencoder):
         z_aux = torch.zeros_like(h).scatter(1, top.indices, torch.relu(top.values))
         e_hat = (z_aux @ self.decoder_weight().T).view_as(logits)
         return self.reconstruction_loss(logits.detach() + e_hat, target)
-
-    def forward(
-        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
-    ) -> ModelOutput:
-        h = self.encoder(x)
-        z = self.sparsify(h)
-        logits = self.decoder(z)
-        l1 = z.abs().sum(1).mean()
-        loss = self.reconstruction_loss(logits, x)
-        if self.sparsity == "l1":
-            loss = loss + self.l1_coeff * l1
-        terms = {"sparsity/l0": (z != 0).sum(1).float().mean(), "sparsity/l1": l1.detach()}
-        if self.training and self.aux_k:
-            with torch.no_grad():
-                self.steps_since_fired.add_(1).masked_fill_((z != 0).any(0), 0)
-            aux = self.aux_loss(h, logits, x, self.steps_since_fired > self.dead_steps)
-            loss = loss + self.aux_coeff * aux
-            terms["sparsity/aux"] = aux.detach()
-        out = ModelOutput(loss, logits, z, terms, output=self.output)
-        if not self.training:
-            out.stats = {"sparsity/dead_fraction": z}
-        return out

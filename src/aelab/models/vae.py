@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from aelab.models import objectives
-from aelab.models.autoencoder import Autoencoder
-from aelab.models.outputs import ModelOutput, activate
+from aelab.models.autoencoder import Autoencoder, Latent
+from aelab.models.outputs import activate
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -34,6 +34,11 @@ class VAE(Autoencoder):
         kl_coeff: β, the weight of the KL term (β-VAE, Higgins et al. 2017); 1 gives the ELBO.
         kl_warmup_steps: β grows linearly from 0 to ``kl_coeff`` over this many training steps (Bowman et al.
             2016; Sønderby et al. 2016); 0 disables warm-up. Needs the ``step`` argument of :meth:`forward`.
+        corruption: as for :class:`~aelab.models.Autoencoder`: the input is corrupted after the binarization, the
+            target stays the (binarized) clean batch — a denoising VAE.
+
+    The forward template's hooks (:class:`~aelab.models.Autoencoder`): :meth:`inputs` binarizes (then corrupts),
+    :meth:`latent` draws ``z = μ + σ ⊙ ε``, :meth:`objective` is ``recon + β·kl``.
 
     The loss is ``recon + β·kl``: sums over values, means over the batch, in nats. Terms: ``elbo`` (the negative
     ELBO per example, ``recon + kl``, β = 1), ``recon`` (−E_q[log p(x|z)]), ``kl``. The reconstruction is the
@@ -58,12 +63,13 @@ class VAE(Autoencoder):
         init: str = "random",
         pca_lr_scale: float = 0.1,
         sigma_per_value: bool = False,
+        corruption: nn.Module | None = None,
     ) -> None:
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"model.likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         loss = "bce" if likelihood == "bernoulli" else "mse"
         super().__init__(encoder, decoder, latent_dim=latent_dim, loss=loss, output=output, init=init,
-                         pca_lr_scale=pca_lr_scale)  # fmt: skip
+                         pca_lr_scale=pca_lr_scale, corruption=corruption)  # fmt: skip
         self.likelihood, self.binarize = likelihood, bool(binarize)
         self.kl_coeff, self.kl_warmup_steps = float(kl_coeff), int(kl_warmup_steps)
         if sigma is not None and float(sigma) <= 0:
@@ -80,7 +86,11 @@ class VAE(Autoencoder):
     # ------------------------------------------------------------------ probabilistic parts
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(μ, log σ²)``, each ``(B, latent_dim)``, of q(z|x) for inputs ``(B, *shape)``."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return self.posterior_params(self.encoder(x))
+
+    def posterior_params(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """``(μ, log σ²)`` of the encoder's output ``h`` ``(B, 2·latent_dim)``: its two halves."""
+        mu, logvar = h.chunk(2, dim=1)
         return mu, logvar
 
     def log_likelihood(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -105,8 +115,10 @@ class VAE(Autoencoder):
         return torch.bernoulli(x, generator=generator) if self.binarize else x
 
     def inputs(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        x_in = self.likelihood_input(x, generator)
-        return x_in, x_in
+        """``(input, target)``: the likelihood's input (:meth:`likelihood_input`: ``Bernoulli(x)`` when binarizing),
+        corrupted when the model has a corruption, and the uncorrupted one as the target."""
+        target = self.likelihood_input(x, generator)
+        return self.corrupt(target, generator), target
 
     def elbo_terms(
         self, x_in: Tensor, target: Tensor, generator: torch.Generator | None = None
@@ -137,22 +149,32 @@ class VAE(Autoencoder):
         return self.decode(torch.randn((n, self.latent_dim), generator=generator, device=device))
 
     # ------------------------------------------------------------------ the objective
-    def objective(
-        self, mu: Tensor, logvar: Tensor, target: Tensor, generator: torch.Generator | None, step: int | None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``recon + β·kl`` (β with its warm-up while training) and the terms, for a posterior and its target."""
+    def latent(self, h: Tensor, generator: torch.Generator | None = None) -> Latent:
+        """The posterior ``(μ, log σ²)`` of the encoder's output and one draw ``z = μ + σ ⊙ ε`` from it (the
+        reparameterization trick; ``ε`` from ``generator``), decoded by the template; the code is μ."""
+        mu, logvar = self.posterior_params(h)
         z = objectives.reparameterize(mu, logvar, generator)
-        recon = -self.log_likelihood(self.decoder(z), target).mean()
-        kl = objectives.gaussian_kl(mu, logvar).mean()
+        return Latent(z=z, h=h, code=mu, params={"mu": mu, "logvar": logvar})
+
+    def elbo_loss(
+        self, latent: Latent, logits: Tensor, target: Tensor, step: int | None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``recon + β·kl`` (β with its warm-up while training) and the terms ``elbo``, ``recon``, ``kl``, for the
+        decoder's ``logits`` of the latent step's draw and their ``target``."""
+        recon = -self.log_likelihood(logits, target).mean()
+        kl = objectives.gaussian_kl(latent.params["mu"], latent.params["logvar"]).mean()
         beta = objectives.kl_weight(self.kl_coeff, self.kl_warmup_steps, step if self.training else None)
         terms = {"elbo": (recon + kl).detach(), "recon": recon.detach(), "kl": kl.detach()}
         return recon + beta * kl, terms
 
-    def forward(
-        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
-    ) -> ModelOutput:
-        x_in, target = self.inputs(x, generator)
-        mu, logvar = self.posterior(x_in)
-        loss, terms = self.objective(mu, logvar, target, generator, step)
-        reconstruction = None if self.training else self.decode(mu)
-        return ModelOutput(loss, None, mu, terms, reconstruction=reconstruction, output=self.output)
+    def objective(
+        self,
+        latent: Latent,
+        logits: Tensor | None,
+        target: Tensor,
+        generator: torch.Generator | None = None,
+        step: int | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The β-weighted negative ELBO (:meth:`elbo_loss`) and any penalty (:meth:`penalized`)."""
+        loss, terms = self.elbo_loss(latent, logits, target, step)
+        return self.penalized(loss, terms, latent, logits, generator)

@@ -7,10 +7,9 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from aelab.models.autoencoder import Autoencoder
+from aelab.models.autoencoder import Autoencoder, Latent
 from aelab.models.code_metrics import CodebookUsage, CodePerplexity
 from aelab.models.components.quantizer import VectorQuantizer, perplexity
-from aelab.models.outputs import ModelOutput
 
 
 class VQVAE(Autoencoder):
@@ -29,6 +28,11 @@ class VQVAE(Autoencoder):
         quantizer: the codebook.
         code_dim: the code dimension the config shares between the parts (checked against the quantizer's).
         loss, output: as for :class:`~aelab.models.Autoencoder` (``mse``, van den Oord et al.'s choice, by default).
+        corruption: as for :class:`~aelab.models.Autoencoder`: the input is corrupted, the clean batch is the
+            target (a denoising VQ-VAE).
+
+    Hooks (:class:`~aelab.models.Autoencoder`): :meth:`latent` quantizes (the quantizer's losses are its
+    penalties); the rest is the base class's.
 
     The code of an image (:meth:`encode`) is its quantized vectors, flattened: ``(B, latent_dim)`` with
     ``latent_dim = P · code_dim``; :meth:`code_indices` / :meth:`codes_from_indices` convert to and from the
@@ -48,8 +52,9 @@ class VQVAE(Autoencoder):
         code_dim: int | None = None,
         loss: str = "mse",
         output: str = "sigmoid",
+        corruption: nn.Module | None = None,
     ) -> None:
-        super().__init__(encoder, decoder, latent_dim=None, loss=loss, output=output)
+        super().__init__(encoder, decoder, latent_dim=None, loss=loss, output=output, corruption=corruption)
         self.quantizer = quantizer
         d = quantizer.code_dim
         if code_dim is not None and int(code_dim) != d:
@@ -123,17 +128,16 @@ class VQVAE(Autoencoder):
         k = self.codebook_size
         return {"vq/perplexity": CodePerplexity(k), "vq/codebook_usage": CodebookUsage(k)}
 
-    def forward(
-        self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
-    ) -> ModelOutput:
-        quantized, indices, losses = self.quantizer(self._vectors(self.encoder(x)))
-        z = self._decoder_input(quantized, len(x))
-        logits = self.decoder(z)
-        loss = self.reconstruction_loss(logits, x) + losses["commitment"] + losses["codebook"]
-        terms = {name: value.detach() for name, value in losses.items()}
-        out = ModelOutput(loss, logits, z, terms, output=self.output)
+    def latent(self, h: Tensor, generator: torch.Generator | None = None) -> Latent:
+        """Each vector of the encoder's output ``h`` replaced by its nearest code (straight-through; the EMA update
+        in training), in the decoder's layout; the quantizer's ``commitment`` and ``codebook`` losses are penalties
+        of weight 1; ``vq/perplexity`` of the batch in training, the indices for the split metrics in evaluation."""
+        quantized, indices, losses = self.quantizer(self._vectors(h))
+        z = self._decoder_input(quantized, len(h))
+        terms, stats = {}, {}
         if self.training:
             terms["vq/perplexity"] = perplexity(torch.bincount(indices, minlength=self.codebook_size))
         else:
-            out.stats = {"vq/perplexity": indices, "vq/codebook_usage": indices}
-        return out
+            stats = {"vq/perplexity": indices, "vq/codebook_usage": indices}
+        penalties = {name: (1.0, value) for name, value in losses.items()}
+        return Latent(z=z, h=h, penalties=penalties, terms=terms, stats=stats)

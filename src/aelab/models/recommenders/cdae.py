@@ -60,7 +60,9 @@ class CDAE(nn.Module):
         self.num_items = check_positive_int(num_items, "num_items", "leave it to ${data.shape.0}")
         self.num_users = check_positive_int(num_users, "num_users", "leave it to ${data.num_users}")
         self.latent_dim = check_positive_int(hidden_dim, "hidden_dim", "e.g. model.hidden_dim=200")
-        self.corruption = check_dropout(
+        # the input dropout rate (not named `corruption`: that attribute marks a model with a corruption module,
+        # the Denoising protocol of aelab.models.capabilities)
+        self.corruption_rate = check_dropout(
             corruption, "corruption", "e.g. model.corruption=0.5 (Wu et al. 2016)"
         )
         self.hidden_activation = check_activation(hidden_activation, "hidden_activation")
@@ -130,7 +132,7 @@ class CDAE(nn.Module):
         unseen in training, zero user vectors); ``generator`` feeds the corruption, ``step`` is unused."""
         check_items(x, self.num_items, "CDAE")
         x = x.float()
-        x_in = seeded_dropout(x, self.corruption, generator) if self.training else x
+        x_in = seeded_dropout(x, self.corruption_rate, generator) if self.training else x
         h = self.hidden(x_in, users)
         logits = self.decoder(h)
         if self.loss == "bce":
