@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from aelab.checkpoint import load_model
 from aelab.evaluation.metrics import map_batches
 from aelab_tools import figures as plots
 from aelab_tools.results.analysis import CLASSICAL_NAMES
+from aelab_tools.results.render import is_recommend_part
 from aelab_tools.results.runner import references
 
 
@@ -193,6 +195,16 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             reference=references()["one_class"]["deep_svdd"],
         )
         made["one_class.png"] = text
+    recommenders = [n for n, p in parts.items() if is_recommend_part(p) and p.get("train_dir")]
+    if recommenders:  # the recommend section drew it in the run's folder (the part's first seed)
+        best = max(recommenders, key=lambda n: parts[n]["metrics"]["test/recommend/ndcg@100"])
+        drawn = Path(parts[best]["train_dir"]) / "recommend_hits_by_popularity.png"
+        if drawn.is_file():
+            shutil.copyfile(drawn, out_dir / "recommend_hits_by_popularity.png")
+            made["recommend_hits_by_popularity.png"] = (
+                f"Test hits@20 by item popularity (training-user counts, in quantile bins): {best} beside "
+                f"popularity, ItemKNN and EASE on the split of its first seed. {caption([best])}"
+            )
     return made
 
 
