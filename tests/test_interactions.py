@@ -243,6 +243,26 @@ def test_aelab_recommend_writes_the_top_k_unseen_items_and_counts_unknown_ones(
     assert scores == sorted(scores, reverse=True)
     out = capsys.readouterr().out
     assert "1 interactions with 1 items the model never saw were not used" in out and "never_seen" in out
+    # k beyond the unseen items: every unseen item once, never a seen one
+    assert (
+        main(
+            [
+                str(ckpt),
+                "--input",
+                str(tmp_path / "history.csv"),
+                "--k",
+                "5000",
+                "--out",
+                str(tmp_path / "all.csv"),
+            ]
+        )
+        == 0
+    )
+    every = pd.read_csv(tmp_path / "all.csv", dtype={"user": str, "item": str})
+    saved = torch.load(ckpt, weights_only=True).values()  # the item map the run saved as plain data
+    items = next(len(v["items"]) for v in saved if isinstance(v, dict) and v.get("kind") == "interactions")
+    assert every.groupby("user").size().to_dict() == {"new_user": items - 2, "u0": items - 1}
+    assert not seen & set(zip(every.user, every.item, strict=True))
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -264,3 +284,27 @@ def test_aelab_recommend_refuses_a_bad_history_in_one_line_and_writes_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("aelab-recommend") and re.search(message, err[0]), err
     assert not out.exists()
+
+
+def test_a_single_process_model_under_ddp_is_refused_in_one_line(
+    tmp_path, fake_data_dir, monkeypatch, capsys
+):
+    from aelab.cli.train import main
+    from conftest import MNIST_SMALL, SMALL
+
+    _log().to_csv(tmp_path / "log.csv", index=False)
+    run = tmp_path / "run"
+    argv = [o for o in SMALL if o not in MNIST_SMALL] + [
+        "data=interactions", f"data.path={tmp_path / 'log.csv'}", "data.user_column=user", "data.item_column=item",
+        "data.val_size=5", "data.test_size=5", "data.batch_size=10", "model=ease", "trainer=ddp_sim",
+        f"hydra.run.dir={run}",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        run_inprocess(main, argv, monkeypatch, fake_data_dir)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert (
+        "EASE runs in one process (EASE is fitted in closed form" in err[0]
+        and "use trainer=default" in err[0]
+    )
+    assert not (run / "checkpoints").exists()

@@ -365,3 +365,20 @@ def test_cdae_is_not_taken_for_a_model_with_a_corruption_module():
 
     model = CDAE(num_items=30, num_users=4)
     assert not isinstance(model, Denoising) and model.corruption_rate == 0.5  # its input dropout is a rate
+
+
+def test_recvae_copies_the_prior_once_per_encoder_phase_even_when_an_epoch_restarts():
+    """A run resumed mid-epoch calls the epoch's start again: the prior keeps the encoder of the phase's start."""
+    from aelab.models import RecVAE
+
+    model = RecVAE(num_items=12, hidden_dim=8, latent_dim=4, enc_epochs=3, dec_epochs=1)
+    model.train_epoch_start(4)  # a cycle's first epoch: the prior copies the encoder
+    at_start = {k: v.clone() for k, v in model.prior_encoder.state_dict().items()}
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(1.0)  # the epoch trains the encoder ...
+    model.train_epoch_start(4)  # ... and a resume inside it starts epoch 4 again
+    assert all(torch.equal(v, at_start[k]) for k, v in model.prior_encoder.state_dict().items())
+    assert int(model.state_dict()["prior_epoch"]) == 4  # saved in the checkpoint
+    model.train_epoch_start(8)  # the next cycle copies again
+    assert not all(torch.equal(v, at_start[k]) for k, v in model.prior_encoder.state_dict().items())

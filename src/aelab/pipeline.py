@@ -174,6 +174,12 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
 
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=_plugins(cfg))
+    why = getattr(module.net, "single_process", None)
+    if why and trainer.world_size > 1:
+        raise ConfigError(
+            f"model: {type(module.net).__name__} runs in one process ({why}), but the trainer has "
+            f"{trainer.world_size}: use trainer=default or trainer=cpu"
+        )
     run_dir = RunDir(cfg.paths.output_dir)
 
     reporting.log_config_text(loggers, cfg)

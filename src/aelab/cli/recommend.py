@@ -129,7 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         scores[with_node] = user_scores(model, x[with_node], nodes, args.batch_size, device)
     if rest:
         scores[rest] = user_scores(model, x[rest], None, args.batch_size, device)
-    best = top_k(mask_seen(scores, x), args.k)
+    masked = mask_seen(scores, x)
+    best = top_k(
+        masked, args.k
+    )  # seen items rank last (−∞): with k beyond the unseen items they are left out below
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.writer(f)
         writer.writerow(["user", "rank", "item", "score"])
         for r, user in enumerate(served):
-            for rank, i in enumerate(best[r].tolist(), start=1):
+            unseen = [i for i in best[r].tolist() if masked[r, i] != float("-inf")]
+            for rank, i in enumerate(unseen, start=1):
                 writer.writerow([user, rank, items[i], f"{float(scores[r, i]):.6g}"])
     os.replace(tmp, out)
     unknown = sorted(set(hist_items[~known].tolist()))

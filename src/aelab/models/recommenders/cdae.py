@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aelab.errors import ConfigError
 from aelab.models.outputs import ModelOutput
 from aelab.models.recommenders.common import (
     ACTIVATIONS,
@@ -96,7 +97,7 @@ class CDAE(nn.Module):
         if users is None:
             return torch.zeros_like(like)
         if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.num_users):
-            raise ValueError(
+            raise ConfigError(
                 f"CDAE has {self.num_users} user vectors (model.num_users) but got user indices in "
                 f"[{int(users.min())}, {int(users.max())}]: set data.num_users to the training split's user count"
             )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from aelab.errors import ConfigError
 from aelab.models.outputs import ModelOutput
 from aelab.models.recommenders.common import (
     check_items,
@@ -82,6 +83,8 @@ class EASE(nn.Module):
 
     #: the data this model takes (the data contract's sample kinds): users' item vectors
     sample_kinds = ("interactions",)
+    #: why this model runs in one process only (torch's DDP refuses a module with no parameter to train)
+    single_process = "EASE is fitted in closed form, with nothing to train across processes"
 
     NDCG_K = 100
 
@@ -143,7 +146,7 @@ class EASE(nn.Module):
         start = time.perf_counter()
         x = datamodule.split_tensors("train")[0]
         if x.ndim != 2 or x.shape[1] != self.num_items:
-            raise ValueError(
+            raise ConfigError(
                 f"EASE was built for {self.num_items} items (model.num_items) but the training split holds "
                 f"{tuple(x.shape)}: leave model.num_items to ${{data.shape.0}}"
             )
@@ -154,7 +157,7 @@ class EASE(nn.Module):
         else:
             fold_in, heldout = datamodule.split_tensors("val")
             if heldout is None or fold_in.shape[0] == 0:
-                raise ValueError(
+                raise ConfigError(
                     "EASE chooses λ on the validation users' held-out items but the validation split has none: "
                     "fix λ with model.lam=500"
                 )
@@ -163,7 +166,7 @@ class EASE(nn.Module):
                 for lam in self.lambdas
             }
             if all(math.isnan(v) for v in ndcg.values()):
-                raise ValueError(
+                raise ConfigError(
                     "EASE chooses λ on the validation users' held-out items but none has a held-out item: "
                     "fix λ with model.lam=500"
                 )

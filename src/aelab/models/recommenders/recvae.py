@@ -97,6 +97,10 @@ class RecVAE(nn.Module):
 
     #: the data this model takes (the data contract's sample kinds): users' item vectors
     sample_kinds = ("interactions",)
+    #: why this model runs in one process only (DDP's gradient reduction expects the same trainable parameters each step)
+    single_process = (
+        "RecVAE freezes its encoder and decoder in turn, which DDP's gradient reduction does not allow"
+    )
 
     def __init__(
         self,
@@ -129,6 +133,8 @@ class RecVAE(nn.Module):
         self.encoder = RecVAEEncoder(self.num_items, self.hidden_dim, self.latent_dim)
         self.decoder = nn.Linear(self.latent_dim, self.num_items)
         self.prior_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        # the epoch whose start last copied the encoder into the prior (-1: none yet); saved in checkpoints
+        self.register_buffer("prior_epoch", torch.tensor(-1, dtype=torch.long))
         self.phase = "joint"
 
     # ------------------------------------------------------------------ alternating training
@@ -153,8 +159,11 @@ class RecVAE(nn.Module):
         encoder phase first, then the decoder phase; the prior copies the encoder when an encoder phase begins
         (Shenbin et al. 2020, §3.4)."""
         position = int(epoch) % (self.enc_epochs + self.dec_epochs)
-        if position == 0:
+        if position == 0 and int(self.prior_epoch) != int(
+            epoch
+        ):  # once per phase, even across a mid-epoch resume
             self.update_prior()
+            self.prior_epoch.fill_(int(epoch))
         self.set_phase("encoder" if position < self.enc_epochs else "decoder")
 
     def param_groups(self) -> list[dict]:
