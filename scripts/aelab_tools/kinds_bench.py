@@ -47,6 +47,11 @@ def _run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t0
 
 
+def shown(cmd: list[str], work: Path) -> str:
+    """A command as the report shows it: the console script by name, the scratch folder as ``<tmp>``."""
+    return shlex.join([Path(cmd[0]).name, *cmd[1:]]).replace(str(work), "<tmp>")
+
+
 def recsys(work: Path, epochs: int, data_dir: str) -> dict:
     """The interaction figures and the commands that gave them."""
     bin_dir = Path(sys.executable).parent
@@ -83,9 +88,9 @@ def recsys(work: Path, epochs: int, data_dir: str) -> dict:
         "epoch_times_s": times,
         "ease": line,
         "commands": {
-            "recsys/mult_vae_epoch_s": shlex.join(train_cmd),
+            "recsys/mult_vae_epoch_s": shown(train_cmd, work),
             "recsys/ease_fit_s": "EASE(num_items).fit_start(MovieLensDataModule()) in process",
-            "recsys/eval_wall_s": shlex.join(eval_cmd),
+            "recsys/eval_wall_s": shown(eval_cmd, work),
         },
     }
 
@@ -133,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
+    from aelab.utils.device import device_name
+
     with tempfile.TemporaryDirectory(prefix="aelab-bench-kinds-") as tmp:
         result = {
             "date": dt.date.today().isoformat(),
-            "device": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads (CPU)",
+            "device": device_name(),
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
             "recsys": recsys(Path(tmp), args.epochs, args.data_dir),
         }

@@ -35,11 +35,16 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
         )
         return f"{device}, {date}. {runs}. Commands: docs/RESULTS.md."
 
+    def ran_here(names: list[str]) -> bool:
+        """Whether a figure of these parts has a run of this report: one whose parts were all kept from an earlier
+        report is not drawn again (the earlier figure stays, with its own device and date in its caption)."""
+        return any(not parts[n].get("kept_from") for n in names)
+
     evaluated = {n: p for n, p in parts.items() if "metrics" in p}
     mnist = [n for n in evaluated if n.startswith("mnist/") and parts[n].get("group") != "codec"]
     codecs = results.get("codec", {})
     rd = [n for n in mnist if n.split("/")[1] in ("ae", "conv_ae", "vqvae")]
-    if rd:
+    if rd and ran_here(rd):
         families = {f: e for f, e in codecs.get("mnist", {}).get("models", {}).items() if e["per_image"]}
         cap = caption(rd + [n for f in families.values() for n in f["lambdas"]])
         narrow = sorted({f"{CLASSICAL_NAMES.get(k, k)} ({family}: {100 * o:.0f}%)" for family, e in families.items()
@@ -58,6 +63,7 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             **{CLASSICAL_NAMES[k]: v for k, v in c["baselines"].items()},
         }
         names = list(c["lambdas"])  # the parts of the family drawn (codec_study's best)
+    if "photo_patches" in codecs and ran_here(names):
         plots.codec_curves(curves, out_dir / "codec_photos.png", "The learned codec on the held-out photographs, whole",
                          caption(names))  # fmt: skip
         made["codec_photos.png"] = caption(names)
@@ -76,8 +82,12 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             scores, out_dir / "roc_ood.png", caption(mnist), title="Anomaly detection: MNIST vs Fashion-MNIST"
         )
         made["roc_ood.png"] = caption(mnist)
-    trained = [
-        n for n in parts if parts[n].get("group") != "codec" and Path(parts[n].get("train_dir", "")).is_dir()
+    trained = [  # recommenders pick their epoch by validation NDCG, not by the val/loss these curves show
+        n
+        for n in parts
+        if parts[n].get("group") != "codec"
+        and not is_recommend_part(parts[n])
+        and Path(parts[n].get("train_dir", "")).is_dir()
     ]
     if trained:
         plots.validation_curves(
