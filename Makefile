@@ -62,8 +62,8 @@ test-all: install data ## every test, slow ones included (what .ci/run runs)
 bench: install data ## time aelab against a plain PyTorch loop (interleaved rounds): docs/bench_cpu.json, docs/BENCHMARKS.md
 	$(BIN)/python scripts/benchmark.py --json docs/bench_cpu.json --out docs/BENCHMARKS.md $(ARGS)
 
-bench-kinds: install ## time the data kinds beyond images (one Mult-VAE epoch, the EASE fit, the default eval): docs/bench_kinds.json, docs/BENCHMARKS_KINDS.md
-	$(BIN)/python scripts/bench_kinds.py --json docs/bench_kinds.json --out docs/BENCHMARKS_KINDS.md $(ARGS)
+bench-kinds: install ## time the data kinds beyond images (one Mult-VAE epoch, the EASE fit, the default eval): docs/kinds_speed.json, docs/BENCHMARKS_KINDS.md
+	$(BIN)/python scripts/bench_kinds.py --json docs/kinds_speed.json --out docs/BENCHMARKS_KINDS.md $(ARGS)
 
 gpu-check: ## the GPU figures in one prepared command (docs/bench_gpu.json); ARGS="--device cpu --smoke" rehearses it here
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) scripts/gpu_check.py $(ARGS)

@@ -60,7 +60,7 @@ def test_committed_reports_render_from_their_json_byte_for_byte(tmp_path, report
             sys.executable,
             "scripts/bench_kinds.py",
             "--render",
-            "docs/bench_kinds.json",
+            "docs/kinds_speed.json",
             "--out",
             str(out),
         ]

@@ -1,5 +1,5 @@
 """How fast the data kinds beyond images train and evaluate on this machine (``make bench-kinds``): the figures the
-issues of each kind set targets for, measured as a user would run them, written to ``docs/bench_kinds.json`` and
+issues of each kind set targets for, measured as a user would run them, written to ``docs/kinds_speed.json`` and
 rendered to ``docs/BENCHMARKS_KINDS.md`` from that JSON alone.
 
 Interactions (MovieLens 100K):
@@ -100,7 +100,7 @@ def render(result: dict) -> str:
     lines = [
         "# Speed of the data kinds beyond images",
         "",
-        f"Rendered by `python scripts/bench_kinds.py --render docs/bench_kinds.json --out docs/BENCHMARKS_KINDS.md` "
+        f"Rendered by `python scripts/bench_kinds.py --render docs/kinds_speed.json --out docs/BENCHMARKS_KINDS.md` "
         f"from the JSON that `make bench-kinds` wrote on {result['date']}; device: {result['device']}; "
         f"torch {result['versions']['torch']}, Python {result['versions']['python']}.",
         "",
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="bench_kinds", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--json", default="docs/bench_kinds.json", help="where the figures go")
+    p.add_argument("--json", default="docs/kinds_speed.json", help="where the figures go")
     p.add_argument("--out", default="docs/BENCHMARKS_KINDS.md", help="the Markdown rendered from them")
     p.add_argument("--epochs", type=int, default=6, help="Mult-VAE epochs timed (the first is left out)")
     p.add_argument("--data-dir", default="data", help="the data root")
