@@ -239,7 +239,8 @@ def test_resume_by_run_folder(tmp_path, fake_data_dir):
     assert start.read_text() == "10"  # it continued from its checkpoint's step, not from 0
     assert _dirs(tmp_path / "train" / "runs") == [run_dir]
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 20
+    # written when the fit ended, whichever epoch was best: epoch = the epochs trained
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 20
     assert (run_dir / ".hydra" / "overrides.yaml").read_text() == overrides
     assert "trainer.max_epochs=2" in (run_dir / ".hydra" / "resume_overrides.yaml").read_text()
     assert [p.name for p in _dirs(run_dir / "tensorboard")] == []  # no version_1: one TensorBoard run

@@ -99,7 +99,7 @@ def test_a_pruned_trial_stops_training_also_under_ddp(tmp_path, fake_data_dir):
     import torch
 
     last = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert last["epoch"] == 1  # training stopped: epochs 2 and 3 never ran
+    assert last["epoch"] == 2  # written when training stopped: epochs 0 and 1 ran, 2 and 3 never did
     assert not (folder / "metrics.json").exists()
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aelab import jobs, reporting
 from aelab.callbacks.guards import DivergenceGuard, RNGState
-from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption, RunInterrupted
+from aelab.callbacks.preemption import ConfigInCheckpoint, LastCheckpointAtFitEnd, Preemption, RunInterrupted
 from aelab.checkpoint import check_state_matches, load_run_config, read_checkpoint
 from aelab.data.contract import sample_kind
 from aelab.errors import ConfigError, DeviceError, UntrustedFileError
@@ -168,6 +168,7 @@ def train(cfg: DictConfig, resumed: bool = False) -> tuple[dict[str, float], dic
     # the guard first: a diverged run stops before any other callback sees its weights
     callbacks = [DivergenceGuard(int(cfg.get("nan_check_every", 50) or 0)), RNGState()]
     callbacks += [*instantiate_group(cfg.get("callbacks"), "callbacks"), ConfigInCheckpoint(cfg), preemption]
+    callbacks.append(LastCheckpointAtFitEnd())
     loggers = instantiate_group(cfg.get("logger"), "logger")
     if not loggers:  # logger=none: Lightning's LR monitor refuses a trainer without a logger
         from pytorch_lightning.callbacks import LearningRateMonitor

@@ -15,13 +15,14 @@ from aelab.callbacks.dashboards import (
 from aelab.callbacks.guards import DivergenceGuard, RNGState
 from aelab.callbacks.optuna import OptunaTrialCallback
 from aelab.callbacks.performance import ChannelsLast, Compile
-from aelab.callbacks.preemption import ConfigInCheckpoint, Preemption
+from aelab.callbacks.preemption import ConfigInCheckpoint, LastCheckpointAtFitEnd, Preemption
 from aelab.callbacks.throughput import ThroughputMonitor
 
 __all__ = [
     "ChannelsLast",
     "Compile",
     "ConfigInCheckpoint",
+    "LastCheckpointAtFitEnd",
     "DenoisingLogger",
     "DivergenceGuard",
     "GenerationLogger",

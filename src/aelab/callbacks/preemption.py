@@ -170,3 +170,21 @@ class ConfigInCheckpoint(pl.Callback):
         checkpoint[CONFIG_KEY] = self.cfg
         checkpoint[CHOICES_KEY] = self.choices
         checkpoint[FORMAT_KEY] = FORMAT
+
+
+class LastCheckpointAtFitEnd(pl.Callback):
+    """Writes ``last.ckpt`` when a fit ends (``max_epochs`` reached, early stopping), so it always holds the run's
+    final state. Lightning writes ``last.ckpt`` only beside a new best checkpoint (and at the fit's end only when it
+    wrote none during it): a run whose final epoch improved would otherwise leave a ``last.ckpt`` saved at that
+    epoch's validation, before the epoch was complete. A stop signal's mid-epoch checkpoint (:class:`Preemption`) and
+    a run that fails write no checkpoint here."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        if callback is None or trainer.fast_dev_run or not getattr(callback, "save_last", False):
+            return
+        if callback.dirpath is None:
+            return
+        trainer.save_checkpoint(
+            str(Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}")
+        )
