@@ -112,7 +112,9 @@ def test_eval_resume_and_compress_the_example(example_run, on_path, tmp_path, mo
         == 0
     )
     resume(str(example_run), ["trainer.max_epochs=2"])
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 2  # last.ckpt is written when the fit ends: epoch = the epochs trained
+    assert (
+        torch.load(ckpt, weights_only=True)["epoch"] == 2
+    )  # last.ckpt is written when the fit ends: epoch = the epochs trained
 
 
 def test_files_cannot_widen_trust(example_run, on_path, tmp_path, monkeypatch, capsys):
