@@ -23,7 +23,8 @@ from aelab_tools import schema
 EXPERIMENTS = {"codec": "codec_mnist", "codec_hyperprior": "codec_hyperprior_mnist"}
 
 
-def _run(cmd: list[str], log: Path) -> float:
+def run_logged(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` with its output in ``log``; its wall time (s). A failure stops with the end of its log."""
     t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
@@ -45,14 +46,14 @@ def eval_study(args, device) -> dict:
                      f"+trainer.limit_train_batches={out['limit_batches']}", f"trainer.accelerator={accelerator}",
                      "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", f"paths.data_dir={args.data_dir}",
                      f"hydra.run.dir={run_dir}"]  # fmt: skip
-            _run(train, Path(tmp) / f"{name}_train.log")
+            run_logged(train, Path(tmp) / f"{name}_train.log")
             ckpt = RunDir(run_dir).best_ckpt
             if ckpt is None:
                 raise SystemExit(f"{name}: the short run in {run_dir} wrote no checkpoint")
             evaluate = [sys.executable, "-m", "aelab.eval", f"ckpt_path={ckpt}", f"trainer.accelerator={accelerator}",
                         "trainer.enable_progress_bar=false", f"paths.data_dir={args.data_dir}",
                         f"hydra.run.dir={eval_dir}", *args.extra]  # fmt: skip
-            wall = _run(evaluate, Path(tmp) / f"{name}_eval.log")
+            wall = run_logged(evaluate, Path(tmp) / f"{name}_eval.log")
             metrics = RunDir(eval_dir).metrics()
             sections = schema.section_times(metrics)
             out["models"][name] = {

@@ -22,11 +22,12 @@ import json
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from aelab_tools.eval_timing import run_logged
 
 #: each figure's target (seconds, at most), from the issue that set it
 TARGETS = {"recsys/mult_vae_epoch_s": 5.0, "recsys/ease_fit_s": 5.0, "recsys/eval_wall_s": 60.0}
@@ -35,16 +36,6 @@ LABELS = {
     "recsys/ease_fit_s": "the EASE fit on movielens_100k, λ grid included (s)",
     "recsys/eval_wall_s": "the default aelab-eval of a Mult-VAE checkpoint, cold process (s)",
 }
-
-
-def _run(cmd: list[str], log: Path) -> float:
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}; the end of its log:\n{tail}")
-    return time.perf_counter() - t0
 
 
 def shown(cmd: list[str], work: Path) -> str:
@@ -59,7 +50,7 @@ def recsys(work: Path, epochs: int, data_dir: str) -> dict:
     train_cmd = [str(bin_dir / "aelab-train"), "experiment=recsys_mult_vae", f"trainer.max_epochs={epochs}",
                  "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run}",
                  f"paths.data_dir={data_dir}"]  # fmt: skip
-    _run(train_cmd, work / "train.log")
+    run_logged(train_cmd, work / "train.log")
     times = []
     for path in run.rglob("metrics.csv"):
         with open(path) as f:
@@ -68,7 +59,7 @@ def recsys(work: Path, epochs: int, data_dir: str) -> dict:
         raise SystemExit(f"{run}: fewer than 2 epoch times were logged (train/epoch_time)")
     eval_cmd = [str(bin_dir / "aelab-eval"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.accelerator=cpu",
                 f"hydra.run.dir={work / 'eval'}", f"paths.data_dir={data_dir}"]  # fmt: skip
-    eval_s = _run(eval_cmd, work / "eval.log")
+    eval_s = run_logged(eval_cmd, work / "eval.log")
 
     from aelab.data import MovieLensDataModule
     from aelab.models import EASE
