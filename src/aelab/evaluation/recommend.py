@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aelab.models.recommenders import item_gram as gram64
 from aelab.utils.ranking import coverage_at_k, mask_seen, ndcg_at_k, recall_at_k, top_k
 
 log = logging.getLogger("aelab")
@@ -45,16 +46,10 @@ def popularity_scores(X_train: Tensor) -> Tensor:
 
 
 def item_gram(X_train: Tensor, device: torch.device | str | None = None, batch_size: int = 4096) -> Tensor:
-    """``X_trainᵀ X_train`` ``(I, I)`` float32 on ``device`` (default: ``X_train``'s), summed over batches of
-    ``batch_size`` users so that only one batch of ``X_train`` ``(N, I)`` is on the device at a time. For 0/1 data
-    entry ``(i, j)`` counts the users with both items (exact in float32 up to 2²⁴ users)."""
-    device = X_train.device if device is None else torch.device(device)
-    n_items = X_train.shape[1]
-    gram = torch.zeros(n_items, n_items, dtype=torch.float32, device=device)
-    for start in range(0, len(X_train), int(batch_size)):
-        rows = X_train[start : start + int(batch_size)].to(device, torch.float32)
-        gram.addmm_(rows.T, rows)
-    return gram
+    """``X_trainᵀ X_train`` ``(I, I)`` float32 on ``device`` (default: ``X_train``'s): EASE's Gram matrix
+    (:func:`aelab.models.recommenders.item_gram`, summed in float64 over batches of ``batch_size`` users) as float32.
+    For 0/1 data entry ``(i, j)`` counts the users with both items (exact in float32 up to 2²⁴ users)."""
+    return gram64(X_train, device, int(batch_size)).float()
 
 
 def item_cosine(X_train: Tensor, device: torch.device | str | None = None, batch_size: int = 4096) -> Tensor:

@@ -112,15 +112,15 @@ def _itemknn(x_train: Tensor, val, test, knn_ks, ks, k_ndcg: int, bs: int, devic
 
 
 def _ease(x_train: Tensor, val, test, lambdas, ks, k_ndcg: int, bs: int, device):
-    """EASE's test report and ``λ``: the closed form (:func:`aelab.models.recommenders.ease_weights`, Steck 2019
-    eq. 8) on the training users for each ``λ`` of ``lambdas``, the best on the validation users scored on the
-    test users."""
-    from aelab.models.recommenders import ease_weights
+    """EASE's test report and ``λ``: the closed form (:func:`aelab.models.recommenders.ease_from_gram`, Steck 2019
+    eq. 8) of the training users' Gram matrix, computed once, for each ``λ`` of ``lambdas``; the best on the
+    validation users scored on the test users."""
+    from aelab.models.recommenders import ease_from_gram, item_gram
 
-    x_dev = x_train.to(device)
+    gram = item_gram(x_train, device)  # float64 (I, I), shared by every λ
 
     def ease(lam):
-        weights = ease_weights(x_dev, float(lam)).to(device, torch.float32)
+        weights = ease_from_gram(gram, float(lam)).to(device, torch.float32)
         return lambda f: f @ weights
 
     best, _ = choose_on_validation(list(lambdas), ease, val[0].float(), val[1].float(), k_ndcg, bs, device)

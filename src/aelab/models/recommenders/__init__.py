@@ -20,7 +20,7 @@ Losses are means over users of per-user sums over items, in nats (EASE: a square
 
 from aelab.models.recommenders.cdae import CDAE
 from aelab.models.recommenders.common import float32_scores, multinomial_log_likelihood
-from aelab.models.recommenders.ease import EASE, ease_weights
+from aelab.models.recommenders.ease import EASE, ease_from_gram, ease_weights, item_gram
 from aelab.models.recommenders.multinomial import MultDAE, MultVAE
 from aelab.models.recommenders.recvae import RecVAE, RecVAEEncoder
 
@@ -31,7 +31,9 @@ __all__ = [
     "MultVAE",
     "RecVAE",
     "RecVAEEncoder",
+    "ease_from_gram",
     "ease_weights",
     "float32_scores",
+    "item_gram",
     "multinomial_log_likelihood",
 ]

@@ -19,10 +19,10 @@ from aelab.models.recommenders.common import (
 from aelab.utils.ranking import mask_seen, ndcg_at_k
 
 
-def _gram(x: Tensor, device: torch.device | None = None, chunk: int = 4096) -> Tensor:
+def item_gram(x: Tensor, device: torch.device | str | None = None, chunk: int = 4096) -> Tensor:
     """``XᵀX`` ``(I, I)`` in float64 on ``device`` (``x``'s by default), summed over chunks of users so no float64
     copy of the whole ``x`` ``(N, I)`` is made."""
-    device = x.device if device is None else device
+    device = x.device if device is None else torch.device(device)
     n_items = x.shape[1]
     gram = torch.zeros(n_items, n_items, dtype=torch.float64, device=device)
     for rows in x.split(chunk):
@@ -31,7 +31,7 @@ def _gram(x: Tensor, device: torch.device | None = None, chunk: int = 4096) -> T
     return gram
 
 
-def _ease_from_gram(gram: Tensor, lam: float) -> Tensor:
+def ease_from_gram(gram: Tensor, lam: float) -> Tensor:
     """Steck (2019), eq. 8, from the Gram matrix ``XᵀX`` ``(I, I)`` (float64): ``P = (XᵀX + λI)⁻¹``,
     ``B = I − P diagMat(1 ⊘ diag(P))``, ``diag(B) = 0``; float64."""
     g = gram.clone()
@@ -55,7 +55,7 @@ def ease_weights(x: Tensor, lam: float) -> Tensor:
         raise ValueError(f"EASE's λ={lam!r} must be > 0 (Steck 2019 tunes it, e.g. 500)")
     if x.ndim != 2:
         raise ValueError(f"EASE needs item vectors (N, I), got shape {tuple(x.shape)}")
-    return _ease_from_gram(_gram(x), float(lam)).float()
+    return ease_from_gram(item_gram(x), float(lam)).float()
 
 
 class EASE(nn.Module):
@@ -151,7 +151,7 @@ class EASE(nn.Module):
                 f"{tuple(x.shape)}: leave model.num_items to ${{data.shape.0}}"
             )
         device = self.B.device
-        gram = _gram(x, device)
+        gram = item_gram(x, device)
         if self.lam is not None:
             lam, chose = self.lam, f"λ={self.lam:g} (model.lam)"
         else:
@@ -162,7 +162,7 @@ class EASE(nn.Module):
                     "fix λ with model.lam=500"
                 )
             ndcg = {
-                lam: self.validation_ndcg(_ease_from_gram(gram, lam).float(), fold_in, heldout)
+                lam: self.validation_ndcg(ease_from_gram(gram, lam).float(), fold_in, heldout)
                 for lam in self.lambdas
             }
             if all(math.isnan(v) for v in ndcg.values()):
@@ -174,7 +174,7 @@ class EASE(nn.Module):
                 self.lambdas, key=lambda v: -math.inf if math.isnan(ndcg[v]) else ndcg[v]
             )  # ties: the first
             chose = f"λ={lam:g} chosen on {fold_in.shape[0]} validation users (NDCG@{self.NDCG_K} {ndcg[lam]:.3f})"
-        self.B.copy_(_ease_from_gram(gram, lam).to(self.B.dtype))
+        self.B.copy_(ease_from_gram(gram, lam).to(self.B.dtype))
         self.lam_chosen.fill_(lam)
         seconds = time.perf_counter() - start
         return f"EASE: {chose}; fitted on {x.shape[0]} users × {x.shape[1]} items in {seconds:.1f} s"
