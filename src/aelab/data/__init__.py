@@ -1,6 +1,6 @@
 """LightningDataModules behind one data contract (:class:`ImageData`): MNIST, Fashion-MNIST, any folder of images,
 scikit-learn's 8×8 digits and patches of bundled photographs, and tables (any CSV or Parquet file; the bundled
-breast cancer and wine sets), and interaction logs (users' item vectors; MovieLens), with a device-resident fast path."""
+breast cancer and wine sets), interaction logs (users' item vectors; MovieLens) and time series (windows; bundled ECG and sensor series), with a device-resident fast path."""
 
 from aelab.data.base import ImageDataModule, TensorDataModule
 from aelab.data.bundled import DigitsDataModule, PhotoCropsDataModule, PhotoPatchesDataModule
@@ -10,8 +10,22 @@ from aelab.data.interactions import InteractionDataModule, MovieLensDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from aelab.data.resident import ResidentLoader, to_unit
 from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
+from aelab.data.timeseries import (
+    GutenTAGECGDataModule,
+    InternalBleedingDataModule,
+    MITDBDataModule,
+    TimeSeriesDataModule,
+    UCROneClassDataModule,
+    YahooDataModule,
+)
 
 __all__ = [
+    "GutenTAGECGDataModule",
+    "InternalBleedingDataModule",
+    "MITDBDataModule",
+    "TimeSeriesDataModule",
+    "UCROneClassDataModule",
+    "YahooDataModule",
     "SAMPLE_KINDS",
     "Data",
     "InteractionDataModule",

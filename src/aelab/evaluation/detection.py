@@ -12,7 +12,7 @@ import numpy as np
 
 log = logging.getLogger("aelab")
 
-BASELINES = ("iforest", "lof", "ocsvm", "pca", "pyod_ae")
+BASELINES = ("iforest", "lof", "ocsvm", "pca", "pyod_ae", "rockad")  # rockad: whole series only
 
 
 def detection_figures(test_scores, is_anomaly, val_scores, percentile: float) -> dict[str, float]:

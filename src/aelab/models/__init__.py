@@ -10,7 +10,8 @@ The family at a glance::
     │   └── IWAE(+ k samples)                # the importance-weighted bound as the objective
     ├── VQVAE(+ quantizer)                   # codes from a learned codebook (EMA, restarts)
     ├── SparseAutoencoder                    # top-k or L1 sparse, overcomplete codes
-    └── RAE, WAE                             # deterministic AEs regularized to generate (a regularizer each)
+    ├── RAE, WAE                             # deterministic AEs regularized to generate (a regularizer each)
+    └── USAD(+ a second decoder)             # series windows: two decoders trained adversarially (Audibert et al. 2020)
 
     Recommenders (a user's 0/1 item vector in, item scores out; aelab.models.recommenders)
     ├── MultDAE, MultVAE                     # multinomial likelihood, normalised input + dropout (Liang et al. 2018)
@@ -37,6 +38,7 @@ from aelab.models.recommenders import (
     multinomial_log_likelihood,
 )
 from aelab.models.sparse import SparseAutoencoder
+from aelab.models.usad import USAD
 from aelab.models.vae import VAE
 from aelab.models.vqvae import VQVAE
 from aelab.models.wae import WAE
@@ -55,6 +57,7 @@ __all__ = [
     "MultDAE",
     "MultVAE",
     "RecVAE",
+    "USAD",
     "SparseAutoencoder",
     "ease_weights",
     "multinomial_log_likelihood",

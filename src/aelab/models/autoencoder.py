@@ -98,8 +98,8 @@ class Autoencoder(nn.Module):
             PCA start, or parts whose sizes disagree with ``latent_dim``.
     """
 
-    #: the data this model takes (the data contract's sample kinds): images and table records
-    sample_kinds = ("image", "table")
+    #: the data this model takes (the data contract's sample kinds): images, table records and series windows
+    sample_kinds = ("image", "table", "series")
 
     def __init__(
         self,
@@ -158,6 +158,12 @@ class Autoencoder(nn.Module):
     def reconstruct(self, x: Tensor) -> Tensor:
         """The deterministic reconstruction the metrics and dashboards use: ``decode(encode(x))``."""
         return self.decode(self.encode(x))
+
+    def point_scores(self, x: Tensor) -> Tensor:
+        """The anomaly score of each point of windows ``x`` ``(B, T, C)``: the squared error of the deterministic
+        reconstruction, averaged over the channels: ``(B, T)`` (scaled units squared). A series' per-point score is
+        the mean of these over the windows that cover the point (:func:`aelab.data.timeseries.windows_to_points`)."""
+        return (self.reconstruct(x).float() - x.float()).pow(2).mean(-1)
 
     @torch.no_grad()
     def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 10) -> Tensor:

@@ -46,7 +46,7 @@ def features(
     }
 
 
-@requires(Autoencoding, kinds=("image", "table"))
+@requires(Autoencoding, kinds=("image", "table", "series"))
 def anomaly(
     ctx: EvalContext,
     ood_data=None,
@@ -146,6 +146,13 @@ def _one_class_records(ctx: EvalContext, flags: torch.Tensor, scores: torch.Tens
         if name in tuple(baselines):
             score = fit(train)
             all_scores[name] = (np.asarray(score(test)), np.asarray(score(valx)))
+    if ctx.x_test.ndim == 3 and "rockad" in tuple(
+        baselines
+    ):  # whole series (T, C): ROCKAD, on the series themselves
+        from aelab.evaluation.series import rockad_scorer
+
+        score = rockad_scorer(seed)(to_float(ctx.train_u8).numpy())
+        all_scores["rockad"] = (score(ctx.x_test.numpy()), score(x_val.numpy()))
     out: dict[str, float] = {
         "test/anomaly/num_anomalies": float(flags.sum()),
         "test/anomaly/num_records": float(len(flags)),

@@ -19,7 +19,11 @@ from torch import Tensor, nn
 def zero_last_layer(module: nn.Module) -> None:
     """Zero the weight and bias of the last linear or (transposed) convolution of ``module``: its output starts at 0
     (the residual starts silent) and the layers before it still learn once it moves."""
-    layers = [m for m in module.modules() if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d)]
+    layers = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose1d | nn.ConvTranspose2d)
+    ]
     if not layers:
         raise ValueError(f"{type(module).__name__} has no linear or convolution layer to start at zero")
     with torch.no_grad():

@@ -1,0 +1,710 @@
+"""Time series as windows ``(T, C)``: sensor channels or ECG leads, scored for anomalies per time point.
+
+One example is a window of ``T = window`` consecutive points of ``C`` channels, scaled per channel. A series has a
+*training part*, which holds no labelled anomaly, and is scored whole:
+
+- ``train`` holds the windows (``stride`` apart) of each training part but its last ``val_size`` share;
+- ``val`` holds the windows of that last share (time-ordered, never shuffled in: the threshold and the best
+  checkpoint are chosen on normal points the model has not trained on);
+- ``test`` holds every window of each whole series, one point apart (``test_stride``), so that each point is
+  covered; a point's score is the mean of the scores it has in the windows that cover it (:func:`windows_to_points`).
+
+The protocol follows TSB-AD (Liu & Paparrizos, NeurIPS 2024): semi-supervised detectors fit on the training part and
+score the whole series; the figures are per point (VUS-PR first).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aelab.data.base import TensorDataModule
+from aelab.data.tables import read_table
+from aelab.errors import ConfigError, DataError, MissingDataError
+
+log = logging.getLogger("aelab")
+
+SERIES_SCALINGS = ("standard", "minmax", "none")
+SERIES_IMPUTATIONS = (None, "ffill", "interpolate", "zero")
+
+
+@dataclass
+class Series:
+    """One series to score: its points ``values (N, C)`` (float64, unscaled), 0/1 ``labels (N,)`` or ``None``, and
+    its training part: ``train`` ``(n, C)`` (a prefix of ``values``, or a separate normal recording)."""
+
+    name: str
+    values: np.ndarray
+    labels: np.ndarray | None
+    train: np.ndarray
+
+
+def window_starts(length: int, window: int, stride: int) -> np.ndarray:
+    """The start of each window of ``window`` points, ``stride`` apart, over a series of ``length`` points; the last
+    window always ends at the last point (so every point is covered when ``stride <= window``).
+
+    Raises:
+        ValueError: when the series is shorter than the window.
+    """
+    if length < window:
+        raise ValueError(f"a series of {length} points is shorter than the window of {window}")
+    starts = np.arange(0, length - window + 1, stride)
+    if starts[-1] != length - window:
+        starts = np.r_[starts, length - window]
+    return starts.astype(np.int64)
+
+
+def make_windows(values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """The windows ``(len(starts), window, C)`` of a series ``(N, C)`` at ``starts``."""
+    index = starts[:, None] + np.arange(window)[None, :]
+    return values[index]
+
+
+def windows_to_points(scores: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Per-point scores of a series of ``length`` points from scores of its windows: each point gets the mean of
+    its scores over the windows that cover it.
+
+    Args:
+        scores: ``(W, T)``, a score per point of each window (repeat a per-window score over its ``T`` points).
+        starts: ``(W,)`` each window's first point.
+        length: the series' points.
+
+    Returns:
+        ``(length,)`` float64; ``nan`` at a point no window covers.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2:
+        raise ValueError(
+            f"window scores must be (W, T), got shape {scores.shape}; repeat a window score over T"
+        )
+    window = scores.shape[1]
+    total = np.zeros(length, dtype=np.float64)
+    count = np.zeros(length, dtype=np.float64)
+    for offset in range(window):  # one vectorised add per position inside the window
+        np.add.at(total, starts + offset, scores[:, offset])
+        np.add.at(count, starts + offset, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def label_ranges(labels: np.ndarray) -> list[tuple[int, int]]:
+    """The labelled anomalies of 0/1 ``labels`` as ``[(first, end), ...]`` (end exclusive)."""
+    d = np.diff(np.r_[0, np.asarray(labels, dtype=np.int64), 0])
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
+
+
+class TimeSeriesDataModule(TensorDataModule):
+    """One or more time series (CSV or Parquet) as windows ``(T, C)`` on the data contract (kind ``series``),
+    scored for anomalies per time point (see the module docstring for the splits).
+
+    Args:
+        path: the file (one row per time point; several series stacked, told apart by ``series_column``).
+        value_columns: the channels (``None``: every numeric column but the time, series and label columns).
+        time_column: orders the points of each series (``None``: the file's order).
+        series_column: names the series a row belongs to (``None``: one series).
+        label_column: 0/1 per point, 1 inside a labelled anomaly (``None``: no labels, no detection figures).
+        window: points per window ``T``.
+        stride: points between training (and validation) windows.
+        test_stride: points between scored windows (1: every point is in ``window`` windows).
+        train_end: where each series' training part ends: a point count, or a fraction in (0, 1) of its points
+            (``None``: just before its first labelled anomaly; needs labels).
+        val_size: the last share of each training part held out for validation (a fraction in (0, 1)).
+        scaling: ``standard`` (zero mean, unit variance per channel), ``minmax`` (the training range to [0, 1]) or
+            ``none``, fitted on the training parts only and saved in the checkpoint as plain data.
+        impute: ``None`` (a missing value is refused), ``ffill`` (the last value seen; a leading gap takes the
+            first), ``interpolate`` (linear in the point index) or ``zero``.
+        threshold_percentile: the percentile of the validation points' scores above which a point is flagged.
+        **kwargs: as for :class:`~aelab.data.TensorDataModule` (``batch_size``, ``split_seed``, ...).
+
+    Raises:
+        ConfigError: for a column the file lacks, a window longer than a series, an impossible split;
+        DataError: for a missing or non-numeric value, labels other than 0/1, a training part that holds a
+            labelled anomaly — each naming the file, the column and the fix.
+    """
+
+    name = "series"
+    sample_kind = "series"
+    train_sections = ("series_anomaly",)
+
+    def __init__(
+        self,
+        path: str | None = None,
+        value_columns: Sequence[str] | None = None,
+        time_column: str | None = None,
+        series_column: str | None = None,
+        label_column: str | None = None,
+        window: int = 100,
+        stride: int = 1,
+        test_stride: int = 1,
+        train_end: int | float | None = None,
+        val_size: float = 0.2,
+        scaling: str = "standard",
+        impute: str | None = None,
+        threshold_percentile: float = 99.0,
+        bounded: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(val_size=val_size, bounded=bounded, **kwargs)
+        self.path = None if path is None else str(path)
+        if self.path is not None:
+            self.name = Path(self.path).stem
+        self.value_columns = None if value_columns is None else [str(c) for c in value_columns]
+        self.time_column = None if time_column is None else str(time_column)
+        self.series_column = None if series_column is None else str(series_column)
+        self.label_column = None if label_column is None else str(label_column)
+        for key, value in (
+            ("data.window", window),
+            ("data.stride", stride),
+            ("data.test_stride", test_stride),
+        ):
+            if int(value) < 1:
+                raise ConfigError(f"{key}={value} must be a positive number of points")
+        self.window, self.stride, self.test_stride = int(window), int(stride), int(test_stride)
+        if self.test_stride > self.window:
+            raise ConfigError(
+                f"data.test_stride={test_stride} > data.window={window} leaves points unscored: lower it (1 scores "
+                "every point in every window)"
+            )
+        if not 0 < float(val_size) < 1:
+            raise ConfigError(f"data.val_size={val_size} must be a fraction in (0, 1) of each training part")
+        self.train_end = train_end
+        if scaling not in SERIES_SCALINGS:
+            raise ConfigError(f"data.scaling={scaling!r} must be one of {SERIES_SCALINGS}")
+        if impute not in SERIES_IMPUTATIONS:
+            raise ConfigError(f"data.impute={impute!r} must be one of {SERIES_IMPUTATIONS}")
+        self.scaling, self.impute = scaling, impute
+        if not 0 < float(threshold_percentile) < 100:
+            raise ConfigError(f"data.threshold_percentile={threshold_percentile} must be in (0, 100)")
+        self.threshold_percentile = float(threshold_percentile)
+        self.channels: list[str] = []
+        self.scaler: dict[str, list[float]] = {}
+        self.series: list[Series] = []
+        self._test_index: list[tuple[int, np.ndarray]] = []
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def source(self) -> str:
+        return self.path or self.name
+
+    def load_frame(self):
+        """The file as a pandas frame (:func:`~aelab.data.tables.read_table`)."""
+        if self.path is None:
+            raise ConfigError("data=timeseries needs a file: data.path=/path/to/series.csv (CSV or Parquet)")
+        return read_table(self.path)
+
+    def value_columns_of(self, frame) -> list[str]:
+        """The channels of a frame, checked: present and numeric.
+
+        Raises:
+            ConfigError: for a named column the file lacks; DataError: for a non-numeric channel.
+        """
+        import pandas as pd
+
+        names = [str(c) for c in frame.columns]
+        frame.columns = names
+        for key, col in (("data.time_column", self.time_column), ("data.series_column", self.series_column),
+                         ("data.label_column", self.label_column)):  # fmt: skip
+            if col is not None and col not in names:
+                raise ConfigError(
+                    f"{self.source}: {key}={col!r} is not a column; its columns: {names}: set {key}"
+                )
+        for col in self.value_columns or []:
+            if col not in names:
+                raise ConfigError(
+                    f"{self.source}: data.value_columns names {col!r}, which is not a column; its columns: {names}"
+                )
+        skip = {self.time_column, self.series_column, self.label_column}
+        chosen = self.value_columns or [
+            c for c in names if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
+        ]
+        if not chosen:
+            raise ConfigError(f"{self.source}: no numeric channel; name them with data.value_columns=[...]")
+        for col in chosen:
+            values = pd.to_numeric(frame[col], errors="coerce")
+            bad = values.isna() & frame[col].notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(
+                    f"{self.source}: channel {col!r} holds {frame[col].iloc[row]!r} (row {row}), not a number: fix "
+                    "the file, or leave the column out of data.value_columns"
+                )
+        return chosen
+
+    def _values(self, frame, columns: list[str], what: str) -> np.ndarray:
+        """The channels of one series as float64 ``(N, C)``, missing values refused or imputed."""
+        import pandas as pd
+
+        x = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        missing = ~np.isfinite(x)
+        if not missing.any():
+            return x
+        if self.impute is None:
+            row, col = np.argwhere(missing)[0]
+            raise DataError(
+                f"{self.source}: channel {columns[col]!r} has no value at point {row} of {what}: fill it, or set "
+                "data.impute=ffill|interpolate|zero"
+            )
+        for c in range(x.shape[1]):
+            gap = missing[:, c]
+            if gap.all():
+                raise DataError(
+                    f"{self.source}: channel {columns[c]!r} of {what} has no value at all: drop it"
+                )
+            if self.impute == "zero":
+                x[gap, c] = 0.0
+            elif self.impute == "interpolate":
+                idx = np.arange(len(x))
+                x[gap, c] = np.interp(idx[gap], idx[~gap], x[~gap, c])
+            else:  # ffill, a leading gap taking the first value
+                col = pd.Series(x[:, c]).ffill().bfill()
+                x[:, c] = col.to_numpy()
+        log.info(
+            "%s: %d missing values of %s imputed (%s)", self.source, int(missing.sum()), what, self.impute
+        )
+        return x
+
+    def _labels(self, frame, what: str) -> np.ndarray | None:
+        if self.label_column is None:
+            return None
+        import pandas as pd
+
+        raw = frame[self.label_column]
+        labels = pd.to_numeric(raw, errors="coerce")
+        bad = ~labels.isin([0, 1])
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"{self.source}: label column {self.label_column!r} holds {raw.iloc[row]!r} at point {row} of {what}; "
+                "labels must be 0 (normal) or 1 (anomaly): fix the column, or set data.label_column=null"
+            )
+        return labels.to_numpy(dtype=np.int64)
+
+    def _train_end(self, labels: np.ndarray | None, n: int, what: str) -> int:
+        end = self.train_end
+        if end is None:
+            if labels is None or not labels.any():
+                raise ConfigError(
+                    f"{self.source}: {what} needs data.train_end (a point count, or a fraction of the series) to say "
+                    "where its normal training part ends"
+                )
+            return int(np.flatnonzero(labels)[0])
+        if isinstance(end, float) and 0 < end < 1:
+            return int(round(end * n))
+        if isinstance(end, bool) or not isinstance(end, int | float) or not 0 < end <= n:
+            raise ConfigError(
+                f"data.train_end={end!r} must be a point count in (0, {n}] or a fraction in (0, 1) of {what}"
+            )
+        return int(end)
+
+    def load_series(self) -> list[Series]:
+        """The series to score, each with its training part (here: read from :attr:`path`, split at ``train_end``).
+
+        Raises:
+            ConfigError, DataError: see the class.
+        """
+        frame = self.load_frame()
+        if len(frame) == 0:
+            raise DataError(f"{self.source}: the file has no rows: give one row per time point")
+        self.channels = self.value_columns_of(frame)
+        groups = [(self.name, frame)] if self.series_column is None else [
+            (f"{self.series_column}={key}", part) for key, part in frame.groupby(self.series_column, sort=True)
+        ]  # fmt: skip
+        out = []
+        for name, part in groups:
+            if self.time_column is not None:
+                part = part.sort_values(self.time_column, kind="stable")
+            what = f"series {name}" if self.series_column else "the series"
+            values = self._values(part, self.channels, what)
+            labels = self._labels(part, what)
+            end = self._train_end(labels, len(values), what)
+            out.append(Series(name, values, labels, values[:end]))
+        return out
+
+    # ------------------------------------------------------------------ splits
+    def _fit_scaler(self, train: np.ndarray) -> None:
+        if self.scaling == "standard":
+            mean, scale = train.mean(0), train.std(0)
+        elif self.scaling == "minmax":
+            mean, scale = train.min(0), train.max(0) - train.min(0)
+        else:
+            mean, scale = np.zeros(train.shape[1]), np.ones(train.shape[1])
+        scale = np.where(scale > 1e-12, scale, 1.0)  # a constant channel is only centred
+        self.scaler = {"offset": mean.tolist(), "scale": scale.tolist()}
+
+    def scale(self, values: np.ndarray) -> np.ndarray:
+        """Points ``(N, C)`` in the training parts' scaling (float32)."""
+        offset, scale = np.asarray(self.scaler["offset"]), np.asarray(self.scaler["scale"])
+        return ((values - offset) / scale).astype(np.float32)
+
+    def setup(self, stage: str | None = None) -> None:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} is the global batch and must divide by the world size {world}"
+            )
+        if "train" in self._splits:
+            return
+        series = self.load_series()
+        for s in series:
+            if s.labels is not None and len(s.labels) != len(s.values):
+                raise DataError(
+                    f"{self.source}: {s.name} has {len(s.values)} points but {len(s.labels)} labels"
+                )
+            train_labels = s.labels[: len(s.train)] if s.labels is not None and s.train is not None else None
+            if train_labels is not None and np.shares_memory(s.train, s.values) and train_labels.any():
+                first = int(np.flatnonzero(train_labels)[0])
+                raise DataError(
+                    f"{self.source}: the training part of {s.name} (its first {len(s.train)} points) holds a labelled "
+                    f"anomaly at point {first}: set data.train_end={first} or less, so the model learns normal points only"
+                )
+            if len(s.values) < self.window:
+                raise ConfigError(
+                    f"{self.source}: {s.name} has {len(s.values)} points, shorter than data.window={self.window}: "
+                    f"lower data.window to at most {len(s.values)}"
+                )
+            n_val = int(round(self.val_size * len(s.train)))
+            if len(s.train) - n_val < self.window or n_val < self.window:
+                raise ConfigError(
+                    f"{self.source}: the training part of {s.name} has {len(s.train)} points, too few for windows of "
+                    f"{self.window} in both training ({len(s.train) - n_val}) and validation ({n_val}, data.val_size="
+                    f"{self.val_size}): lower data.window or raise data.train_end"
+                )
+        self.series = series
+        self._fit_scaler(np.concatenate([s.train for s in series]))
+        parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+        self._test_index = []
+        for i, s in enumerate(series):
+            train = self.scale(s.train)
+            n_fit = len(train) - int(round(self.val_size * len(train)))
+            fit, val = train[:n_fit], train[n_fit:]
+            parts["train"].append(
+                make_windows(fit, window_starts(len(fit), self.window, self.stride), self.window)
+            )
+            parts["val"].append(
+                make_windows(val, window_starts(len(val), self.window, self.stride), self.window)
+            )
+            starts = window_starts(len(s.values), self.window, self.test_stride)
+            parts["test"].append(make_windows(self.scale(s.values), starts, self.window))
+            self._test_index.append((i, starts))
+        for split, chunks in parts.items():
+            self._splits[split] = self._checked(
+                (torch.from_numpy(np.concatenate(chunks)), None), f"the {split} windows"
+            )
+        log.info(
+            "%s: %d series, %d channels; %d training, %d validation, %d scored windows of %d points",
+            self.source, len(series), len(self.channels), len(self._splits["train"][0]),
+            len(self._splits["val"][0]), len(self._splits["test"][0]), self.window,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ the contract
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(T, C)``: points per window and channels."""
+        if self.configured_shape is not None:
+            return self.configured_shape
+        return tuple(self.split_tensors("train")[0].shape[1:])
+
+    def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
+        """The windows ``(N, T, C)`` of ``train``, ``val`` or ``test`` (float32, scaled) and no labels."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        self.setup()
+        return self._splits[split]
+
+    def test_windows(self) -> list[tuple[Series, slice, np.ndarray]]:
+        """Per scored series: the series, the rows of its windows in the ``test`` split, and their starts."""
+        self.setup()
+        out, row = [], 0
+        for i, starts in self._test_index:
+            out.append((self.series[i], slice(row, row + len(starts)), starts))
+            row += len(starts)
+        return out
+
+    def point_labels(self) -> list[np.ndarray] | None:
+        """The 0/1 labels of each scored series (``None`` when the data has no labels)."""
+        self.setup()
+        if any(s.labels is None for s in self.series):
+            return None
+        return [s.labels for s in self.series]
+
+    def training_points(self) -> list[np.ndarray]:
+        """The scaled training part of each series ``(n, C)`` (validation share included): what the detectors fit."""
+        self.setup()
+        return [self.scale(s.train) for s in self.series]
+
+    def validation_points(self) -> list[tuple[np.ndarray, int]]:
+        """Per series, the scaled training part ``(n, C)`` and where its validation share starts."""
+        self.setup()
+        out = []
+        for s in self.series:
+            train = self.scale(s.train)
+            out.append((train, len(train) - int(round(self.val_size * len(train)))))
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The scaling and the windowing as plain data (into every checkpoint: ``aelab-score`` applies them)."""
+        self.setup()
+        return {
+            "kind": "series",
+            "channels": list(self.channels),
+            "scaler": {k: list(v) for k, v in self.scaler.items()},
+            "scaling": self.scaling,
+            "window": self.window,
+            "test_stride": self.test_stride,
+            "time_column": self.time_column,
+            "impute": self.impute,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore: the splits and the scaling are refitted from the file (deterministically)."""
+
+
+# ---------------------------------------------------------------------------- bundled series
+def package_file(package: str, relative: str, install: str) -> Path:
+    """A data file an installed wheel ships (found without importing the package).
+
+    Raises:
+        MissingDataError: when the package or the file is not installed, naming ``install``.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    for root in list(spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / relative
+        if path.is_file():
+            return path
+    raise MissingDataError(f"{package}'s {relative} is not installed: {install} (make install does)")
+
+
+def read_timeeval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A TimeEval CSV (``timestamp, value(s)..., is_anomaly``): values ``(N, C)`` and 0/1 labels ``(N,)``."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return frame.iloc[:, 1:-1].to_numpy(dtype=np.float64), frame.iloc[:, -1].to_numpy(dtype=np.int64)
+
+
+AEON = 'pip install "aeon>=1.6,<1.7"'
+
+
+class BundledSeriesDataModule(TimeSeriesDataModule):
+    """A labelled series read from an installed wheel (no download): a subclass names its files
+    (:meth:`bundled_series`). ``path`` may give your own copy instead (read as for :class:`TimeSeriesDataModule`)."""
+
+    def __init__(self, path: str | None = None, **kwargs) -> None:
+        kwargs.setdefault("label_column", "label")
+        super().__init__(path=path, **kwargs)
+        self.name = type(self).name if path is None else Path(path).stem
+
+    def bundled_series(self) -> Series:
+        raise NotImplementedError
+
+    def load_series(self) -> list[Series]:
+        if self.path is not None:
+            return super().load_series()
+        s = self.bundled_series()
+        self.channels = (
+            [f"value_{c}" for c in range(s.values.shape[1])] if s.values.shape[1] > 1 else ["value"]
+        )
+        if s.train is None:
+            s.train = s.values[: self._train_end(s.labels, len(s.values), "the series")]
+        return [s]
+
+
+class InternalBleedingDataModule(BundledSeriesDataModule):
+    """UCR anomaly archive no. 135, InternalBleeding16 (Wu & Keogh, "Current time series anomaly detection benchmarks
+    are flawed", IEEE TKDE 2021; the KDD Cup 2021 series): a patient's heart rate, 7,501 points with one labelled
+    anomaly (12 points). The first 1,200 points are the anomaly-free training part. Read from aeon's wheel through
+    ``aeon.datasets.load_kdd_tsad_135``."""
+
+    name = "internal_bleeding"
+
+    def bundled_series(self) -> Series:
+        path = package_file(
+            "aeon", "datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv", AEON
+        )
+        train_path = path.with_name(path.name.replace("_TEST", "_TRAIN"))
+        values, labels = read_timeeval_csv(path)
+        train, _ = read_timeeval_csv(train_path)
+        return Series(self.name, values, labels, values[: len(train)])
+
+
+class SktimeSeriesDataModule(BundledSeriesDataModule):
+    """A labelled series of the sktime wheel's ``sktime/datasets/data/<name>/<name>.csv`` (columns ``data, label``),
+    installed without its dependencies: only the file is read. The training part ends at ``train_end``."""
+
+    file = ""
+
+    def bundled_series(self) -> Series:
+        import pandas as pd
+
+        path = package_file("sktime", f"datasets/data/{self.file}/{self.file}.csv",
+                            'pip install --no-deps "sktime==1.2.0"')  # fmt: skip
+        frame = pd.read_csv(path)
+        return Series(
+            self.name, frame[["data"]].to_numpy(np.float64), frame["label"].to_numpy(np.int64), None
+        )
+
+
+class MITDBDataModule(SktimeSeriesDataModule):
+    """A MIT-BIH arrhythmia database ECG record (Moody & Mark, IEEE EMB 2001; PhysioNet), 7,500 points with one
+    352-point anomaly (points 6,936–7,287), as the sktime 1.2.0 wheel ships it (``mitdb.csv``)."""
+
+    name = "mitdb"
+    file = "mitdb"
+
+
+class YahooDataModule(SktimeSeriesDataModule):
+    """Yahoo Webscope S5 (Laptev et al., KDD 2015), the series the sktime 1.2.0 wheel ships (``yahoo.csv``): 1,000
+    points with 7 one-point anomalies."""
+
+    name = "yahoo"
+    file = "yahoo"
+
+
+class GutenTAGECGDataModule(BundledSeriesDataModule):
+    """aeon's ``ecg-diff-count-3``: a synthetic ECG of GutenTAG (Wenig et al., TimeEval, PVLDB 2022), 10,000 test
+    points with three 100-point anomalies, and a separate 10,000-point anomaly-free training recording (its
+    semi-supervised split). aeon deprecates it in 1.6 and removes it in 1.7: aelab pins ``aeon>=1.6,<1.7``."""
+
+    name = "ecg_gutentag"
+
+    def bundled_series(self) -> Series:
+        test = package_file("aeon", "datasets/data/UnitTest/ecg-diff-count-3_TEST.csv", AEON)
+        values, labels = read_timeeval_csv(test)
+        train, train_labels = read_timeeval_csv(test.with_name("ecg-diff-count-3_TRAIN_NA.csv"))
+        if train_labels.any():
+            raise DataError(f"{test.parent}: the training recording holds labelled anomalies; reinstall aeon")
+        return Series(self.name, values, labels, train)
+
+
+# ---------------------------------------------------------------------------- whole series, one class
+UCR_ONE_CLASS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "BasicMotions")
+
+
+class UCROneClassDataModule(TensorDataModule):
+    """Whole series, one class normal: a UCR/UEA classification set that aeon's wheel ships (``GunPoint``,
+    ``ArrowHead``, ``ItalyPowerDemand``, ``OSULeaf``, ``BasicMotions``), as in ROCKAD (Theissen et al., 2023).
+
+    One example is a whole series ``(T, C)``, scaled per channel on the training series. ``train`` and ``val`` hold
+    the normal class's series of the official training split (``val_size`` of them, seeded, for validation); ``test``
+    holds every series of the official test split, those of the other classes being the anomalies
+    (:meth:`anomaly_labels`).
+
+    Args:
+        dataset: one of the bundled sets (:data:`UCR_ONE_CLASS`).
+        normal_class: the class that is normal (its label as text; ``None``: the first in sorted order).
+        **kwargs: as for :class:`~aelab.data.TensorDataModule`.
+
+    Raises:
+        ConfigError: for a set or class aeon does not ship.
+    """
+
+    sample_kind = "series"
+    train_sections = ("anomaly",)
+
+    def __init__(
+        self,
+        dataset: str = "GunPoint",
+        normal_class: str | None = None,
+        threshold_percentile: float = 95.0,
+        bounded: bool = False,
+        val_size: int | float = 0.2,
+        **kwargs,
+    ) -> None:
+        super().__init__(bounded=bounded, val_size=val_size, **kwargs)
+        if dataset not in UCR_ONE_CLASS:
+            raise ConfigError(
+                f"data.dataset={dataset!r} must be one of {list(UCR_ONE_CLASS)} (aeon's bundled sets)"
+            )
+        self.dataset, self.name = dataset, dataset
+        self.normal_class = None if normal_class is None else str(normal_class)
+        self.threshold_percentile = float(threshold_percentile)
+        self._anomaly: dict[str, Tensor] = {}
+        self.scaler: dict[str, list[float]] = {}
+
+    def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        package_file("aeon", f"datasets/data/{self.dataset}/{self.dataset}_TRAIN.ts", AEON)
+        from aeon.datasets import load_classification
+
+        x, y = load_classification(self.dataset, split=split)
+        return np.asarray(x, dtype=np.float64).transpose(0, 2, 1), np.asarray(y).astype(str)  # (N, T, C)
+
+    def setup(self, stage: str | None = None) -> None:
+        if "train" in self._splits:
+            return
+        x_train, y_train = self._load("train")
+        x_test, y_test = self._load("test")
+        classes = sorted(set(y_train.tolist()))
+        normal = self.normal_class if self.normal_class is not None else classes[0]
+        if normal not in classes:
+            raise ConfigError(
+                f"data.normal_class={normal!r} is not a class of {self.dataset}; its classes: {classes}"
+            )
+        self.normal_class = normal
+        normal_x = x_train[y_train == normal]
+        perm = torch.randperm(len(normal_x), generator=torch.Generator().manual_seed(self.split_seed)).numpy()
+        from aelab.data.base import split_count
+
+        n_val = split_count(self.val_size, len(normal_x), "data.val_size")
+        fit = normal_x[perm[n_val:]]
+        offset, scale = fit.mean((0, 1)), fit.std((0, 1))
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        self.scaler = {"offset": offset.tolist(), "scale": scale.tolist()}
+
+        def scaled(a):
+            return torch.from_numpy(((a - offset) / scale).astype(np.float32))
+
+        self._splits["train"] = self._checked((scaled(fit), None), "the training series")
+        self._splits["val"] = self._checked((scaled(normal_x[perm[:n_val]]), None), "the validation series")
+        self._splits["test"] = self._checked((scaled(x_test), None), "the test series")
+        self._anomaly = {
+            "train": torch.zeros(len(fit), dtype=torch.long),
+            "val": torch.zeros(n_val, dtype=torch.long),
+            "test": torch.from_numpy((y_test != normal).astype(np.int64)),
+        }
+        log.info("%s: class %s normal; %d training, %d validation series; %d test series, %d anomalies",
+                 self.dataset, normal, len(fit), n_val, len(x_test), int(self._anomaly["test"].sum()))  # fmt: skip
+
+    def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
+        """The series ``(N, T, C)`` of a split (float32, scaled), no labels (see :meth:`anomaly_labels`)."""
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
+        self.setup()
+        return self._splits[split]
+
+    def anomaly_labels(self, split: str) -> Tensor:
+        """Per series of ``split``, 1 for another class than the normal one (an anomaly), else 0."""
+        self.setup()
+        return self._anomaly[split]
+
+    def state_dict(self) -> dict[str, Any]:
+        self.setup()
+        return {"kind": "series_collection", "dataset": self.dataset, "normal_class": self.normal_class,
+                "scaler": dict(self.scaler)}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore: the splits are rebuilt from aeon's files (deterministically)."""
+
+
+__all__ = [
+    "GutenTAGECGDataModule",
+    "InternalBleedingDataModule",
+    "MITDBDataModule",
+    "Series",
+    "TimeSeriesDataModule",
+    "UCROneClassDataModule",
+    "YahooDataModule",
+    "label_ranges",
+    "make_windows",
+    "window_starts",
+    "windows_to_points",
+]

@@ -1,0 +1,201 @@
+"""Anomaly detection in time series, per point: the figures (aeon's implementations of VUS-PR, VUS-ROC, range-AUC-PR,
+AUROC and range-F1), point-adjusted F1 (shown only beside a random score's), and aeon's detectors fitted on the
+same training parts, each scoring the same series (TSB-AD's protocol: Liu & Paparrizos, NeurIPS 2024).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("aelab")
+
+#: aeon's detectors run beside every model (and a seeded random score, the floor of every figure)
+DETECTORS = ("pca", "kmeansad", "iforest", "lof", "stomp", "dwt_mlead", "random")
+#: detectors that fit on the training part; the others (``fit_is_empty`` in aeon) score the series alone
+SEMI_SUPERVISED = ("pca", "kmeansad", "iforest", "lof")
+#: detectors of one channel only (aeon's ``capability:multivariate`` false)
+UNIVARIATE_ONLY = ("stomp", "dwt_mlead")
+
+
+def point_adjusted_f1(labels: np.ndarray, flags: np.ndarray) -> float:
+    """Point-adjusted F1 (Xu et al., WWW 2018, §4.2): every point of a labelled range counts as found when any point
+    of it is flagged. Kim et al. (AAAI 2022) show that it lets a random score look state of the art: aelab reports
+    it only beside a random score's.
+
+    Args:
+        labels: 0/1 per point; flags: 0/1 per point.
+    """
+    from aelab.data.timeseries import label_ranges
+
+    labels = np.asarray(labels, dtype=bool)
+    adjusted = np.asarray(flags, dtype=bool).copy()
+    for first, end in label_ranges(labels):
+        if adjusted[first:end].any():
+            adjusted[first:end] = True
+    tp = float((adjusted & labels).sum())
+    fp, fn = float((adjusted & ~labels).sum()), float((~adjusted & labels).sum())
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def series_figures(labels: np.ndarray, scores: np.ndarray, max_buffer: int) -> dict[str, float]:
+    """The threshold-free figures of per-point ``scores`` (higher = more anomalous) against 0/1 ``labels``, from
+    ``aeon.benchmarking.metrics.anomaly_detection``: ``vus_pr`` and ``vus_roc`` (the volume under the range-based
+    PR / ROC surface over buffers 0..``max_buffer``, Paparrizos et al., PVLDB 2022), ``range_auc_pr`` (at buffer
+    ``max_buffer``) and the point-wise ``auroc``.
+
+    Raises:
+        ValueError: when the labels hold no anomaly or no normal point.
+    """
+    from aeon.benchmarking.metrics.anomaly_detection import (
+        range_pr_auc_score,
+        range_pr_vus_score,
+        range_roc_vus_score,
+        roc_auc_score,
+    )
+
+    y = np.asarray(labels, dtype=bool)
+    if y.all() or not y.any():
+        raise ValueError("the labels need both normal points and anomalies")
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=np.nanmin(scores))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a constant score: aeon warns and returns 0
+        return {
+            "vus_pr": float(range_pr_vus_score(y, s, max_buffer_size=int(max_buffer))),
+            "vus_roc": float(range_roc_vus_score(y, s, max_buffer_size=int(max_buffer))),
+            "range_auc_pr": float(range_pr_auc_score(y, s, buffer_size=int(max_buffer))),
+            "auroc": float(roc_auc_score(y, s)),
+        }
+
+
+def range_f1(labels: np.ndarray, flags: np.ndarray) -> float:
+    """Range-based F1 of 0/1 point flags (Tatbul et al., NeurIPS 2018; aeon's ``range_f_score``: flat bias,
+    reciprocal cardinality, recall's existence reward α = 0.5); 0 when nothing is flagged."""
+    from aeon.benchmarking.metrics.anomaly_detection import range_f_score
+
+    flags = np.asarray(flags, dtype=bool)
+    if not flags.any():
+        return 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(range_f_score(np.asarray(labels, dtype=bool), flags))
+
+
+def _detector(name: str, window: int, seed: int):
+    """aeon's detector ``name`` with the data's window (TSB-AD runs each with the series' period)."""
+    if name == "pca":
+        from aeon.anomaly_detection.series import PyODAdapter
+        from pyod.models.pca import PCA
+
+        return PyODAdapter(PCA(random_state=seed), window_size=window)
+    if name == "kmeansad":
+        from aeon.anomaly_detection.series.distance_based import KMeansAD
+
+        return KMeansAD(window_size=window, random_state=seed)
+    if name == "iforest":
+        from aeon.anomaly_detection.series.outlier_detection import IsolationForest
+
+        return IsolationForest(window_size=window, random_state=seed)
+    if name == "lof":
+        from aeon.anomaly_detection.series.distance_based import LOF
+
+        return LOF(window_size=window)
+    if name == "stomp":
+        from aeon.anomaly_detection.series.distance_based import STOMP
+
+        return STOMP(window_size=window)
+    if name == "dwt_mlead":
+        from aeon.anomaly_detection.series.distribution_based import DWT_MLEAD
+
+        return DWT_MLEAD()
+    raise ValueError(f"unknown detector {name!r}; the detectors are {DETECTORS}")
+
+
+def detector_scores(
+    name: str, train: np.ndarray, series: np.ndarray, window: int, seed: int = 0
+) -> np.ndarray:
+    """Per-point scores ``(N,)`` of detector ``name`` (:data:`DETECTORS`) on a scaled ``series`` ``(N, C)``: fitted
+    on the scaled training part ``train`` ``(n, C)`` when it learns (:data:`SEMI_SUPERVISED`), else run on the series
+    alone; ``random`` is a seeded uniform score.
+
+    Raises:
+        ValueError: for an unknown name, or a one-channel detector given several channels.
+    """
+    if name == "random":
+        return np.random.default_rng(seed).random(len(series))
+    if name in UNIVARIATE_ONLY and series.shape[1] > 1:
+        raise ValueError(f"{name} takes one channel; the series has {series.shape[1]}")
+    det = _detector(name, window, seed)
+    series, train = np.asarray(series, dtype=np.float64), np.asarray(train, dtype=np.float64)
+    x = series[:, 0] if series.shape[1] == 1 else series
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name in SEMI_SUPERVISED:
+            det.fit(train[:, 0] if train.shape[1] == 1 else train)
+            return np.asarray(det.predict(x), dtype=np.float64)
+        return np.asarray(det.fit_predict(x), dtype=np.float64)
+
+
+def cached_detector_scores(
+    cache_dir: Path, name: str, train: np.ndarray, series: np.ndarray, window: int, seed: int = 0
+) -> np.ndarray:
+    """:func:`detector_scores`, kept in ``cache_dir/series_detectors/`` under a fingerprint of the inputs, the
+    detector, the window, the seed and aeon's version (a detector's scores depend on nothing else)."""
+    import aeon
+
+    key = hashlib.sha256()
+    for part in (name, str(window), str(seed), aeon.__version__):
+        key.update(part.encode())
+    for a in (train, series):
+        key.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    path = Path(cache_dir) / "series_detectors" / f"{name}-{key.hexdigest()[:20]}.npy"
+    if path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (len(series),):
+                return cached
+        except (OSError, ValueError):
+            pass
+    scores = detector_scores(name, train, series, window, seed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, scores, allow_pickle=False)
+        tmp.replace(path)
+    except OSError as err:
+        log.warning("detector scores not cached (%s)", err)
+    return scores
+
+
+def rockad_scorer(seed: int = 0) -> Callable:
+    """aeon's ROCKAD (Theissen et al., 2023: ROCKET features, a bagged k-NN) as ``fit(train (N, T, C)) → score(x)``
+    on whole series (higher = more anomalous)."""
+    from aeon.anomaly_detection.collection import ROCKAD
+
+    def fit(train: np.ndarray):
+        model = ROCKAD(n_estimators=10, n_kernels=100, n_neighbors=min(5, len(train) - 1), random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(np.ascontiguousarray(train.transpose(0, 2, 1)))
+
+        def score(x: np.ndarray) -> np.ndarray:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return np.asarray(model.predict(np.ascontiguousarray(x.transpose(0, 2, 1))), dtype=np.float64)
+
+        return score
+
+    return fit
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,269 @@
+"""Encoders and decoders of windows of a series ``(B, T, C)`` (``T`` points, ``C`` channels): 1-D convolutions, an
+LSTM and a Transformer. Each encoder maps ``(B, T, C)`` to ``(B, out_dim)`` and each decoder maps a code
+``(B, latent_dim)`` to ``(B, T, C)`` (values in the data's scaled units; the model's output activation follows), so
+the AE, DAE and VAE take them as they take the MLP parts (``model/encoder=conv1d|lstm|transformer``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from aelab.models.components.mlp import activation_module
+
+
+def _series_shape(shape: Sequence[int], key: str) -> tuple[int, int]:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{key}={list(shape)}: the sequence parts take windows of a series (T, C); use model/encoder=mlp for "
+            "other data"
+        )
+    return shape  # type: ignore[return-value]
+
+
+class Conv1dEncoder(nn.Module):
+    """Stride-2 ``Conv1d → act`` stages over time (``T → T/2 → ...``), flattened, then a linear map to ``out_dim``.
+
+    Args:
+        out_dim: output features (``latent_dim``; ``2 * latent_dim`` for a VAE).
+        channels: channels of the stride-2 stages.
+        in_shape: the window ``(T, C)``.
+        kernel_size: the convolutions' width in points (odd).
+        activation: hidden activation name.
+
+    Shapes: ``(B, T, C)`` → ``(B, out_dim)``.
+    """
+
+    def __init__(
+        self,
+        out_dim: int = 16,
+        channels: Sequence[int] = (32, 64),
+        in_shape: Sequence[int] = (100, 1),
+        kernel_size: int = 5,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.out_dim, self.in_shape = int(out_dim), _series_shape(in_shape, "model.encoder.in_shape")
+        t, c = self.in_shape
+        layers: list[nn.Module] = []
+        for ch in channels:
+            layers += [nn.Conv1d(c, int(ch), kernel_size, stride=2, padding=kernel_size // 2),
+                       activation_module(activation)]  # fmt: skip
+            c, t = int(ch), (t + 1) // 2
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Linear(c * t, self.out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.convs(x.transpose(1, 2)).flatten(1))
+
+
+class Conv1dDecoder(nn.Module):
+    """A linear map to a short feature sequence, stride-2 ``ConvTranspose1d → act`` stages back to ``T`` points,
+    then a ``Conv1d`` to the ``C`` channels (cropped to ``T``).
+
+    Args:
+        latent_dim: the code size.
+        channels: channels of the stages, code side first.
+        out_shape: the window ``(T, C)``.
+        kernel_size: the convolutions' width (odd).
+        activation: hidden activation name.
+
+    Shapes: ``(B, latent_dim)`` → ``(B, T, C)``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 16,
+        channels: Sequence[int] = (64, 32),
+        out_shape: Sequence[int] = (100, 1),
+        kernel_size: int = 5,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.out_shape = int(latent_dim), _series_shape(out_shape, "model.decoder.out_shape")
+        t, c = self.out_shape
+        self.t0 = math.ceil(t / 2 ** len(channels))
+        self.c0 = int(channels[0]) if channels else c
+        self.fc = nn.Linear(self.latent_dim, self.c0 * self.t0)
+        layers: list[nn.Module] = [activation_module(activation)]
+        prev = self.c0
+        for ch in channels:
+            layers += [
+                nn.ConvTranspose1d(prev, int(ch), 4, stride=2, padding=1),
+                activation_module(activation),
+            ]
+            prev = int(ch)
+        self.deconvs = nn.Sequential(*layers)
+        self.out = nn.Conv1d(prev, c, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.deconvs(self.fc(z).view(len(z), self.c0, self.t0))
+        return self.out(h)[..., : self.out_shape[0]].transpose(1, 2)
+
+
+class LSTMEncoder(nn.Module):
+    """An LSTM over the window; its last hidden state (top layer) mapped linearly to ``out_dim`` (Malhotra et al.,
+    "LSTM-based encoder-decoder for multi-sensor anomaly detection", ICML Workshop 2016, §2: the code is the
+    encoder's final state).
+
+    Args:
+        out_dim: output features.
+        in_shape: the window ``(T, C)``.
+        hidden_size: LSTM units per layer.
+        num_layers: stacked LSTM layers.
+
+    Shapes: ``(B, T, C)`` → ``(B, out_dim)``.
+    """
+
+    def __init__(
+        self,
+        out_dim: int = 16,
+        in_shape: Sequence[int] = (100, 1),
+        hidden_size: int = 64,
+        num_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        self.out_dim, self.in_shape = int(out_dim), _series_shape(in_shape, "model.encoder.in_shape")
+        self.lstm = nn.LSTM(self.in_shape[1], int(hidden_size), int(num_layers), batch_first=True)
+        self.head = nn.Linear(int(hidden_size), self.out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, (h, _) = self.lstm(x)
+        return self.head(h[-1])
+
+
+class LSTMDecoder(nn.Module):
+    """An LSTM started from the code (its initial hidden and cell states are linear maps of it) and fed the code at
+    every step, a linear map of each step's state to the ``C`` channels. With ``reverse`` the steps run from the last
+    point to the first, as EncDec-AD reconstructs (Malhotra et al. 2016, §2). EncDec-AD feeds the previous point
+    instead of the code (teacher forcing in training); this decoder needs no target, so it scores a window in one pass.
+
+    Args:
+        latent_dim: the code size.
+        out_shape: the window ``(T, C)``.
+        hidden_size: LSTM units per layer.
+        num_layers: stacked LSTM layers.
+        reverse: reconstruct in reverse time order.
+
+    Shapes: ``(B, latent_dim)`` → ``(B, T, C)``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 16,
+        out_shape: Sequence[int] = (100, 1),
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        reverse: bool = True,
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.out_shape = int(latent_dim), _series_shape(out_shape, "model.decoder.out_shape")
+        self.hidden_size, self.num_layers, self.reverse = int(hidden_size), int(num_layers), bool(reverse)
+        self.init_state = nn.Linear(self.latent_dim, 2 * self.num_layers * self.hidden_size)
+        self.lstm = nn.LSTM(self.latent_dim, self.hidden_size, self.num_layers, batch_first=True)
+        self.out = nn.Linear(self.hidden_size, self.out_shape[1])
+
+    def forward(self, z: Tensor) -> Tensor:
+        b = len(z)
+        h, c = torch.tanh(self.init_state(z)).view(b, 2, self.num_layers, self.hidden_size).unbind(1)
+        steps = z[:, None, :].expand(b, self.out_shape[0], self.latent_dim)
+        y, _ = self.lstm(steps, (h.transpose(0, 1).contiguous(), c.transpose(0, 1).contiguous()))
+        y = self.out(y)
+        return y.flip(1) if self.reverse else y
+
+
+def sinusoidal_positions(length: int, dim: int) -> Tensor:
+    """The sinusoidal position encodings of Vaswani et al. 2017 (§3.5): ``(length, dim)``,
+    ``PE[t, 2i] = sin(t / 10000^(2i/dim))``, ``PE[t, 2i+1] = cos(...)``."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe
+
+
+class TransformerSeriesEncoder(nn.Module):
+    """Each point projected to ``d_model``, sinusoidal positions added, ``num_layers`` Transformer encoder layers
+    (self-attention over the window), the mean over time mapped linearly to ``out_dim``.
+
+    Args:
+        out_dim: output features.
+        in_shape: the window ``(T, C)``.
+        d_model: the model width; ``nhead`` must divide it.
+        nhead: attention heads.
+        num_layers: encoder layers.
+        dim_feedforward: the feed-forward width.
+        dropout: dropout inside the layers.
+
+    Shapes: ``(B, T, C)`` → ``(B, out_dim)``.
+    """
+
+    def __init__(
+        self,
+        out_dim: int = 16,
+        in_shape: Sequence[int] = (100, 1),
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 128,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.out_dim, self.in_shape = int(out_dim), _series_shape(in_shape, "model.encoder.in_shape")
+        if int(d_model) % int(nhead):
+            raise ValueError(f"model.encoder.d_model={d_model} must divide by model.encoder.nhead={nhead}")
+        self.proj = nn.Linear(self.in_shape[1], int(d_model))
+        self.register_buffer(
+            "positions", sinusoidal_positions(self.in_shape[0], int(d_model)), persistent=False
+        )
+        layer = nn.TransformerEncoderLayer(int(d_model), int(nhead), int(dim_feedforward), float(dropout),
+                                           batch_first=True)  # fmt: skip
+        self.layers = nn.TransformerEncoder(layer, int(num_layers), enable_nested_tensor=False)
+        self.head = nn.Linear(int(d_model), self.out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.layers(self.proj(x) + self.positions).mean(1))
+
+
+class TransformerSeriesDecoder(nn.Module):
+    """The code mapped to ``d_model`` and added to the sinusoidal position of every point, ``num_layers``
+    Transformer encoder layers (self-attention among the points), and a linear map to the ``C`` channels.
+
+    Args:
+        latent_dim: the code size.
+        out_shape: the window ``(T, C)``.
+        d_model, nhead, num_layers, dim_feedforward, dropout: as for :class:`TransformerSeriesEncoder`.
+
+    Shapes: ``(B, latent_dim)`` → ``(B, T, C)``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 16,
+        out_shape: Sequence[int] = (100, 1),
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 128,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.latent_dim, self.out_shape = int(latent_dim), _series_shape(out_shape, "model.decoder.out_shape")
+        if int(d_model) % int(nhead):
+            raise ValueError(f"model.decoder.d_model={d_model} must divide by model.decoder.nhead={nhead}")
+        self.code = nn.Linear(self.latent_dim, int(d_model))
+        self.register_buffer(
+            "positions", sinusoidal_positions(self.out_shape[0], int(d_model)), persistent=False
+        )
+        layer = nn.TransformerEncoderLayer(int(d_model), int(nhead), int(dim_feedforward), float(dropout),
+                                           batch_first=True)  # fmt: skip
+        self.layers = nn.TransformerEncoder(layer, int(num_layers), enable_nested_tensor=False)
+        self.out = nn.Linear(int(d_model), self.out_shape[1])
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.out(self.layers(self.code(z)[:, None, :] + self.positions))
