@@ -1,4 +1,4 @@
-"""``aelab-score``: an anomaly detector trained on a table, applied to new records.
+"""``aelab-score``: an anomaly detector trained on a table or a time series, applied to new records or points.
 
 ::
 
@@ -13,6 +13,14 @@ would give another threshold). ``--out`` gets one row per record: its id (the tr
 ``data.id_column``, else the row number), ``score`` and ``flag`` (1: anomalous). A file whose columns do not match,
 a text value in a numeric column, or a missing value the run did not impute is refused with one line naming it, and
 nothing is written.
+
+A checkpoint trained on a time series (``data=timeseries``, ``internal_bleeding``, ...) scores each time point of
+``--input`` (its training file's channels; rows in time order, or ordered by the run's ``data.time_column``): the
+series is scaled with the checkpoint's saved scaling, cut into the run's windows one point apart, and each point gets
+the mean of its scores over the windows that cover it; it is flagged above the run's ``data.threshold_percentile`` of
+its validation points' scores. ``--out`` gets ``index`` (or the time column), ``score`` and ``flag`` per point. A file
+without the checkpoint's channels, a non-numeric channel, a missing value the run did not impute, or a series
+shorter than the window is refused in one line, and nothing is written.
 """
 
 from __future__ import annotations
@@ -51,8 +59,81 @@ def _transform_state(ckpt: dict) -> dict:
         if isinstance(value, dict) and isinstance(value.get("transform"), dict):
             return value
     raise ConfigError(
-        "the checkpoint holds no table transform: aelab-score scores models trained on data=tabular"
+        "the checkpoint holds no table transform or series scaling: aelab-score scores models trained on "
+        "data=tabular or data=timeseries"
     )
+
+
+def _series_state(ckpt: dict) -> dict | None:
+    for value in ckpt.values():
+        if isinstance(value, dict) and value.get("kind") == "series" and isinstance(value.get("scaler"), dict):
+            return value
+    return None
+
+
+def _write_atomic(out: Path, header: list[str], rows) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    with os.fdopen(fd, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, out)
+
+
+def score_series(args, model, run_cfg, ckpt_path: str, saved: dict, device) -> int:
+    """The per-point scores and flags of a series file with a series checkpoint (see the module docstring)."""
+    import numpy as np
+
+    from aelab.data.timeseries import TimeSeriesDataModule
+    from aelab.evaluation.series import series_point_scores
+
+    channels, window = list(saved["channels"]), int(saved["window"])
+    frame = read_table(args.input)
+    frame.columns = [str(c) for c in frame.columns]
+    missing = [c for c in channels if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{args.input}: refused: channels {missing} are missing; the model reads {channels} (the training file's "
+            "channels). Nothing was written"
+        )
+    time_column = saved.get("time_column")
+    if time_column and time_column in frame.columns:
+        frame = frame.sort_values(time_column, kind="stable")
+    reader = TimeSeriesDataModule(path=args.input, value_columns=channels, impute=saved.get("impute"))
+    reader.value_columns_of(frame)  # a non-numeric channel: one line naming it
+    values = reader._values(frame, channels, "the series")
+    if len(values) < window:
+        raise DataError(
+            f"{args.input}: refused: {len(values)} points, shorter than the model's window of {window}: give at least "
+            f"{window} points. Nothing was written"
+        )
+    offset, scale = np.asarray(saved["scaler"]["offset"]), np.asarray(saved["scaler"]["scale"])
+    scaled = ((values - offset) / scale).astype(np.float32)
+
+    data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
+    dm = instantiate(data_cfg)
+    dm.setup()
+    if dm.scaler != saved["scaler"]:
+        raise DataError(
+            f"{ckpt_path}: refused: the training data ({dm.source}) no longer gives this checkpoint's scaling (the "
+            "file changed, or --data-dir points elsewhere), so its validation points would not give the run's "
+            "threshold; score with the training data the run read. Nothing was written"
+        )
+    stride = int(saved.get("test_stride", 1))
+    val = np.concatenate([
+        series_point_scores(model, train[start:], window, stride, args.batch_size, device)
+        for train, start in dm.validation_points()
+    ])  # fmt: skip
+    threshold = float(np.nanpercentile(val, dm.threshold_percentile))
+    scores = series_point_scores(model, scaled, window, stride, args.batch_size, device)
+    ids = frame[time_column].astype(str).tolist() if time_column in frame.columns else list(map(str, range(len(frame))))
+    out = Path(args.out)
+    _write_atomic(out, [time_column if time_column in frame.columns else "index", "score", "flag"],
+                  ([i, f"{v:.6g}", int(v > threshold)] for i, v in zip(ids, scores.tolist(), strict=True)))  # fmt: skip
+    print(f"{len(ids)} points scored → {out}: {int((scores > threshold).sum())} flagged above the threshold "
+          f"{threshold:.6g} (the validation points' {dm.threshold_percentile:g}th percentile)")  # fmt: skip
+    return 0
 
 
 @returns_code("aelab-score")
@@ -62,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         parents=[checkpoint_parser()],
     )  # fmt: skip
     p.add_argument(
-        "ckpt", help="checkpoint written by aelab-train on a table (data=tabular, breast_cancer, wine)"
+        "ckpt", help="checkpoint written by aelab-train on a table (data=tabular, breast_cancer, wine) or a series "
+        "(data=timeseries, internal_bleeding, mitdb, yahoo, ecg_gutentag)"
     )
     p.add_argument("--input", required=True, help="the records to score (CSV or Parquet)")
     p.add_argument("--out", required=True, help="the scores (CSV: id, score, flag)")
@@ -71,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     model, run_cfg, ckpt = load_model(args.ckpt, device, trusted_prefixes(args.trust))
+    series = _series_state(ckpt)
+    if series is not None:
+        return score_series(args, model, run_cfg, args.ckpt, series, device)
     saved = _transform_state(ckpt)
     transform = TableTransform.from_state_dict(saved["transform"], source=args.input)
     frame = read_table(args.input)
@@ -108,14 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         id_column = None
     ids = frame[id_column].astype(str).tolist() if id_column else list(map(str, range(len(frame))))
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([id_column or "index", "score", "flag"])
-        for i, s in zip(ids, scores.tolist(), strict=True):
-            writer.writerow([i, f"{s:.6g}", int(s > threshold)])
-    os.replace(tmp, out)
+    _write_atomic(out, [id_column or "index", "score", "flag"],
+                  ([i, f"{v:.6g}", int(v > threshold)] for i, v in zip(ids, scores.tolist(), strict=True)))  # fmt: skip
     flagged = int((scores > threshold).sum())
     print(f"{len(ids)} records scored → {out}: {flagged} flagged above the threshold {threshold:.6g} "
           f"(the validation records' {dm.threshold_percentile:g}th percentile)")  # fmt: skip

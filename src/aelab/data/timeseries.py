@@ -106,7 +106,7 @@ class TimeSeriesDataModule(TensorDataModule):
 
     Args:
         path: the file (one row per time point; several series stacked, told apart by ``series_column``).
-        value_columns: the channels (``None``: every numeric column but the time, series and label columns).
+        value_columns: the channels (``None``: every column but the time, series and label columns).
         time_column: orders the points of each series (``None``: the file's order).
         series_column: names the series a row belongs to (``None``: one series).
         label_column: 0/1 per point, 1 inside a labelled anomaly (``None``: no labels, no detection figures).
@@ -221,11 +221,9 @@ class TimeSeriesDataModule(TensorDataModule):
                     f"{self.source}: data.value_columns names {col!r}, which is not a column; its columns: {names}"
                 )
         skip = {self.time_column, self.series_column, self.label_column}
-        chosen = self.value_columns or [
-            c for c in names if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
-        ]
+        chosen = self.value_columns or [c for c in names if c not in skip]
         if not chosen:
-            raise ConfigError(f"{self.source}: no numeric channel; name them with data.value_columns=[...]")
+            raise ConfigError(f"{self.source}: no channel; name them with data.value_columns=[...]")
         for col in chosen:
             values = pd.to_numeric(frame[col], errors="coerce")
             bad = values.isna() & frame[col].notna()
@@ -233,7 +231,7 @@ class TimeSeriesDataModule(TensorDataModule):
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise DataError(
                     f"{self.source}: channel {col!r} holds {frame[col].iloc[row]!r} (row {row}), not a number: fix "
-                    "the file, or leave the column out of data.value_columns"
+                    "the file, or list the numeric channels with data.value_columns=[...]"
                 )
         return chosen
 
@@ -241,7 +239,7 @@ class TimeSeriesDataModule(TensorDataModule):
         """The channels of one series as float64 ``(N, C)``, missing values refused or imputed."""
         import pandas as pd
 
-        x = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        x = np.array(frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64))
         missing = ~np.isfinite(x)
         if not missing.any():
             return x
@@ -281,7 +279,7 @@ class TimeSeriesDataModule(TensorDataModule):
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
-                f"{self.source}: label column {self.label_column!r} holds {raw.iloc[row]!r} at point {row} of {what}; "
+                f"{self.source}: label column {self.label_column!r} holds {str(raw.iloc[row])!r} at point {row} of {what}; "
                 "labels must be 0 (normal) or 1 (anomaly): fix the column, or set data.label_column=null"
             )
         return labels.to_numpy(dtype=np.int64)

@@ -76,7 +76,9 @@ def baseline_scorers(code_size: int, seed: int = 0) -> dict[str, Callable]:
         # keep their own draws
         hashseed = os.environ.get("PYTHONHASHSEED")
         with isolate_rng(include_cuda=False):
-            model = AutoEncoder(random_state=seed, verbose=0, device="cpu").fit(train)
+            # PyOD drops the last partial batch: fewer records than its 32 would leave it no batch to train on
+            batch = min(32, len(train))
+            model = AutoEncoder(random_state=seed, verbose=0, device="cpu", batch_size=batch).fit(train)
         if hashseed is None:
             os.environ.pop("PYTHONHASHSEED", None)
         else:

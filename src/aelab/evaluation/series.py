@@ -6,7 +6,6 @@ same training parts, each scoring the same series (TSB-AD's protocol: Liu & Papa
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -194,8 +193,21 @@ def rockad_scorer(seed: int = 0) -> Callable:
     return fit
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+def series_point_scores(model, values: np.ndarray, window: int, stride: int, batch_size: int, device) -> np.ndarray:
+    """A model's per-point anomaly scores ``(N,)`` of a scaled series ``values`` ``(N, C)``: its windows ``stride``
+    apart scored per point (the model's ``point_scores``, ``(B, T, C) → (B, T)``), each point's mean over the windows
+    that cover it (:func:`aelab.data.timeseries.windows_to_points`).
+
+    Raises:
+        ValueError: when the series is shorter than the window.
+    """
+    import torch
+
+    from aelab.data.timeseries import make_windows, window_starts, windows_to_points
+    from aelab.evaluation.metrics import map_batches
+
+    starts = window_starts(len(values), window, stride)
+    windows = torch.from_numpy(np.ascontiguousarray(make_windows(values, starts, window), dtype=np.float32))
+    with torch.no_grad():
+        scores = map_batches(model.point_scores, windows, batch_size, device).double().numpy()
+    return windows_to_points(scores, starts, len(values))

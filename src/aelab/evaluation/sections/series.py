@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from aelab.data.timeseries import label_ranges, make_windows, window_starts, windows_to_points
+from aelab.data.timeseries import label_ranges
 from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.series import (
     DETECTORS,
@@ -15,19 +15,16 @@ from aelab.evaluation.series import (
     point_adjusted_f1,
     range_f1,
     series_figures,
+    series_point_scores,
 )
 from aelab.models.capabilities import Autoencoding
 
 log = logging.getLogger("aelab")
 
 
-def _points(ctx: EvalContext, values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
-    """The model's per-point scores of a scaled series ``(N, C)`` from its windows at ``starts``."""
-    import torch
-
-    windows = torch.from_numpy(make_windows(values, starts, window))
-    scores = ctx.map(ctx.model.point_scores, windows).double().numpy()
-    return windows_to_points(scores, starts, len(values))
+def _points(ctx: EvalContext, values: np.ndarray, stride: int, window: int) -> np.ndarray:
+    """The model's per-point scores of a scaled series ``(N, C)`` from its windows ``stride`` apart."""
+    return series_point_scores(ctx.model, values, window, stride, ctx.batch_size, ctx.device)
 
 
 @requires(Autoencoding, kinds=("series",))
@@ -63,13 +60,13 @@ def series_anomaly(
     val_scores = []
     for train, start in dm.validation_points():
         val = train[start:]
-        val_scores.append(_points(ctx, val, window_starts(len(val), window, dm.test_stride), window))
+        val_scores.append(_points(ctx, val, dm.test_stride, window))
     threshold = float(np.nanpercentile(np.concatenate(val_scores), dm.threshold_percentile))
     training = dm.training_points()
     per_series: list[dict[str, float]] = []
     saved: dict[str, np.ndarray] = {}
     drawn = []
-    for i, (series, _rows, starts) in enumerate(dm.test_windows()):
+    for i, (series, _rows, _starts) in enumerate(dm.test_windows()):
         y = labels[i]
         if not y.any() or y.all():
             log.warning(
@@ -79,7 +76,7 @@ def series_anomaly(
             )
             continue
         values = dm.scale(series.values)
-        model = _points(ctx, values, starts, window)
+        model = _points(ctx, values, dm.test_stride, window)
         flags = model > threshold
         rng = np.random.default_rng(seed)
         figures = {f"{k}": v for k, v in series_figures(y, model, buffer).items()}
