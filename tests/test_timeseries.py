@@ -396,3 +396,20 @@ def test_ucr_one_class_keeps_the_normal_class_for_training_and_marks_the_others(
     assert dm.anomaly_labels("test").tolist() == (y_test != "1").astype(int).tolist()
     with pytest.raises(ConfigError, match="data.normal_class='9' is not a class of GunPoint"):
         UCROneClassDataModule(dataset="GunPoint", normal_class="9").setup()
+
+
+def test_a_windows_mean_score_is_given_to_its_points_before_points_average_their_windows():
+    from aelab.evaluation.series import series_point_scores
+
+    class Fixed(torch.nn.Module):  # per-point score = the value itself
+        def point_scores(self, x):
+            return x[..., 0]
+
+    values = np.array([0, 0, 0, 6, 0, 0], dtype=np.float32)[:, None]
+    # windows of 3 at 0..3: means 0, 2, 2, 2; point 3 is in windows 1, 2, 3 → 2; point 0 only in window 0 → 0
+    window = series_point_scores(Fixed(), values, 3, 1, 8, torch.device("cpu"), "window")
+    assert window.tolist() == pytest.approx([0, 1, 4 / 3, 2, 2, 2])
+    point = series_point_scores(Fixed(), values, 3, 1, 8, torch.device("cpu"), "point")
+    assert point.tolist() == pytest.approx([0, 0, 0, 6, 0, 0])
+    with pytest.raises(ValueError, match="data.point_score='max'"):
+        series_point_scores(Fixed(), values, 3, 1, 8, torch.device("cpu"), "max")

@@ -120,13 +120,13 @@ def score_series(args, model, run_cfg, ckpt_path: str, saved: dict, device) -> i
             "file changed, or --data-dir points elsewhere), so its validation points would not give the run's "
             "threshold; score with the training data the run read. Nothing was written"
         )
-    stride = int(saved.get("test_stride", 1))
+    stride, reduction = int(saved.get("test_stride", 1)), str(saved.get("point_score", "window"))
     val = np.concatenate([
-        series_point_scores(model, train[start:], window, stride, args.batch_size, device)
+        series_point_scores(model, train[start:], window, stride, args.batch_size, device, reduction)
         for train, start in dm.validation_points()
     ])  # fmt: skip
     threshold = float(np.nanpercentile(val, dm.threshold_percentile))
-    scores = series_point_scores(model, scaled, window, stride, args.batch_size, device)
+    scores = series_point_scores(model, scaled, window, stride, args.batch_size, device, reduction)
     ids = frame[time_column].astype(str).tolist() if time_column in frame.columns else list(map(str, range(len(frame))))
     out = Path(args.out)
     _write_atomic(out, [time_column if time_column in frame.columns else "index", "score", "flag"],

@@ -121,6 +121,8 @@ class TimeSeriesDataModule(TensorDataModule):
         impute: ``None`` (a missing value is refused), ``ffill`` (the last value seen; a leading gap takes the
             first), ``interpolate`` (linear in the point index) or ``zero``.
         threshold_percentile: the percentile of the validation points' scores above which a point is flagged.
+        point_score: ``window`` (each window's mean error given to its points, TSB-AD's mapping of windowed
+            detectors) or ``point`` (each point's own error); either way averaged over the covering windows.
         **kwargs: as for :class:`~aelab.data.TensorDataModule` (``batch_size``, ``split_seed``, ...).
 
     Raises:
@@ -148,10 +150,14 @@ class TimeSeriesDataModule(TensorDataModule):
         scaling: str = "standard",
         impute: str | None = None,
         threshold_percentile: float = 99.0,
+        point_score: str = "window",
         bounded: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(val_size=val_size, bounded=bounded, **kwargs)
+        if point_score not in ("window", "point"):
+            raise ConfigError(f"data.point_score={point_score!r} must be window or point")
+        self.point_score = str(point_score)
         self.path = None if path is None else str(path)
         if self.path is not None:
             self.name = Path(self.path).stem
@@ -457,6 +463,7 @@ class TimeSeriesDataModule(TensorDataModule):
             "scaling": self.scaling,
             "window": self.window,
             "test_stride": self.test_stride,
+            "point_score": self.point_score,
             "time_column": self.time_column,
             "impute": self.impute,
         }

@@ -193,16 +193,27 @@ def rockad_scorer(seed: int = 0) -> Callable:
     return fit
 
 
-def series_point_scores(model, values: np.ndarray, window: int, stride: int, batch_size: int, device) -> np.ndarray:
+#: how a window's per-point scores become the scores its points receive (:func:`series_point_scores`)
+POINT_SCORES = ("window", "point")
+
+
+def series_point_scores(
+    model, values: np.ndarray, window: int, stride: int, batch_size: int, device, reduction: str = "window"
+) -> np.ndarray:
     """A model's per-point anomaly scores ``(N,)`` of a scaled series ``values`` ``(N, C)``: its windows ``stride``
-    apart scored per point (the model's ``point_scores``, ``(B, T, C) → (B, T)``), each point's mean over the windows
-    that cover it (:func:`aelab.data.timeseries.windows_to_points`).
+    apart scored per point (the model's ``point_scores``, ``(B, T, C) → (B, T)``); with ``reduction="window"`` each
+    window's score is the mean over its points (its reconstruction error), given to each of them, as TSB-AD maps
+    every windowed detector's scores (and aeon's detectors do); with ``"point"`` each point keeps its own error.
+    Either way a point's score is the mean over the windows that cover it
+    (:func:`aelab.data.timeseries.windows_to_points`).
 
     Raises:
-        ValueError: when the series is shorter than the window.
+        ValueError: when the series is shorter than the window, or for an unknown ``reduction``.
     """
     import torch
 
+    if reduction not in POINT_SCORES:
+        raise ValueError(f"data.point_score={reduction!r} must be one of {POINT_SCORES}")
     from aelab.data.timeseries import make_windows, window_starts, windows_to_points
     from aelab.evaluation.metrics import map_batches
 
@@ -210,4 +221,6 @@ def series_point_scores(model, values: np.ndarray, window: int, stride: int, bat
     windows = torch.from_numpy(np.ascontiguousarray(make_windows(values, starts, window), dtype=np.float32))
     with torch.no_grad():
         scores = map_batches(model.point_scores, windows, batch_size, device).double().numpy()
+    if reduction == "window":
+        scores = np.repeat(scores.mean(1, keepdims=True), scores.shape[1], axis=1)
     return windows_to_points(scores, starts, len(values))

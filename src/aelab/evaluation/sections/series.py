@@ -24,7 +24,8 @@ log = logging.getLogger("aelab")
 
 def _points(ctx: EvalContext, values: np.ndarray, stride: int, window: int) -> np.ndarray:
     """The model's per-point scores of a scaled series ``(N, C)`` from its windows ``stride`` apart."""
-    return series_point_scores(ctx.model, values, window, stride, ctx.batch_size, ctx.device)
+    reduction = getattr(ctx.datamodule, "point_score", "window")
+    return series_point_scores(ctx.model, values, window, stride, ctx.batch_size, ctx.device, reduction)
 
 
 @requires(Autoencoding, kinds=("series",))
@@ -37,8 +38,9 @@ def series_anomaly(
 ) -> dict[str, float]:
     """Per-point anomaly detection on labelled series (data with ``point_labels``, :mod:`aelab.data.timeseries`).
 
-    Each point's score is the mean of the model's per-point scores (:meth:`point_scores`: the squared
-    reconstruction error; USAD's α/β score) over the test windows that cover it. A point is flagged above the
+    Each point's score is the mean over the test windows that cover it of their scores (``data.point_score``: a
+    window's mean of the model's per-point scores, :meth:`point_scores` — the squared reconstruction error, USAD's
+    α/β score — or each point's own). A point is flagged above the
     ``threshold_percentile`` of the validation points' scores (the held-out end of the training part).
 
     Keys (the mean over the scored series): ``test/anomaly/vus_pr`` (primary), ``vus_roc``, ``range_auc_pr``,
