@@ -158,10 +158,17 @@ def model_kinds(name: str) -> tuple[str, ...]:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            target = compose(config_name="train", overrides=[f"model={name}"]).model._target_
+            model = compose(config_name="train", overrides=[f"model={name}"]).model
     finally:
         GlobalHydra.instance().clear()
-    return tuple(getattr(get_class(target), "sample_kinds", ("image",)))
+    encoder = str((model.get("encoder") or {}).get("_target_", ""))
+    if ".sequence." in encoder or encoder.rsplit(".", 1)[-1] in SEQUENCE_PARTS:  # parts of series windows only
+        return ("series",)
+    return tuple(getattr(get_class(model._target_), "sample_kinds", ("image",)))
+
+
+#: the encoders that take series windows (T, C) only
+SEQUENCE_PARTS = ("Conv1dEncoder", "LSTMEncoder", "TransformerSeriesEncoder")
 
 
 def recbole_installed() -> bool:

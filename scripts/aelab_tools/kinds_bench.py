@@ -11,6 +11,13 @@ Interactions (MovieLens 100K):
   the validation choice), timed in this process with the data already read;
 - the default evaluation: the wall time of ``aelab-eval ckpt_path=<that Mult-VAE's last.ckpt>`` in a fresh process
   (start-up, test loop and the quick suite).
+
+Series (internal_bleeding):
+
+- one LSTM-AE epoch: the median ``train/epoch_time`` of ``aelab-train data=internal_bleeding model=lstm_ae`` over the
+  epochs after the first;
+- the default evaluation of that checkpoint, cold (a fresh data root: aeon's detectors run and their scores are
+  cached) and warm (the same command again: the detectors' scores come from the cache).
 """
 
 from __future__ import annotations
@@ -30,8 +37,13 @@ from pathlib import Path
 from aelab_tools.eval_timing import run_logged
 
 #: each figure's target (seconds, at most), from the issue that set it
-TARGETS = {"recsys/mult_vae_epoch_s": 5.0, "recsys/ease_fit_s": 5.0, "recsys/eval_wall_s": 60.0}
+TARGETS = {"recsys/mult_vae_epoch_s": 5.0, "recsys/ease_fit_s": 5.0, "recsys/eval_wall_s": 60.0,
+           "series/lstm_ae_epoch_s": 10.0, "series/eval_cold_wall_s": 60.0, "series/eval_warm_wall_s": 60.0}
+KINDS = ("recsys", "series")
 LABELS = {
+    "series/lstm_ae_epoch_s": "one LSTM-AE epoch on internal_bleeding (s)",
+    "series/eval_cold_wall_s": "the default aelab-eval of that LSTM-AE, cold process and an empty detector cache (s)",
+    "series/eval_warm_wall_s": "the same evaluation again, the detectors' scores cached (s)",
     "recsys/mult_vae_epoch_s": "one Mult-VAE epoch on movielens_100k (s)",
     "recsys/ease_fit_s": "the EASE fit on movielens_100k, λ grid included (s)",
     "recsys/eval_wall_s": "the default aelab-eval of a Mult-VAE checkpoint, cold process (s)",
@@ -51,12 +63,7 @@ def recsys(work: Path, epochs: int, data_dir: str) -> dict:
                  "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run}",
                  f"paths.data_dir={data_dir}"]  # fmt: skip
     run_logged(train_cmd, work / "train.log")
-    times = []
-    for path in run.rglob("metrics.csv"):
-        with open(path) as f:
-            times += [float(r["train/epoch_time"]) for r in csv.DictReader(f) if r.get("train/epoch_time")]
-    if len(times) < 2:
-        raise SystemExit(f"{run}: fewer than 2 epoch times were logged (train/epoch_time)")
+    times = epoch_times(run)
     eval_cmd = [str(bin_dir / "aelab-eval"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.accelerator=cpu",
                 f"hydra.run.dir={work / 'eval'}", f"paths.data_dir={data_dir}"]  # fmt: skip
     eval_s = run_logged(eval_cmd, work / "eval.log")
@@ -86,6 +93,40 @@ def recsys(work: Path, epochs: int, data_dir: str) -> dict:
     }
 
 
+def epoch_times(run: Path) -> list[float]:
+    """The ``train/epoch_time`` values a run's CSV logger wrote."""
+    times = []
+    for path in run.rglob("metrics.csv"):
+        with open(path) as f:
+            times += [float(r["train/epoch_time"]) for r in csv.DictReader(f) if r.get("train/epoch_time")]
+    if len(times) < 2:
+        raise SystemExit(f"{run}: fewer than 2 epoch times were logged (train/epoch_time)")
+    return times
+
+
+def series(work: Path, epochs: int, data_dir: str) -> dict:
+    """The series figures and the commands that gave them."""
+    bin_dir = Path(sys.executable).parent
+    run = work / "lstm_ae"
+    train_cmd = [str(bin_dir / "aelab-train"), "data=internal_bleeding", "model=lstm_ae", f"trainer.max_epochs={epochs}",
+                 "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run}",
+                 f"paths.data_dir={data_dir}"]  # fmt: skip
+    run_logged(train_cmd, work / "series_train.log")
+    times = epoch_times(run)
+    cold = work / "cold_data"  # a data root of its own: nothing cached
+    eval_cmd = [str(bin_dir / "aelab-eval"), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.accelerator=cpu",
+                f"hydra.run.dir={work / 'series_eval'}", f"paths.data_dir={cold}"]  # fmt: skip
+    cold_s = run_logged(eval_cmd, work / "series_eval_cold.log")
+    warm_s = run_logged(eval_cmd, work / "series_eval_warm.log")
+    return {
+        "figures": {"series/lstm_ae_epoch_s": statistics.median(times[1:]), "series/eval_cold_wall_s": cold_s,
+                    "series/eval_warm_wall_s": warm_s},  # fmt: skip
+        "epoch_times_s": times,
+        "commands": {"series/lstm_ae_epoch_s": shown(train_cmd, work), "series/eval_cold_wall_s": shown(eval_cmd, work),
+                     "series/eval_warm_wall_s": shown(eval_cmd, work) + " (again)"},  # fmt: skip
+    }
+
+
 def render(result: dict) -> str:
     """``docs/BENCHMARKS_KINDS.md`` from the JSON alone."""
     lines = [
@@ -95,10 +136,12 @@ def render(result: dict) -> str:
         f"from the JSON that `make bench-kinds` wrote on {result['date']}; device: {result['device']}; "
         f"torch {result['versions']['torch']}, Python {result['versions']['python']}.",
         "",
+        *[f"> {kind}: measured on {result[kind]['date']}." for kind in KINDS if result.get(kind, {}).get("date")],
+        "",
         "| figure | value | target | met | command |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for kind in ("recsys",):
+    for kind in KINDS:
         part = result.get(kind)
         if not part:
             continue
@@ -123,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=6, help="Mult-VAE epochs timed (the first is left out)")
     p.add_argument("--data-dir", default="data", help="the data root")
     p.add_argument("--render", default=None, help="only render this JSON to --out")
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
+                   help="the kinds to measure (the others are kept from --json when it exists)")
     args = p.parse_args(argv)
     if args.render:
         Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
@@ -131,13 +176,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from aelab.utils.device import device_name
 
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {}
+    result = {
+        "date": dt.date.today().isoformat(),
+        "device": device_name(),
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    for kind in KINDS:
+        if kind not in args.kinds and kind in previous:
+            kept = dict(previous[kind])
+            kept.setdefault("date", previous.get("date"))
+            result[kind] = kept
+    measure = {"recsys": recsys, "series": series}
     with tempfile.TemporaryDirectory(prefix="aelab-bench-kinds-") as tmp:
-        result = {
-            "date": dt.date.today().isoformat(),
-            "device": device_name(),
-            "versions": {"torch": torch.__version__, "python": platform.python_version()},
-            "recsys": recsys(Path(tmp), args.epochs, args.data_dir),
-        }
+        for kind in args.kinds:
+            result[kind] = measure[kind](Path(tmp), args.epochs, args.data_dir) | {"date": result["date"]}
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     Path(args.out).write_text(render(result))
     print(render(result))
