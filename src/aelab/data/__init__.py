@@ -1,6 +1,6 @@
 """LightningDataModules behind one data contract (:class:`ImageData`): MNIST, Fashion-MNIST, any folder of images,
 scikit-learn's 8×8 digits and patches of bundled photographs, and tables (any CSV or Parquet file; the bundled
-breast cancer and wine sets), interaction logs (users' item vectors; MovieLens) and time series (windows; bundled ECG and sensor series), with a device-resident fast path."""
+breast cancer and wine sets), interaction logs (users' item vectors; MovieLens) time series (windows; bundled ECG and sensor series) and text (token sequences; bundled movie-review snippets), with a device-resident fast path."""
 
 from aelab.data.base import ImageDataModule, TensorDataModule
 from aelab.data.bundled import DigitsDataModule, PhotoCropsDataModule, PhotoPatchesDataModule
@@ -10,6 +10,7 @@ from aelab.data.interactions import InteractionDataModule, MovieLensDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from aelab.data.resident import ResidentLoader, to_unit
 from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
+from aelab.data.text import RottenTomatoesDataModule, TextDataModule
 from aelab.data.timeseries import (
     GutenTAGECGDataModule,
     InternalBleedingDataModule,
@@ -20,6 +21,8 @@ from aelab.data.timeseries import (
 )
 
 __all__ = [
+    "RottenTomatoesDataModule",
+    "TextDataModule",
     "GutenTAGECGDataModule",
     "InternalBleedingDataModule",
     "MITDBDataModule",

@@ -226,9 +226,10 @@ class TensorDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ splits
     def _checked(self, data: tuple[Tensor, Tensor | None], what: str) -> tuple[Tensor, Tensor | None]:
         x, y = data
-        if x.dtype not in (torch.uint8, torch.float32) or x.ndim < 2:
+        if x.dtype not in (torch.uint8, torch.float32, torch.int64) or x.ndim < 2:
             raise DataError(
-                f"{self.name}: {what} must be uint8 or float32 (N, ...), got {x.dtype} {tuple(x.shape)}"
+                f"{self.name}: {what} must be uint8, float32 or int64 token ids (N, ...), got {x.dtype} "
+                f"{tuple(x.shape)}"
             )
         if y is not None and len(y) != len(x):
             raise DataError(f"{self.name}: {what}: {len(x)} examples but {len(y)} labels")

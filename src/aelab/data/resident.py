@@ -24,8 +24,11 @@ def to_unit(images: Tensor) -> Tensor:
 
 
 def as_float(examples: Tensor) -> Tensor:
-    """The float32 examples a model takes: uint8 pixels → [0, 1] (:func:`to_unit`); float rows as they are."""
-    return to_unit(examples) if examples.dtype == torch.uint8 else examples.float()
+    """The examples a model takes: uint8 pixels → float32 in [0, 1] (:func:`to_unit`); float rows as float32; int64
+    token ids as they are (a token sequence is ids, not values)."""
+    if examples.dtype == torch.uint8:
+        return to_unit(examples)
+    return examples if examples.dtype == torch.int64 else examples.float()
 
 
 class ResidentLoader:
@@ -54,9 +57,9 @@ class ResidentLoader:
         sampler: Sampler[int],
         drop_last: bool = False,
     ) -> None:
-        if images.dtype not in (torch.uint8, torch.float32):
+        if images.dtype not in (torch.uint8, torch.float32, torch.int64):
             raise TypeError(
-                f"ResidentLoader expects uint8 images (0..255) or float32 examples, got {images.dtype}"
+                f"ResidentLoader expects uint8 images (0..255), float32 examples or int64 token ids, got {images.dtype}"
             )
         if images.dtype == torch.uint8 and images.ndim == 3:
             images = images.unsqueeze(1)

@@ -19,6 +19,11 @@ The family at a glance::
     ├── CDAE                                 # + a vector per training user (Wu et al. 2016)
     └── EASE                                 # closed-form item-item weights, fitted at the start (Steck 2019)
 
+    Sentences (token ids in, aelab.models.text)
+    ├── TextAutoencoder                      # recurrent encoder to a code, autoregressive decoder conditioned on it
+    ├── SentenceVAE                          # Bowman et al. 2016: KL annealing, word dropout, free bits
+    └── LanguageModel                        # the decoder without a code: the yardstick
+
 The learned image codecs (CompressAI's ``FactorizedPrior``, ``ScaleHyperprior``, ``MeanScaleHyperprior``) live
 with their entropy models and file format in :mod:`aelab.codecs`.
 """
@@ -38,6 +43,7 @@ from aelab.models.recommenders import (
     multinomial_log_likelihood,
 )
 from aelab.models.sparse import SparseAutoencoder
+from aelab.models.text import LanguageModel, SentenceVAE, TextAutoencoder
 from aelab.models.usad import USAD
 from aelab.models.vae import VAE
 from aelab.models.vqvae import VQVAE
@@ -58,6 +64,9 @@ __all__ = [
     "MultVAE",
     "RecVAE",
     "USAD",
+    "LanguageModel",
+    "SentenceVAE",
+    "TextAutoencoder",
     "SparseAutoencoder",
     "ease_weights",
     "multinomial_log_likelihood",

@@ -9,7 +9,7 @@ All figures are on the test split; baselines are fitted on the training split. S
 counts come from the data (:class:`aelab.data.ImageData`), never from MNIST.
 
 Each section lives in the module of its topic (:mod:`.reconstruction`, :mod:`.representation`, :mod:`.likelihood`,
-:mod:`.generation`, :mod:`.compression`, :mod:`.recommendation`, :mod:`.series`); they are all importable from here, the
+:mod:`.generation`, :mod:`.compression`, :mod:`.recommendation`, :mod:`.series`, :mod:`.text`); they are all importable from here, the
 ``_target_`` path the suite's configs use (``aelab.evaluation.sections.<name>``).
 """
 
@@ -20,6 +20,7 @@ from aelab.evaluation.sections.recommendation import recommend
 from aelab.evaluation.sections.reconstruction import denoising, reconstruction
 from aelab.evaluation.sections.representation import anomaly, features
 from aelab.evaluation.sections.series import series_anomaly
+from aelab.evaluation.sections.text import text
 
 __all__ = [
     "anomaly",
@@ -35,4 +36,5 @@ __all__ = [
     "recommend",
     "reconstruction",
     "series_anomaly",
+    "text",
 ]

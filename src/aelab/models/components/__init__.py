@@ -13,6 +13,7 @@ from aelab.models.components.resconv import ResConvDecoder, ResConvEncoder
 from aelab.models.components.sequence import (
     Conv1dDecoder,
     Conv1dEncoder,
+    GRUEncoder,
     LSTMDecoder,
     LSTMEncoder,
     TransformerSeriesDecoder,
@@ -22,6 +23,7 @@ from aelab.models.components.sequence import (
 __all__ = [
     "Conv1dDecoder",
     "Conv1dEncoder",
+    "GRUEncoder",
     "LSTMDecoder",
     "LSTMEncoder",
     "TransformerSeriesDecoder",

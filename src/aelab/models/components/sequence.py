@@ -1,5 +1,6 @@
 """Encoders and decoders of windows of a series ``(B, T, C)`` (``T`` points, ``C`` channels): 1-D convolutions, an
-LSTM and a Transformer. Each encoder maps ``(B, T, C)`` to ``(B, out_dim)`` and each decoder maps a code
+LSTM or GRU and a Transformer. The encoders also read a sentence's token embeddings ``(B, T, E)`` with its padding
+mask (the text models'). Each encoder maps ``(B, T, C)`` to ``(B, out_dim)`` and each decoder maps a code
 ``(B, latent_dim)`` to ``(B, T, C)`` (values in the data's scaled units; the model's output activation follows), so
 the AE, DAE and VAE take them as they take the MLP parts (``model/encoder=conv1d|lstm|transformer``).
 """
@@ -57,7 +58,9 @@ class Conv1dEncoder(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.head = nn.Linear(c * t, self.out_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is not None:  # padding reads as zeros
+            x = x * mask[..., None].to(x.dtype)
         return self.head(self.convs(x.transpose(1, 2)).flatten(1))
 
 
@@ -105,18 +108,21 @@ class Conv1dDecoder(nn.Module):
         return self.out(h)[..., : self.out_shape[0]].transpose(1, 2)
 
 
-class LSTMEncoder(nn.Module):
-    """An LSTM over the window; its last hidden state (top layer) mapped linearly to ``out_dim`` (Malhotra et al.,
-    "LSTM-based encoder-decoder for multi-sensor anomaly detection", ICML Workshop 2016, §2: the code is the
-    encoder's final state).
+class RecurrentEncoder(nn.Module):
+    """An LSTM or GRU over the window (or a sentence's embeddings); its last hidden state (top layer) mapped linearly
+    to ``out_dim`` (Malhotra et al., ICML Workshop 2016, §2, and Bowman et al., CoNLL 2016, §3: the code is the
+    encoder's final state). With a padding mask ``(B, T)`` (True at real steps, padding at the end) the state is the
+    one at each sequence's last real step.
 
     Args:
         out_dim: output features.
-        in_shape: the window ``(T, C)``.
-        hidden_size: LSTM units per layer.
-        num_layers: stacked LSTM layers.
+        in_shape: the window ``(T, C)`` (for text: ``(T, embedding_dim)``).
+        hidden_size: units per layer.
+        num_layers: stacked layers.
+        cell: ``lstm`` or ``gru``.
+        bidirectional: read forwards and backwards (the two final states concatenated).
 
-    Shapes: ``(B, T, C)`` → ``(B, out_dim)``.
+    Shapes: ``(B, T, C)`` (and a mask ``(B, T)``) → ``(B, out_dim)``.
     """
 
     def __init__(
@@ -125,15 +131,43 @@ class LSTMEncoder(nn.Module):
         in_shape: Sequence[int] = (100, 1),
         hidden_size: int = 64,
         num_layers: int = 1,
+        cell: str = "lstm",
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"model.encoder.cell={cell!r} must be lstm or gru")
         self.out_dim, self.in_shape = int(out_dim), _series_shape(in_shape, "model.encoder.in_shape")
-        self.lstm = nn.LSTM(self.in_shape[1], int(hidden_size), int(num_layers), batch_first=True)
-        self.head = nn.Linear(int(hidden_size), self.out_dim)
+        self.cell, self.bidirectional = cell, bool(bidirectional)
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(self.in_shape[1], int(hidden_size), int(num_layers), batch_first=True,
+                       bidirectional=self.bidirectional)  # fmt: skip
+        self.head = nn.Linear(int(hidden_size) * (2 if self.bidirectional else 1), self.out_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        _, (h, _) = self.lstm(x)
-        return self.head(h[-1])
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is not None:
+            lengths = mask.sum(1).clamp(min=1).cpu()
+            x = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        _, state = self.rnn(x)
+        h = state[0] if self.cell == "lstm" else state
+        last = torch.cat([h[-2], h[-1]], -1) if self.bidirectional else h[-1]
+        return self.head(last)
+
+
+class LSTMEncoder(RecurrentEncoder):
+    """:class:`RecurrentEncoder` with an LSTM (``model/encoder=lstm``)."""
+
+    def __init__(self, out_dim: int = 16, in_shape: Sequence[int] = (100, 1), hidden_size: int = 64,
+                 num_layers: int = 1, bidirectional: bool = False) -> None:  # fmt: skip
+        super().__init__(out_dim, in_shape, hidden_size, num_layers, "lstm", bidirectional)
+
+
+class GRUEncoder(RecurrentEncoder):
+    """:class:`RecurrentEncoder` with a GRU (``model/encoder=gru``)."""
+
+    def __init__(self, out_dim: int = 16, in_shape: Sequence[int] = (100, 1), hidden_size: int = 64,
+                 num_layers: int = 1, bidirectional: bool = False) -> None:  # fmt: skip
+        super().__init__(out_dim, in_shape, hidden_size, num_layers, "gru", bidirectional)
 
 
 class LSTMDecoder(nn.Module):
@@ -170,10 +204,16 @@ class LSTMDecoder(nn.Module):
         self.hidden_size, self.num_layers, self.reverse = int(hidden_size), int(num_layers), bool(reverse)
         self.position_dim = int(position_dim)
         if self.position_dim % 2:
-            raise ValueError(f"model.decoder.position_dim={position_dim} must be even (sine and cosine pairs)")
-        self.register_buffer("positions", sinusoidal_positions(self.out_shape[0], self.position_dim), persistent=False)
+            raise ValueError(
+                f"model.decoder.position_dim={position_dim} must be even (sine and cosine pairs)"
+            )
+        self.register_buffer(
+            "positions", sinusoidal_positions(self.out_shape[0], self.position_dim), persistent=False
+        )
         self.init_state = nn.Linear(self.latent_dim, 2 * self.num_layers * self.hidden_size)
-        self.lstm = nn.LSTM(self.latent_dim + self.position_dim, self.hidden_size, self.num_layers, batch_first=True)
+        self.lstm = nn.LSTM(
+            self.latent_dim + self.position_dim, self.hidden_size, self.num_layers, batch_first=True
+        )
         self.out = nn.Linear(self.hidden_size, self.out_shape[1])
 
     def forward(self, z: Tensor) -> Tensor:
@@ -237,8 +277,12 @@ class TransformerSeriesEncoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, int(num_layers), enable_nested_tensor=False)
         self.head = nn.Linear(int(d_model), self.out_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.layers(self.proj(x) + self.positions).mean(1))
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        h = self.layers(self.proj(x) + self.positions, src_key_padding_mask=None if mask is None else ~mask)
+        if mask is None:
+            return self.head(h.mean(1))
+        weights = mask.to(h.dtype)[..., None]
+        return self.head((h * weights).sum(1) / weights.sum(1).clamp(min=1))
 
 
 class TransformerSeriesDecoder(nn.Module):
