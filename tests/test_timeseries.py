@@ -248,10 +248,15 @@ def _usad():
     return USAD(MLPEncoder(3, [8], (6, 1)), MLPDecoder(3, [8], (6, 1)), 3, alpha=0.3, beta=0.7)
 
 
-def test_usad_score_and_objective_against_the_papers_formulas():
+def test_usad_score_and_both_players_losses_against_the_papers_formulas():
     model = _usad().eval()
+    model.scaling.lo.fill_(-2.0)
+    model.scaling.hi.fill_(3.0)
     w = torch.randn(5, 6, 1)
     e, d1, d2 = model.encoder, model.decoder, model.decoder2
+    unit = (w + 2.0) / 5.0  # the encoder reads [0, 1]; the decoders end in a sigmoid mapped back to [-2, 3]
+    assert torch.allclose(e(w), e.inner(unit))
+    assert torch.allclose(d1(e(w)), -2.0 + 5.0 * torch.sigmoid(d1.inner(e(w))))
     ae1 = d1(e(w))
     ae2ae1 = d2(e(ae1))
     want = (0.3 * (w - ae1).pow(2) + 0.7 * (w - ae2ae1).pow(2)).mean(-1)  # eq. 9, per point
@@ -259,29 +264,43 @@ def test_usad_score_and_objective_against_the_papers_formulas():
     model.train()
     model.train_epoch_start(2)  # epoch n = 3
     n = 3.0
-    l1 = (w - ae1).pow(2).mean() / n + (1 - 1 / n) * (w - ae2ae1).pow(2).mean()
-    l2 = (w - d2(e(w))).pow(2).mean() / n - (1 - 1 / n) * (w - ae2ae1).pow(2).mean()
-    assert model(w).loss.item() == pytest.approx((l1 + l2).item(), rel=1e-5)
+    l1 = (w - ae1).pow(2).mean() / n + (1 - 1 / n) * (w - ae2ae1).pow(2).mean()  # eq. 7
+    l2 = (w - d2(e(w))).pow(2).mean() / n - (1 - 1 / n) * (w - ae2ae1).pow(2).mean()  # eq. 8
+    assert model(w, step=10).loss.item() == pytest.approx(l1.item(), rel=1e-5)  # even steps: the first player
+    assert model(w, step=11).loss.item() == pytest.approx(l2.item(), rel=1e-5)  # odd steps: the second
 
 
 def test_usad_gives_each_decoder_only_its_own_players_loss():
     model = _usad().train()
     model.train_epoch_start(4)
     w = torch.randn(5, 6, 1)
-    model(w).loss.backward()
-    got1 = [p.grad.clone() for p in model.decoder.parameters()]
-    got2 = [p.grad.clone() for p in model.decoder2.parameters()]
     n = 5.0
     e, d1, d2 = model.encoder, model.decoder, model.decoder2
-    model.zero_grad()
-    ae1 = d1(e(w))
-    l1 = (w - ae1).pow(2).mean() / n + (1 - 1 / n) * (w - d2(e(ae1))).pow(2).mean()
-    want1 = torch.autograd.grad(l1, list(d1.parameters()))
-    l2 = (w - d2(e(w))).pow(2).mean() / n - (1 - 1 / n) * (w - d2(e(d1(e(w))))).pow(2).mean()
-    want2 = torch.autograd.grad(l2, list(d2.parameters()))
-    for got, want in ((got1, want1), (got2, want2)):
-        for g, h in zip(got, want, strict=True):
-            assert torch.allclose(g, h, atol=1e-6)
+    for step, own, other in ((0, d1, d2), (1, d2, d1)):
+        model.zero_grad(set_to_none=True)
+        model(w, step=step).loss.backward()
+        assert all(p.grad is None for p in other.inner.parameters())  # the other player's decoder is untouched
+        assert all(p.grad is not None for p in e.inner.parameters())  # the encoder plays for both
+        got = [p.grad.clone() for p in own.inner.parameters()]
+        model.zero_grad(set_to_none=True)
+        ae1 = d1(e(w))
+        if step == 0:
+            loss = (w - ae1).pow(2).mean() / n + (1 - 1 / n) * (w - d2(e(ae1))).pow(2).mean()
+        else:
+            loss = (w - d2(e(w))).pow(2).mean() / n - (1 - 1 / n) * (w - d2(e(ae1))).pow(2).mean()
+        want = torch.autograd.grad(loss, list(own.inner.parameters()))
+        assert all(torch.allclose(g, h, atol=1e-6) for g, h in zip(got, want, strict=True))
+
+
+def test_usad_takes_the_training_range_at_the_fit_start():
+    class Data:
+        def split_tensors(self, split):
+            return torch.tensor([[[-1.0], [4.0]], [[0.0], [2.0]]]), None
+
+    model = _usad()
+    model.fit_start(Data())
+    assert model.scaling.lo.tolist() == [-1.0] and model.scaling.hi.tolist() == [4.0]
+    assert [t.data_ptr() for t in model.fit_start_tensors()] == [model.scaling.lo.data_ptr(), model.scaling.hi.data_ptr()]
 
 
 # ---------------------------------------------------------------------------------------------- runs
