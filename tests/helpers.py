@@ -162,7 +162,9 @@ def model_kinds(name: str) -> tuple[str, ...]:
     finally:
         GlobalHydra.instance().clear()
     encoder = str((model.get("encoder") or {}).get("_target_", ""))
-    if ".sequence." in encoder or encoder.rsplit(".", 1)[-1] in SEQUENCE_PARTS:  # parts of series windows only
+    if (
+        ".sequence." in encoder or encoder.rsplit(".", 1)[-1] in SEQUENCE_PARTS
+    ):  # parts of series windows only
         return ("series",)
     return tuple(getattr(get_class(model._target_), "sample_kinds", ("image",)))
 

@@ -21,7 +21,9 @@ from aelab.errors import ConfigError, DataError
 from helpers import run_inprocess
 
 
-def _series(n: int = 400, anomaly: tuple[int, int] = (300, 310), channels: int = 1, seed: int = 0) -> pd.DataFrame:
+def _series(
+    n: int = 400, anomaly: tuple[int, int] = (300, 310), channels: int = 1, seed: int = 0
+) -> pd.DataFrame:
     """A noisy sine (period 20) with one labelled burst."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
@@ -36,7 +38,13 @@ def _series(n: int = 400, anomaly: tuple[int, int] = (300, 310), channels: int =
 
 
 def _dm(path, **kw) -> TimeSeriesDataModule:
-    kw = {"label_column": "label", "time_column": "time", "window": 20, "train_end": 200, "batch_size": 16} | kw
+    kw = {
+        "label_column": "label",
+        "time_column": "time",
+        "window": 20,
+        "train_end": 200,
+        "batch_size": 16,
+    } | kw
     return TimeSeriesDataModule(path=str(path), **kw)
 
 
@@ -52,7 +60,11 @@ def test_windows_cover_every_point_and_points_average_their_windows_by_hand():
     # window scores (W, T): point 3 is in windows 0 (offset 3) and 1 (offset 0): mean of 1.0 and 10.0
     scores = np.array([[0.0, 0.0, 0.0, 1.0], [10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 7.0]])
     points = windows_to_points(scores, np.array([0, 3, 6]), 10)
-    assert points[3] == pytest.approx(5.5) and points[6] == pytest.approx(0.0) and points[9] == pytest.approx(7.0)
+    assert (
+        points[3] == pytest.approx(5.5)
+        and points[6] == pytest.approx(0.0)
+        and points[9] == pytest.approx(7.0)
+    )
     assert points[1] == 0.0
     # a point no window covers is nan, never a made-up score
     assert np.isnan(windows_to_points(np.ones((1, 2)), np.array([0]), 3)[2])
@@ -79,7 +91,9 @@ def test_splits_are_time_ordered_and_scaling_is_fitted_on_the_training_part_only
     assert torch.equal(_dm(tmp_path / "shuffled.csv").split_tensors("test")[0], test)
     state = dm.state_dict()
     assert state["kind"] == "series" and state["window"] == 20 and state["channels"] == ["ch0"]
-    assert all(isinstance(v, float) for v in state["scaler"]["offset"])  # plain data: weights_only checkpoints
+    assert all(
+        isinstance(v, float) for v in state["scaler"]["offset"]
+    )  # plain data: weights_only checkpoints
 
 
 def test_several_series_in_one_file_are_windowed_apart(tmp_path):
@@ -193,7 +207,9 @@ def test_detectors_fit_on_the_training_part_and_their_scores_are_cached(tmp_path
     monkeypatch.setattr(series_eval, "detector_scores", lambda *a, **k: calls.append(a) or np.zeros(150))
     again = series_eval.cached_detector_scores(tmp_path, "iforest", train, test, 10, seed=0)
     assert not calls and np.array_equal(again, first)
-    series_eval.cached_detector_scores(tmp_path, "iforest", train + 1, test, 10, seed=0)  # other training data
+    series_eval.cached_detector_scores(
+        tmp_path, "iforest", train + 1, test, 10, seed=0
+    )  # other training data
     assert len(calls) == 1
 
 
@@ -203,8 +219,12 @@ def test_sequence_parts_map_windows_to_codes_and_back(kind):
     from aelab.models import Autoencoder
     from aelab.models.components import sequence as seq
 
-    enc = {"conv1d": seq.Conv1dEncoder, "lstm": seq.LSTMEncoder, "transformer": seq.TransformerSeriesEncoder}[kind]
-    dec = {"conv1d": seq.Conv1dDecoder, "lstm": seq.LSTMDecoder, "transformer": seq.TransformerSeriesDecoder}[kind]
+    enc = {"conv1d": seq.Conv1dEncoder, "lstm": seq.LSTMEncoder, "transformer": seq.TransformerSeriesEncoder}[
+        kind
+    ]
+    dec = {"conv1d": seq.Conv1dDecoder, "lstm": seq.LSTMDecoder, "transformer": seq.TransformerSeriesDecoder}[
+        kind
+    ]
     model = Autoencoder(enc(6, in_shape=(25, 3)), dec(6, out_shape=(25, 3)), 6, loss="mse", output="identity")
     x = torch.randn(4, 25, 3)
     out = model(x)
@@ -279,7 +299,9 @@ def test_usad_gives_each_decoder_only_its_own_players_loss():
     for step, own, other in ((0, d1, d2), (1, d2, d1)):
         model.zero_grad(set_to_none=True)
         model(w, step=step).loss.backward()
-        assert all(p.grad is None for p in other.inner.parameters())  # the other player's decoder is untouched
+        assert all(
+            p.grad is None for p in other.inner.parameters()
+        )  # the other player's decoder is untouched
         assert all(p.grad is not None for p in e.inner.parameters())  # the encoder plays for both
         got = [p.grad.clone() for p in own.inner.parameters()]
         model.zero_grad(set_to_none=True)
@@ -300,7 +322,10 @@ def test_usad_takes_the_training_range_at_the_fit_start():
     model = _usad()
     model.fit_start(Data())
     assert model.scaling.lo.tolist() == [-1.0] and model.scaling.hi.tolist() == [4.0]
-    assert [t.data_ptr() for t in model.fit_start_tensors()] == [model.scaling.lo.data_ptr(), model.scaling.hi.data_ptr()]
+    assert [t.data_ptr() for t in model.fit_start_tensors()] == [
+        model.scaling.lo.data_ptr(),
+        model.scaling.hi.data_ptr(),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -354,7 +379,9 @@ def test_aelab_score_flags_points_above_the_validation_percentile(trained_series
     assert list(out.columns) == ["time", "score", "flag"] and len(out) == len(frame)
     # the threshold, recomputed here: the 99th percentile of the validation points' scores (points 160..199)
     model, cfg, _ = load_model(str(ckpt), torch.device("cpu"))
-    dm = TimeSeriesDataModule(path=cfg.data.path, label_column="label", time_column="time", window=20, train_end=200)
+    dm = TimeSeriesDataModule(
+        path=cfg.data.path, label_column="label", time_column="time", window=20, train_end=200
+    )
     train, start = dm.validation_points()[0]
     val = series_point_scores(model, train[start:], 20, 1, 64, torch.device("cpu"))
     threshold = np.percentile(val, 99.0)
@@ -367,8 +394,9 @@ def test_aelab_score_flags_points_above_the_validation_percentile(trained_series
     ("short", r"refused: 5 points, shorter than the model's window of 20"),
     ("text", r"channel 'ch0' holds 'x'"),
 ])  # fmt: skip
-def test_aelab_score_refuses_a_bad_series_in_one_line_and_writes_nothing(trained_series, tmp_path, capsys, damage,
-                                                                          message):
+def test_aelab_score_refuses_a_bad_series_in_one_line_and_writes_nothing(
+    trained_series, tmp_path, capsys, damage, message
+):
     from aelab.cli.score import main
 
     ckpt, frame, _ = trained_series

@@ -59,7 +59,7 @@ def tfidf_probe_accuracy(train_texts, train_y, test_texts, test_y, seed: int = 0
 @requires(kinds=("tokens",))
 def text(
     ctx: EvalContext,
-    k: int = 100,
+    k: int = 20,
     num_sentences: int | None = None,
     mi_sentences: int = 1000,
     samples: int = 8,
