@@ -18,6 +18,12 @@ Series (internal_bleeding):
   epochs after the first;
 - the default evaluation of that checkpoint, cold (a fresh data root: aeon's detectors run and their scores are
   cached) and warm (the same command again: the detectors' scores come from the cache).
+
+Text (rotten_tomatoes):
+
+- one epoch of each sentence model (``lstm_lm``, ``sentence_vae``, ``text_ae``): the median ``train/epoch_time`` of
+  ``aelab-train data=rotten_tomatoes model=<model>`` over the epochs after the first;
+- the default evaluation of the sentence VAE's checkpoint (the costliest: its importance-weighted bound), cold.
 """
 
 from __future__ import annotations
@@ -39,11 +45,15 @@ from aelab_tools.eval_timing import run_logged
 #: each figure's target (seconds, at most), from the issue that set it
 TARGETS = {"recsys/mult_vae_epoch_s": 5.0, "recsys/ease_fit_s": 5.0, "recsys/eval_wall_s": 60.0,
            "series/lstm_ae_epoch_s": 10.0, "series/eval_cold_wall_s": 60.0, "series/eval_warm_wall_s": 60.0}
-KINDS = ("recsys", "series")
+KINDS = ("recsys", "series", "text")
+TEXT_MODELS = ("lstm_lm", "sentence_vae", "text_ae")
+TARGETS |= {f"text/{m}_epoch_s": 60.0 for m in TEXT_MODELS} | {"text/eval_wall_s": 90.0}
 LABELS = {
     "series/lstm_ae_epoch_s": "one LSTM-AE epoch on internal_bleeding (s)",
     "series/eval_cold_wall_s": "the default aelab-eval of that LSTM-AE, cold process and an empty detector cache (s)",
     "series/eval_warm_wall_s": "the same evaluation again, the detectors' scores cached (s)",
+    **{f"text/{m}_epoch_s": f"one {m} epoch on rotten_tomatoes (s)" for m in TEXT_MODELS},
+    "text/eval_wall_s": "the default aelab-eval of a sentence_vae checkpoint, cold process (s)",
     "recsys/mult_vae_epoch_s": "one Mult-VAE epoch on movielens_100k (s)",
     "recsys/ease_fit_s": "the EASE fit on movielens_100k, λ grid included (s)",
     "recsys/eval_wall_s": "the default aelab-eval of a Mult-VAE checkpoint, cold process (s)",
@@ -127,6 +137,27 @@ def series(work: Path, epochs: int, data_dir: str) -> dict:
     }
 
 
+def text(work: Path, epochs: int, data_dir: str) -> dict:
+    """The text figures and the commands that gave them."""
+    bin_dir = Path(sys.executable).parent
+    figures, commands, all_times = {}, {}, {}
+    for model in TEXT_MODELS:
+        run = work / model
+        cmd = [str(bin_dir / "aelab-train"), "data=rotten_tomatoes", f"model={model}", f"trainer.max_epochs={epochs}",
+               "trainer.accelerator=cpu", "logger=csv", "callbacks.progress_bar=null", f"hydra.run.dir={run}",
+               f"paths.data_dir={data_dir}"]  # fmt: skip
+        run_logged(cmd, work / f"text_{model}.log")
+        times = epoch_times(run)
+        all_times[model] = times
+        figures[f"text/{model}_epoch_s"] = statistics.median(times[1:])
+        commands[f"text/{model}_epoch_s"] = shown(cmd, work)
+    eval_cmd = [str(bin_dir / "aelab-eval"), f"ckpt_path={work / 'sentence_vae' / 'checkpoints' / 'last.ckpt'}",
+                "trainer.accelerator=cpu", f"hydra.run.dir={work / 'text_eval'}", f"paths.data_dir={data_dir}"]  # fmt: skip
+    figures["text/eval_wall_s"] = run_logged(eval_cmd, work / "text_eval.log")
+    commands["text/eval_wall_s"] = shown(eval_cmd, work)
+    return {"figures": figures, "epoch_times_s": all_times, "commands": commands}
+
+
 def render(result: dict) -> str:
     """``docs/BENCHMARKS_KINDS.md`` from the JSON alone."""
     lines = [
@@ -163,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", default="docs/kinds_speed.json", help="where the figures go")
     p.add_argument("--out", default="docs/BENCHMARKS_KINDS.md", help="the Markdown rendered from them")
-    p.add_argument("--epochs", type=int, default=6, help="Mult-VAE epochs timed (the first is left out)")
+    p.add_argument("--epochs", type=int, default=6, help="Mult-VAE and LSTM-AE epochs timed (the first is left out)")
+    p.add_argument("--text-epochs", type=int, default=2, help="epochs of each sentence model (the first is left out)")
     p.add_argument("--data-dir", default="data", help="the data root")
     p.add_argument("--render", default=None, help="only render this JSON to --out")
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
@@ -187,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             kept = dict(previous[kind])
             kept.setdefault("date", previous.get("date"))
             result[kind] = kept
-    measure = {"recsys": recsys, "series": series}
+    measure = {"recsys": recsys, "series": series, "text": text}
     with tempfile.TemporaryDirectory(prefix="aelab-bench-kinds-") as tmp:
         for kind in args.kinds:
-            result[kind] = measure[kind](Path(tmp), args.epochs, args.data_dir) | {"date": result["date"]}
+            epochs = args.text_epochs if kind == "text" else args.epochs
+            result[kind] = measure[kind](Path(tmp), epochs, args.data_dir) | {"date": result["date"]}
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     Path(args.out).write_text(render(result))
     print(render(result))

@@ -63,6 +63,13 @@ def free_bits_kl(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     return kl_per_dim.mean(0).clamp(min=free_bits).sum()
 
 
+def trimmed(x: Tensor) -> Tensor:
+    """``x`` ``(B, T)`` cut after the batch's longest sequence (its trailing all-padding columns dropped): the same
+    figures, fewer steps."""
+    longest = int((x != PAD).sum(1).max()) if x.numel() else 0
+    return x[:, : max(longest, 2)]
+
+
 def masked_token_nll(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """``(nll per sequence (B,), tokens per sequence (B,))``: the cross-entropy of ``logits`` ``(B, T, V)`` against
     ``targets`` ``(B, T)`` summed over each sequence's non-padding targets (nats)."""
@@ -244,6 +251,7 @@ class TextAutoencoder(nn.Module):
     def forward(
         self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
     ) -> ModelOutput:
+        x = trimmed(x)
         z, code, penalty, terms = self.latent(self.features(x), generator, step)
         logits = self.decoder(self.decoder_inputs(x, generator), z)
         nll, tokens = masked_token_nll(logits, x[:, 1:])
@@ -257,6 +265,7 @@ class TextAutoencoder(nn.Module):
     @torch.no_grad()
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """Each sequence's negative log-likelihood (nats, summed over its tokens) given its code ``(B,)``."""
+        x = trimmed(x)
         logits = self.decoder(x[:, :-1], self.encode(x))
         return masked_token_nll(logits, x[:, 1:])[0]
 
@@ -334,6 +343,7 @@ class SentenceVAE(TextAutoencoder):
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """The importance-weighted bound on each sequence's −log p(x) with ``k`` draws from ``q(z|x)`` (Burda et al.,
         ICLR 2016, eq. 8): ``−log (1/k Σ_i p(x|z_i) p(z_i) / q(z_i|x))``, nats ``(B,)``; ``k = 1`` is −ELBO."""
+        x = trimmed(x)
         mu, logvar = self.posterior(x)
         std = (0.5 * logvar).exp()
         weights = []
@@ -373,6 +383,7 @@ class LanguageModel(nn.Module):
     def forward(
         self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
     ) -> ModelOutput:
+        x = trimmed(x)
         nll, tokens = masked_token_nll(self.decoder(x[:, :-1]), x[:, 1:])
         total = tokens.sum().clamp(min=1)
         loss = nll.sum() / total
@@ -381,6 +392,7 @@ class LanguageModel(nn.Module):
     @torch.no_grad()
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """Each sequence's negative log-likelihood (nats) ``(B,)``."""
+        x = trimmed(x)
         return masked_token_nll(self.decoder(x[:, :-1]), x[:, 1:])[0]
 
     def sample(self, n: int, length: int = 50, generator: torch.Generator | None = None) -> Tensor:
