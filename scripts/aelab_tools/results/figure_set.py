@@ -14,7 +14,7 @@ from aelab.checkpoint import load_model
 from aelab.evaluation.metrics import map_batches
 from aelab_tools import figures as plots
 from aelab_tools.results.analysis import CLASSICAL_NAMES
-from aelab_tools.results.render import is_recommend_part
+from aelab_tools.results.render import is_recommend_part, is_series_part, is_text_part
 from aelab_tools.results.runner import references
 
 
@@ -87,6 +87,8 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
         for n in parts
         if parts[n].get("group") != "codec"
         and not is_recommend_part(parts[n])
+        and not is_series_part(parts[n])  # the series and text parts have tables of their own
+        and not is_text_part(parts[n])
         and Path(parts[n].get("train_dir", "")).is_dir()
     ]
     if trained:
@@ -214,6 +216,16 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
             made["recommend_hits_by_popularity.png"] = (
                 f"Test hits@20 by item popularity (training-user counts, in quantile bins): {best} beside "
                 f"popularity, ItemKNN and EASE on the split of its first seed. {caption([best])}"
+            )
+    series = [n for n, p in parts.items() if "test/anomaly/vus_pr" in (p.get("metrics") or {}) and p.get("train_dir")]
+    if series:  # the series section drew it in the run's folder (the part's first seed)
+        best = max(series, key=lambda n: parts[n]["metrics"]["test/anomaly/vus_pr"])
+        drawn = Path(parts[best]["train_dir"]) / "series_scores.png"
+        if drawn.is_file():
+            shutil.copyfile(drawn, out_dir / "series_scores.png")
+            made["series_scores.png"] = (
+                f"The series, the per-point score of {best} (its first seed), the validation threshold and the "
+                f"labelled anomalies. {caption([best])}"
             )
     return made
 

@@ -67,6 +67,71 @@ def is_series_part(part: dict[str, Any]) -> bool:
     return "test/anomaly/vus_pr" in m or "test/anomaly/rockad_auroc" in m
 
 
+def is_text_part(part: dict[str, Any]) -> bool:
+    """A part trained on text (its metrics hold the text section's figures)."""
+    return "test/text/nll_per_token" in (part.get("metrics") or {})
+
+
+TEXT_FIGURES = (("nll_per_token", "NLL/token (nats)", ".4f"), ("ppl", "perplexity", ".2f"), ("kl", "KL (nats)", ".2f"),
+                ("active_units", "active units", ".1f"), ("mutual_info", "I(x; z) (nats)", ".2f"),
+                ("token_accuracy", "token accuracy (greedy)", ".3f"), ("exact_match", "exact match", ".3f"))  # fmt: skip
+
+
+def text_table(parts: dict[str, Any]) -> list[str]:
+    """Per text data set, each sentence model's test figures (mean ± std over its seeds), the probes of the codes
+    beside TF-IDF + logistic regression, and the targets' verdicts: the sentence VAE's KL ≥ 3 nats with its NLL per
+    token within 2% of the language model's, the text AE's greedy token accuracy ≥ 0.80, the best probe at or above
+    TF-IDF's."""
+    by_data: dict[str, list[tuple[str, dict, dict, int]]] = {}
+    for name, p in parts.items():
+        if is_text_part(p):
+            data, model = name.split("/", 1)
+            by_data.setdefault(data, []).append((model, p["metrics"], p.get("metrics_std") or {},
+                                                 len(p.get("seeds") or [0])))  # fmt: skip
+    if not by_data:
+        return []
+
+    def cell(m, sd, key, fmt):
+        if key not in m:
+            return "—"
+        return f"{m[key]:{fmt}} ± {sd[key]:{fmt}}" if key in sd else f"{m[key]:{fmt}}"
+
+    lines = ["## Text: sentence models", "",
+             "Test split; NLL per token of each sequence's tokens and [EOS] given [BOS] (the VAE's: the importance-"
+             "weighted bound with `test/text/k` draws, Burda et al. 2016; the text AE's: given its own code); the "
+             "probes are logistic regressions on the codes (the VAE's posterior mean) and on TF-IDF of words and word "
+             "pairs, fitted on the same training documents of the probe classes. Mean ± standard deviation over the "
+             "seeds (each seed redraws the split, the tokenizer's training split and the initialization).", ""]  # fmt: skip
+    for data, rows in by_data.items():
+        head = " | ".join(label for _, label, _ in TEXT_FIGURES)
+        lines += [f"### {data}", "", f"| model | seeds | {head} | probe acc | TF-IDF probe acc |",
+                  "| --- | --- | " + " | ".join("---" for _ in TEXT_FIGURES) + " | --- | --- |"]  # fmt: skip
+        for model, m, sd, seeds in rows:
+            cells = " | ".join(cell(m, sd, f"test/text/{k}", fmt) for k, _, fmt in TEXT_FIGURES)
+            lines.append(f"| {model} | {seeds} | {cells} | {cell(m, sd, 'test/features/linear_probe_acc', '.3f')} | "
+                         f"{cell(m, sd, 'test/features/tfidf_probe_acc', '.3f')} |")  # fmt: skip
+        got = {model: m for model, m, _, _ in rows}
+        verdicts = []
+        if "sentence_vae" in got and "lstm_lm" in got:
+            vae, lm = got["sentence_vae"], got["lstm_lm"]
+            gap = vae["test/text/nll_per_token"] / lm["test/text/nll_per_token"] - 1
+            ok = vae.get("test/text/kl", 0) >= 3 and gap <= 0.02
+            verdicts.append(f"sentence_vae: KL {vae.get('test/text/kl', float('nan')):.2f} nats (≥ 3) with NLL per token "
+                            f"{100 * gap:+.2f}% of lstm_lm's (≤ +2%): {'met' if ok else '**missed**'}")  # fmt: skip
+        if "text_ae" in got and "test/text/token_accuracy" in got["text_ae"]:
+            acc = got["text_ae"]["test/text/token_accuracy"]
+            verdicts.append(f"text_ae: greedy token accuracy {acc:.3f} (≥ 0.80): {'met' if acc >= 0.8 else '**missed**'}")
+        probes = {model: m["test/features/linear_probe_acc"] for model, m in got.items()
+                  if "test/features/linear_probe_acc" in m}  # fmt: skip
+        if probes:
+            best = max(probes, key=probes.get)
+            tfidf = got[best]["test/features/tfidf_probe_acc"]
+            verdicts.append(f"best code probe `{best}` {probes[best]:.3f} at or above TF-IDF {tfidf:.3f}: "
+                            f"{'met' if probes[best] >= tfidf else '**missed**'}")  # fmt: skip
+        lines += ["", *[f"- {v}" for v in verdicts], ""]
+    return lines
+
+
 #: aeon's detectors in the per-point table, and the baselines of whole series
 SERIES_DETECTORS = ("pca", "kmeansad", "iforest", "lof", "stomp", "dwt_mlead", "random")
 SERIES_NAMES = {"pca": "PCA (windows)", "kmeansad": "KMeansAD", "iforest": "IsolationForest", "lof": "LOF",
@@ -398,6 +463,7 @@ def render(results: dict[str, Any]) -> str:
         *anomaly_table(parts),
         *recommendation_table(parts),
         *series_tables(parts),
+        *text_table(parts),
         "## Runs: epochs, wall times, commands",
         "",
         "| part | epochs (best) | train | eval |",
@@ -504,6 +570,7 @@ def render(results: dict[str, Any]) -> str:
         and not is_table_part(p)
         and not is_recommend_part(p)
         and not is_series_part(p)
+        and not is_text_part(p)
     ]
     if others:
         lines += ["", "## Other image data: 8×8 digits, Fashion-MNIST, photo patches", "",
