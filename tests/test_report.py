@@ -360,3 +360,68 @@ def test_a_run_cut_short_reports_the_epochs_it_trained_not_those_planned(tmp_pat
     (row,) = analysis.reproducibility_table({"mnist/ae": {**part, "metrics": {"test/loss": 0.5}}}, {}, {})
     assert (row["epochs"], row["planned_epochs"]) == ([3], [10])
     assert "| 3 of 10 planned |" in "\n".join(reproducibility_lines([row]))
+
+
+def test_the_series_tables_average_over_the_series_and_judge_the_best_model_against_every_detector():
+    from aelab_tools.results.render import series_tables
+
+    def part(vus, detectors, seeds=(0, 1)):
+        return {"metrics": {"test/anomaly/vus_pr": vus, **{f"test/anomaly/{d}_vus_pr": v for d, v in detectors.items()}},
+                "seeds": list(seeds)}  # fmt: skip
+
+    det_a = {
+        "pca": 0.4,
+        "kmeansad": 0.5,
+        "iforest": 0.3,
+        "lof": 0.6,
+        "stomp": 0.9,
+        "dwt_mlead": 0.2,
+        "random": 0.1,
+    }
+    det_b = {**det_a, "stomp": 0.5}
+    parts = {
+        "a/ae": part(0.8, det_a),
+        "b/ae": part(0.8, det_b),
+        "a/usad": part(0.2, det_a),
+        "b/usad": part(0.9, det_b),
+    }
+    text = "\n".join(series_tables(parts))
+    # ae: mean 0.8; usad: 0.55; STOMP: (0.9 + 0.5) / 2 = 0.7 — the best model (ae) is above every detector's mean
+    assert (
+        "| ae | 2 | 0.800 | 0.800 | **0.800** |" in text and "| *STOMP* | — | 0.900 | 0.500 | 0.700 |" in text
+    )
+    assert "Best aelab model: `ae`, mean vus_pr 0.800" in text and ": met." in text
+    parts["a/ae"]["metrics"]["test/anomaly/vus_pr"] = 0.5  # ae 0.65, usad 0.55: below STOMP's 0.7
+    text = "\n".join(series_tables(parts))
+    assert (
+        "`ae`, mean vus_pr 0.650" in text
+        and "**missed**: below STOMP" in text
+        and "KMeansAD" not in text.split("**missed**")[1]
+    )
+    whole = {
+        "ucr_one_class/X/ae": {"metrics": {"test/anomaly/auroc": 0.9, "test/anomaly/rockad_auroc": 0.95}}
+    }
+    assert "**missed**: below ROCKAD" in "\n".join(series_tables(whole))
+
+
+def test_the_text_table_judges_the_vae_against_the_language_model_and_the_probe_against_tfidf():
+    from aelab_tools.results.render import text_table
+
+    parts = {
+        "rt/lstm_lm": {"metrics": {"test/text/nll_per_token": 4.00}},
+        "rt/sentence_vae": {"metrics": {"test/text/nll_per_token": 4.07, "test/text/kl": 3.5,
+                                        "test/features/linear_probe_acc": 0.70, "test/features/tfidf_probe_acc": 0.75}},
+        "rt/text_ae": {"metrics": {"test/text/nll_per_token": 1.0, "test/text/token_accuracy": 0.85,
+                                   "test/features/linear_probe_acc": 0.76, "test/features/tfidf_probe_acc": 0.75}},
+    }  # fmt: skip
+    text = "\n".join(text_table(parts))
+    assert "KL 3.50 nats (≥ 3) with NLL per token +1.75% of lstm_lm's (≤ +2%): met" in text
+    assert "greedy token accuracy 0.850 (≥ 0.80): met" in text
+    assert "best code probe `text_ae` 0.760 at or above TF-IDF 0.750: met" in text
+    parts["rt/sentence_vae"]["metrics"]["test/text/nll_per_token"] = 4.09  # +2.25%
+    parts["rt/text_ae"]["metrics"]["test/features/linear_probe_acc"] = 0.6
+    text = "\n".join(text_table(parts))
+    assert (
+        "+2.25% of lstm_lm's (≤ +2%): **missed**" in text
+        and "`sentence_vae` 0.700 at or above TF-IDF 0.750: **missed**" in text
+    )

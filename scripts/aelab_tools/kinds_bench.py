@@ -43,8 +43,14 @@ from pathlib import Path
 from aelab_tools.eval_timing import run_logged
 
 #: each figure's target (seconds, at most), from the issue that set it
-TARGETS = {"recsys/mult_vae_epoch_s": 5.0, "recsys/ease_fit_s": 5.0, "recsys/eval_wall_s": 60.0,
-           "series/lstm_ae_epoch_s": 10.0, "series/eval_cold_wall_s": 60.0, "series/eval_warm_wall_s": 60.0}
+TARGETS = {
+    "recsys/mult_vae_epoch_s": 5.0,
+    "recsys/ease_fit_s": 5.0,
+    "recsys/eval_wall_s": 60.0,
+    "series/lstm_ae_epoch_s": 10.0,
+    "series/eval_cold_wall_s": 60.0,
+    "series/eval_warm_wall_s": 60.0,
+}
 KINDS = ("recsys", "series", "text")
 TEXT_MODELS = ("lstm_lm", "sentence_vae", "text_ae")
 TARGETS |= {f"text/{m}_epoch_s": 60.0 for m in TEXT_MODELS} | {"text/eval_wall_s": 90.0}
@@ -129,11 +135,17 @@ def series(work: Path, epochs: int, data_dir: str) -> dict:
     cold_s = run_logged(eval_cmd, work / "series_eval_cold.log")
     warm_s = run_logged(eval_cmd, work / "series_eval_warm.log")
     return {
-        "figures": {"series/lstm_ae_epoch_s": statistics.median(times[1:]), "series/eval_cold_wall_s": cold_s,
-                    "series/eval_warm_wall_s": warm_s},  # fmt: skip
+        "figures": {
+            "series/lstm_ae_epoch_s": statistics.median(times[1:]),
+            "series/eval_cold_wall_s": cold_s,
+            "series/eval_warm_wall_s": warm_s,
+        },  # fmt: skip
         "epoch_times_s": times,
-        "commands": {"series/lstm_ae_epoch_s": shown(train_cmd, work), "series/eval_cold_wall_s": shown(eval_cmd, work),
-                     "series/eval_warm_wall_s": shown(eval_cmd, work) + " (again)"},  # fmt: skip
+        "commands": {
+            "series/lstm_ae_epoch_s": shown(train_cmd, work),
+            "series/eval_cold_wall_s": shown(eval_cmd, work),
+            "series/eval_warm_wall_s": shown(eval_cmd, work) + " (again)",
+        },  # fmt: skip
     }
 
 
@@ -167,7 +179,11 @@ def render(result: dict) -> str:
         f"from the JSON that `make bench-kinds` wrote on {result['date']}; device: {result['device']}; "
         f"torch {result['versions']['torch']}, Python {result['versions']['python']}.",
         "",
-        *[f"> {kind}: measured on {result[kind]['date']}." for kind in KINDS if result.get(kind, {}).get("date")],
+        *[
+            f"> {kind}: measured on {result[kind]['date']}."
+            for kind in KINDS
+            if result.get(kind, {}).get("date")
+        ],
         "",
         "| figure | value | target | met | command |",
         "| --- | --- | --- | --- | --- |",
@@ -194,12 +210,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", default="docs/kinds_speed.json", help="where the figures go")
     p.add_argument("--out", default="docs/BENCHMARKS_KINDS.md", help="the Markdown rendered from them")
-    p.add_argument("--epochs", type=int, default=6, help="Mult-VAE and LSTM-AE epochs timed (the first is left out)")
-    p.add_argument("--text-epochs", type=int, default=2, help="epochs of each sentence model (the first is left out)")
+    p.add_argument(
+        "--epochs", type=int, default=6, help="Mult-VAE and LSTM-AE epochs timed (the first is left out)"
+    )
+    p.add_argument(
+        "--text-epochs", type=int, default=2, help="epochs of each sentence model (the first is left out)"
+    )
     p.add_argument("--data-dir", default="data", help="the data root")
     p.add_argument("--render", default=None, help="only render this JSON to --out")
-    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS,
-                   help="the kinds to measure (the others are kept from --json when it exists)")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        default=list(KINDS),
+        choices=KINDS,
+        help="the kinds to measure (the others are kept from --json when it exists)",
+    )
     args = p.parse_args(argv)
     if args.render:
         Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))

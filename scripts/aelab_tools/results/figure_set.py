@@ -217,7 +217,11 @@ def make_figures(results: dict[str, Any], out_dir: Path, root: Path) -> dict[str
                 f"Test hits@20 by item popularity (training-user counts, in quantile bins): {best} beside "
                 f"popularity, ItemKNN and EASE on the split of its first seed. {caption([best])}"
             )
-    series = [n for n, p in parts.items() if "test/anomaly/vus_pr" in (p.get("metrics") or {}) and p.get("train_dir")]
+    series = [
+        n
+        for n, p in parts.items()
+        if "test/anomaly/vus_pr" in (p.get("metrics") or {}) and p.get("train_dir")
+    ]
     if series:  # the series section drew it in the run's folder (the part's first seed)
         best = max(series, key=lambda n: parts[n]["metrics"]["test/anomaly/vus_pr"])
         drawn = Path(parts[best]["train_dir"]) / "series_scores.png"

@@ -120,7 +120,9 @@ def text_table(parts: dict[str, Any]) -> list[str]:
                             f"{100 * gap:+.2f}% of lstm_lm's (≤ +2%): {'met' if ok else '**missed**'}")  # fmt: skip
         if "text_ae" in got and "test/text/token_accuracy" in got["text_ae"]:
             acc = got["text_ae"]["test/text/token_accuracy"]
-            verdicts.append(f"text_ae: greedy token accuracy {acc:.3f} (≥ 0.80): {'met' if acc >= 0.8 else '**missed**'}")
+            verdicts.append(
+                f"text_ae: greedy token accuracy {acc:.3f} (≥ 0.80): {'met' if acc >= 0.8 else '**missed**'}"
+            )
         probes = {model: m["test/features/linear_probe_acc"] for model, m in got.items()
                   if "test/features/linear_probe_acc" in m}  # fmt: skip
         if probes:
@@ -181,7 +183,14 @@ def series_tables(parts: dict[str, Any]) -> list[str]:
         for b in baselines:
             vals = []
             for d in datasets:
-                m0 = next((c[d][0] for c in by_model.values() if d in c and f"test/anomaly/{b}_{figure}" in c[d][0]), None)
+                m0 = next(
+                    (
+                        c[d][0]
+                        for c in by_model.values()
+                        if d in c and f"test/anomaly/{b}_{figure}" in c[d][0]
+                    ),
+                    None,
+                )
                 vals.append(None if m0 is None else m0[f"test/anomaly/{b}_{figure}"])
             cells = ["n/a" if v is None else f"{v:.3f}" for v in vals]
             if all(v is not None for v in vals):
@@ -192,13 +201,17 @@ def series_tables(parts: dict[str, Any]) -> list[str]:
             best = max(means, key=means.get)
             judged = {b: v for b, v in base.items() if b in target}
             above = [SERIES_NAMES.get(b, b) for b, v in judged.items() if v > means[best]]
-            verdict = (f"**missed**: below {', '.join(above)}" if above else "met" if judged else "not judged")
+            verdict = f"**missed**: below {', '.join(above)}" if above else "met" if judged else "not judged"
             out += ["", f"Best aelab model: `{best}`, mean {figure} {means[best]:.3f} — target (≥ "
                     + ", ".join(SERIES_NAMES.get(b, b) for b in target) + f"): {verdict}.", ""]  # fmt: skip
         return out
 
     per_point = grid(
-        "test/anomaly/vus_pr", 0, SERIES_DETECTORS, "vus_pr", "Per point: VUS-PR on the bundled series",
+        "test/anomaly/vus_pr",
+        0,
+        SERIES_DETECTORS,
+        "vus_pr",
+        "Per point: VUS-PR on the bundled series",
         "The TSB-AD protocol (Liu & Paparrizos, NeurIPS 2024): each model trains on the series' normal training part "
         "and scores every point (the mean of its per-point scores over the windows that cover it); VUS-PR is aeon's "
         "(Paparrizos et al., PVLDB 2022) over buffers up to the data's window. aeon's detectors run with the same "
@@ -208,7 +221,11 @@ def series_tables(parts: dict[str, Any]) -> list[str]:
         tuple(b for b in SERIES_DETECTORS if b != "random"),
     )
     whole = grid(
-        "test/anomaly/rockad_auroc", 1, COLLECTION_BASELINES, "auroc", "Whole series: AUROC on UCR collections",
+        "test/anomaly/rockad_auroc",
+        1,
+        COLLECTION_BASELINES,
+        "auroc",
+        "Whole series: AUROC on UCR collections",
         "One class normal (the first in sorted order): the model trains on that class's training series and scores "
         "every test series, the other classes' being the anomalies. ROCKAD (aeon), IsolationForest, LOF and OC-SVM "
         "(scikit-learn, on the raw scaled series) are fitted on the same training series.",
