@@ -460,3 +460,20 @@ def test_a_windows_mean_score_is_given_to_its_points_before_points_average_their
     assert point.tolist() == pytest.approx([0, 0, 0, 6, 0, 0])
     with pytest.raises(ValueError, match="data.point_score='max'"):
         series_point_scores(Fixed(), values, 3, 1, 8, torch.device("cpu"), "max")
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=vae", "model/encoder=conv1d", "model/decoder=conv1d"],
+    ["model=dae", "model/encoder=transformer", "model/decoder=transformer"],
+    ["model=vae", "model/encoder=lstm", "model/decoder=lstm", "model.init=random"],
+    ["model=ae", "model/encoder=gru", "model/decoder=lstm"],
+])  # fmt: skip
+def test_the_real_configs_build_the_ae_dae_and_vae_with_sequence_parts_on_windows(make_cfg, overrides):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg([*overrides, "data.shape=[24,3]", "data.bounded=false", "data.binary=false"])
+    model = instantiate(cfg.model).train()
+    x = torch.randn(5, 24, 3)
+    out = model(x)
+    assert torch.isfinite(out.loss) and model.encode(x).shape == (5, model.latent_dim)
+    assert model.reconstruct(x).shape == x.shape
