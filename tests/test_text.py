@@ -277,3 +277,23 @@ def test_aelab_encode_refuses_bad_input_in_one_line_and_writes_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and re.search(message, err[0]), err
     assert not out.exists()
+
+
+def test_bpe_pieces_decode_back_into_words():
+    from aelab.data.text import train_tokenizer
+
+    tok = train_tokenizer(["walking talker walks", "talking walker talks"] * 5, "bpe", 24, 1, True)
+    enc = tok.encode("walking talker", add_special_tokens=False)
+    assert len(enc.tokens) > 2  # split into pieces
+    assert tok.decode(enc.ids) == "walking talker"
+
+
+def test_a_transformer_encoder_reads_batches_cut_after_their_longest_sentence():
+    from aelab.models.components import TransformerSeriesEncoder
+    from aelab.models.text import TextAutoencoder, TokenDecoder
+
+    model = TextAutoencoder(
+        TransformerSeriesEncoder(4, (8, 6), 8, 2, 1, 16), TokenDecoder(20, 4, 6, 16), 20, 4, 6
+    )
+    out = model(_batch())  # cut to 5 steps of the 8
+    assert torch.isfinite(out.loss) and model.encode(_batch()).shape == (2, 4)

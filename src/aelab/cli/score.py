@@ -101,26 +101,34 @@ def score_series(args, model, run_cfg, ckpt_path: str, saved: dict, device) -> i
             f"{args.input}: refused: channels {missing} are missing; the model reads {channels} (the training file's "
             "channels). Nothing was written"
         )
-    time_column = saved.get("time_column")
-    if time_column and time_column in frame.columns:
-        frame = frame.sort_values(time_column, kind="stable")
+    time_column, series_column = saved.get("time_column"), saved.get("series_column")
+    time_column = time_column if time_column in frame.columns else None
+    series_column = series_column if series_column in frame.columns else None
     reader = TimeSeriesDataModule(path=args.input, value_columns=channels, impute=saved.get("impute"))
     reader.value_columns_of(frame)  # a non-numeric channel: one line naming it
-    values = reader._values(frame, channels, "the series")
-    if len(values) < window:
-        raise DataError(
-            f"{args.input}: refused: {len(values)} points, shorter than the model's window of {window}: give at least "
-            f"{window} points. Nothing was written"
-        )
+    groups = [(None, frame)] if series_column is None else list(frame.groupby(series_column, sort=True))
+    parts = []
+    for key, part in groups:
+        if time_column is not None:
+            part = part.sort_values(time_column, kind="stable")
+        what = "the series" if key is None else f"series {series_column}={key}"
+        values = reader._values(part, channels, what)
+        if len(values) < window:
+            raise DataError(
+                f"{args.input}: refused: {what} has {len(values)} points, shorter than the model's window of {window}: "
+                f"give at least {window} points. Nothing was written"
+            )
+        parts.append((key, part, values))
     offset, scale = np.asarray(saved["scaler"]["offset"]), np.asarray(saved["scaler"]["scale"])
-    scaled = ((values - offset) / scale).astype(np.float32)
 
     data_cfg = OmegaConf.merge(run_cfg.data, {"data_dir": args.data_dir} if args.data_dir else {})
     dm = instantiate(data_cfg)
     dm.setup()
-    if dm.scaler != saved["scaler"]:
+    if dm.scaler != saved["scaler"] or (
+        saved.get("fingerprint") and dm.fingerprint() != saved["fingerprint"]
+    ):
         raise DataError(
-            f"{ckpt_path}: refused: the training data ({dm.source}) no longer gives this checkpoint's scaling (the "
+            f"{ckpt_path}: refused: the training data ({dm.source}) no longer gives this checkpoint's training parts (the "
             "file changed, or --data-dir points elsewhere), so its validation points would not give the run's "
             "threshold; score with the training data the run read. Nothing was written"
         )
@@ -130,16 +138,18 @@ def score_series(args, model, run_cfg, ckpt_path: str, saved: dict, device) -> i
         for train, start in dm.validation_points()
     ])  # fmt: skip
     threshold = float(np.nanpercentile(val, dm.threshold_percentile))
-    scores = series_point_scores(model, scaled, window, stride, args.batch_size, device, reduction)
-    ids = (
-        frame[time_column].astype(str).tolist()
-        if time_column in frame.columns
-        else list(map(str, range(len(frame))))
-    )
+    rows, flagged, points = [], 0, 0
+    for key, part, values in parts:
+        scaled = ((values - offset) / scale).astype(np.float32)
+        scores = series_point_scores(model, scaled, window, stride, args.batch_size, device, reduction)
+        ids = part[time_column].astype(str).tolist() if time_column else list(map(str, part.index))
+        for i, v in zip(ids, scores.tolist(), strict=True):
+            rows.append(([] if key is None else [str(key)]) + [i, f"{v:.6g}", int(v > threshold)])
+        flagged, points = flagged + int((scores > threshold).sum()), points + len(scores)
+    header = ([series_column] if series_column else []) + [time_column or "index", "score", "flag"]
     out = Path(args.out)
-    _write_atomic(out, [time_column if time_column in frame.columns else "index", "score", "flag"],
-                  ([i, f"{v:.6g}", int(v > threshold)] for i, v in zip(ids, scores.tolist(), strict=True)))  # fmt: skip
-    print(f"{len(ids)} points scored → {out}: {int((scores > threshold).sum())} flagged above the threshold "
+    _write_atomic(out, header, rows)
+    print(f"{points} points of {len(parts)} series scored → {out}: {flagged} flagged above the threshold "
           f"{threshold:.6g} (the validation points' {dm.threshold_percentile:g}th percentile)")  # fmt: skip
     return 0
 

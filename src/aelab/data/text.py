@@ -34,7 +34,7 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency:
     Raises:
         ConfigError: for an unknown kind, or a vocabulary too small for the special tokens.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     if kind not in TOKENIZERS:
         raise ConfigError(f"data.tokenizer={kind!r} must be one of {TOKENIZERS}")
@@ -48,9 +48,10 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int, min_frequency:
         trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                             special_tokens=list(SPECIALS), show_progress=False)  # fmt: skip
     else:
-        tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+        tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##"))
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, continuing_subword_prefix="##",
                                       special_tokens=list(SPECIALS), show_progress=False)  # fmt: skip
+        tok.decoder = decoders.WordPiece(prefix="##")  # a word's pieces decode joined, words with spaces
     tok.normalizer = normalizers.Sequence(
         [normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])]
     )
@@ -90,7 +91,9 @@ def read_documents(path: Path, text_column: str | None, label_column: str | None
         raise MissingDataError(
             f"data.path={path}: no such file; give a text file (one document per line) or a CSV"
         )
-    tabular = path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq") or ".csv." in path.name
+    tabular = path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq") or any(
+        f".{kind}." in path.name.lower() for kind in ("csv", "tsv")
+    )
     try:
         if not tabular:
             if text_column is not None:
@@ -103,9 +106,7 @@ def read_documents(path: Path, text_column: str | None, label_column: str | None
             if path.suffix.lower() in (".parquet", ".pq"):
                 frame = pd.read_parquet(path)
             else:
-                frame = pd.read_csv(
-                    path, sep="\t" if path.suffix.lower() == ".tsv" else ",", encoding=encoding
-                )
+                frame = pd.read_csv(path, sep="\t" if ".tsv" in path.name.lower() else ",", encoding=encoding)
             frame.columns = [str(c) for c in frame.columns]
             for key, col in (("data.text_column", text_column), ("data.label_column", label_column)):
                 if col is not None and col not in frame.columns:

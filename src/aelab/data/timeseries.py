@@ -453,6 +453,17 @@ class TimeSeriesDataModule(TensorDataModule):
         return out
 
     # ------------------------------------------------------------------ checkpoints
+    def fingerprint(self) -> str:
+        """A SHA-256 of the scaled training parts and where their validation shares start: what the flag threshold
+        of ``aelab-score`` is computed from (a changed training file gives another)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for train, start in self.validation_points():
+            digest.update(np.ascontiguousarray(train, dtype=np.float32).tobytes())
+            digest.update(str(start).encode())
+        return digest.hexdigest()
+
     def state_dict(self) -> dict[str, Any]:
         """The scaling and the windowing as plain data (into every checkpoint: ``aelab-score`` applies them)."""
         self.setup()
@@ -465,6 +476,8 @@ class TimeSeriesDataModule(TensorDataModule):
             "test_stride": self.test_stride,
             "point_score": self.point_score,
             "time_column": self.time_column,
+            "series_column": self.series_column,
+            "fingerprint": self.fingerprint(),
             "impute": self.impute,
         }
 

@@ -81,6 +81,11 @@ def range_f1(labels: np.ndarray, flags: np.ndarray) -> float:
     flags = np.asarray(flags, dtype=bool)
     if not flags.any():
         return 0.0
+    if (
+        flags.all()
+    ):  # aeon returns 0 for a constant prediction; every point flagged: recall 1, precision the share
+        share = float(np.asarray(labels, dtype=bool).mean())
+        return 2 * share / (1 + share)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(range_f_score(np.asarray(labels, dtype=bool), flags))
@@ -135,10 +140,11 @@ def detector_scores(
     x = series[:, 0] if series.shape[1] == 1 else series
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # aeon reads (channels, timepoints) unless told axis=0: our series are (timepoints, channels)
         if name in SEMI_SUPERVISED:
-            det.fit(train[:, 0] if train.shape[1] == 1 else train)
-            return np.asarray(det.predict(x), dtype=np.float64)
-        return np.asarray(det.fit_predict(x), dtype=np.float64)
+            det.fit(train[:, 0] if train.shape[1] == 1 else train, axis=0)
+            return np.asarray(det.predict(x, axis=0), dtype=np.float64)
+        return np.asarray(det.fit_predict(x, axis=0), dtype=np.float64)
 
 
 def cached_detector_scores(

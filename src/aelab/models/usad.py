@@ -14,8 +14,12 @@ from aelab.models.outputs import activate
 
 def _reset(module: nn.Module) -> None:
     for m in module.modules():
-        if m is not module and hasattr(m, "reset_parameters"):
+        if m is module:
+            continue
+        if hasattr(m, "reset_parameters"):
             m.reset_parameters()
+        elif hasattr(m, "_reset_parameters"):  # nn.MultiheadAttention's is private
+            m._reset_parameters()
 
 
 class MinMax(nn.Module):

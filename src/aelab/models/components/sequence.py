@@ -49,6 +49,10 @@ class Conv1dEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.out_dim, self.in_shape = int(out_dim), _series_shape(in_shape, "model.encoder.in_shape")
+        if int(kernel_size) % 2 == 0:
+            raise ValueError(
+                f"model.encoder.kernel_size={kernel_size} must be odd (the stages halve T exactly)"
+            )
         t, c = self.in_shape
         layers: list[nn.Module] = []
         for ch in channels:
@@ -278,7 +282,12 @@ class TransformerSeriesEncoder(nn.Module):
         self.head = nn.Linear(int(d_model), self.out_dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        h = self.layers(self.proj(x) + self.positions, src_key_padding_mask=None if mask is None else ~mask)
+        if x.shape[1] > self.in_shape[0]:
+            raise ValueError(
+                f"a sequence of {x.shape[1]} steps is longer than the encoder's {self.in_shape[0]}"
+            )
+        positions = self.positions[: x.shape[1]]  # a batch cut after its longest sentence is shorter than T
+        h = self.layers(self.proj(x) + positions, src_key_padding_mask=None if mask is None else ~mask)
         if mask is None:
             return self.head(h.mean(1))
         weights = mask.to(h.dtype)[..., None]
