@@ -222,3 +222,14 @@ def test_fsdp_is_lightnings_strategy_and_the_dashboards_skip_it(make_cfg):
         cfg.trainer.strategy in FSDPStrategy.get_registered_strategies() and cfg.trainer.accelerator == "gpu"
     )
     assert sharded(SimpleNamespace(strategy=FSDPStrategy.__new__(FSDPStrategy)))
+
+
+def test_the_readme_lists_every_data_config_and_encoder():
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    paragraph = text[text.index("Config groups:") : text.index("Config groups:") + 2500]
+    for name in options("data"):
+        assert f"`{name}`" in paragraph, f"README's config groups miss data={name}"
+    for path in (REPO / "conf" / "model" / "encoder").glob("*.yaml"):
+        assert path.stem in text, f"README never names model/encoder={path.stem}"
