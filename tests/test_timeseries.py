@@ -156,6 +156,10 @@ def test_vus_pr_of_a_perfect_and_a_random_score_are_aeons_own_values():
     figures = series_figures(y, random, max_buffer=20)
     assert figures["vus_pr"] == pytest.approx(range_pr_vus_score(y.astype(bool), random, 20))
     assert figures["vus_roc"] == pytest.approx(range_roc_vus_score(y.astype(bool), random, 20))
+    from aeon.benchmarking.metrics.anomaly_detection import range_pr_auc_score, roc_auc_score
+
+    assert figures["range_auc_pr"] == pytest.approx(range_pr_auc_score(y.astype(bool), random, 20))
+    assert figures["auroc"] == pytest.approx(roc_auc_score(y.astype(bool), random))
     assert figures["vus_pr"] < 0.3 < perfect["vus_pr"]
     with pytest.raises(ValueError, match="both normal points and anomalies"):
         series_figures(np.zeros(10), random[:10], 2)

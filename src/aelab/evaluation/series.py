@@ -47,30 +47,64 @@ def series_figures(labels: np.ndarray, scores: np.ndarray, max_buffer: int) -> d
     """The threshold-free figures of per-point ``scores`` (higher = more anomalous) against 0/1 ``labels``, from
     ``aeon.benchmarking.metrics.anomaly_detection``: ``vus_pr`` and ``vus_roc`` (the volume under the range-based
     PR / ROC surface over buffers 0..``max_buffer``, Paparrizos et al., PVLDB 2022), ``range_auc_pr`` (at buffer
-    ``max_buffer``) and the point-wise ``auroc``.
+    ``max_buffer``) and the point-wise ``auroc``. The values are aeon's ``range_pr_vus_score``,
+    ``range_roc_vus_score``, ``range_pr_auc_score`` and ``roc_auc_score``; the PR and ROC areas of each buffer come
+    from one call of aeon's ``range_pr_roc_auc_support`` (each VUS function would compute both again).
 
     Raises:
         ValueError: when the labels hold no anomaly or no normal point.
     """
-    from aeon.benchmarking.metrics.anomaly_detection import (
-        range_pr_auc_score,
-        range_pr_vus_score,
-        range_roc_vus_score,
-        roc_auc_score,
-    )
+    from aeon.benchmarking.metrics.anomaly_detection import range_pr_roc_auc_support, roc_auc_score
+    from aeon.benchmarking.metrics.anomaly_detection._util import check_y
 
     y = np.asarray(labels, dtype=bool)
     if y.all() or not y.any():
         raise ValueError("the labels need both normal points and anomalies")
     s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=np.nanmin(scores))
+    if np.unique(s).shape[0] == 1:  # aeon's value for a constant score
+        return {"vus_pr": 0.0, "vus_roc": 0.0, "range_auc_pr": 0.0, "auroc": 0.5}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a constant score: aeon warns and returns 0
+        warnings.simplefilter("ignore")
+        y_true, _ = check_y(y, s, force_y_pred_continuous=True)
+        areas = np.array([range_pr_roc_auc_support(y_true, s, buffer_size=int(b), skip_check=True)
+                          for b in range(int(max_buffer) + 1)])  # fmt: skip
         return {
-            "vus_pr": float(range_pr_vus_score(y, s, max_buffer_size=int(max_buffer))),
-            "vus_roc": float(range_roc_vus_score(y, s, max_buffer_size=int(max_buffer))),
-            "range_auc_pr": float(range_pr_auc_score(y, s, buffer_size=int(max_buffer))),
+            "vus_pr": float(areas[:, 0].mean()),
+            "vus_roc": float(areas[:, 1].mean()),
+            "range_auc_pr": float(areas[-1, 0]),
             "auroc": float(roc_auc_score(y, s)),
         }
+
+
+def cached_series_figures(
+    cache_dir: Path, labels: np.ndarray, scores: np.ndarray, max_buffer: int
+) -> dict[str, float]:
+    """:func:`series_figures`, kept in ``cache_dir/series_detectors/`` under a fingerprint of the labels, the scores,
+    the buffer and aeon's version (a detector's figures on a series repeat exactly)."""
+    import json
+
+    import aeon
+
+    key = hashlib.sha256(f"{max_buffer}:{aeon.__version__}".encode())
+    key.update(np.ascontiguousarray(labels, dtype=np.int8).tobytes())
+    key.update(np.ascontiguousarray(scores, dtype=np.float64).tobytes())
+    path = Path(cache_dir) / "series_detectors" / f"figures-{key.hexdigest()[:24]}.json"
+    if path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+            if isinstance(cached, dict) and all(isinstance(v, float) for v in cached.values()):
+                return cached
+        except (OSError, ValueError):
+            pass
+    figures = series_figures(labels, scores, max_buffer)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(figures))
+        tmp.replace(path)
+    except OSError as err:
+        log.warning("detector figures not cached (%s)", err)
+    return figures
 
 
 def range_f1(labels: np.ndarray, flags: np.ndarray) -> float:

@@ -12,6 +12,7 @@ from aelab.evaluation.series import (
     DETECTORS,
     UNIVARIATE_ONLY,
     cached_detector_scores,
+    cached_series_figures,
     point_adjusted_f1,
     range_f1,
     series_figures,
@@ -96,7 +97,9 @@ def series_anomaly(
                 continue
             scores = cached_detector_scores(dm.cache_dir, name, training[i], values, window, seed)
             saved[f"{i}_{name}"] = scores
-            figures |= {f"{name}_{k}": v for k, v in series_figures(y, scores, buffer).items()}
+            figures |= {
+                f"{name}_{k}": v for k, v in cached_series_figures(dm.cache_dir, y, scores, buffer).items()
+            }
         per_series.append(figures)
         drawn.append((series.name, values, model, y))
     if not per_series:
