@@ -24,8 +24,9 @@ from helpers import (
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 LEARN = ["data.batch_size=10", "trainer.max_epochs=6"]  # 300 steps: an MLP AE beats the mean image 10-fold
-EXPERIMENTS = [  # the photo codecs decode photographs and code whole ones: with the slow tests (make test-all)
-    pytest.param(n, marks=pytest.mark.slow) if "photos" in n else n
+EXPERIMENTS = [  # the photo codecs decode photographs and code whole ones, the text recipes score every test sentence:
+    # with the slow tests (make test-all)
+    pytest.param(n, marks=pytest.mark.slow) if "photos" in n or n.startswith("text_") else n
     for n in sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 ]
 
@@ -41,9 +42,27 @@ def test_fast_dev_run_every_model(tmp_path, monkeypatch, fake_data_dir, model):
         metrics = read_metrics(tmp_path)
         assert "test/mse" in metrics and math.isfinite(metrics["test/mse"])
         return
+    small = [o for o in SMALL if o not in MNIST_SMALL]
+    kinds = model_kinds(model)
+    if "series" in kinds:  # windows of the bundled Yahoo series
+        argv = [*small, f"hydra.run.dir={tmp_path}", "data=yahoo", f"model={model}", "debug=fdr"]
+        run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
+        metrics = read_metrics(tmp_path)
+        assert math.isfinite(metrics["test/anomaly/vus_pr"]) and "test/anomaly/stomp_vus_pr" in metrics
+        return
+    if "tokens" in kinds:  # a small text file
+        docs = tmp_path / "docs.txt"
+        docs.write_text(
+            "\n".join(f"the film {w} was {v}" for w in ("plot", "cast", "score") for v in range(20))
+        )
+        argv = [*small, f"hydra.run.dir={tmp_path / 'run'}", "data=text", f"data.path={docs}", "data.min_frequency=1",
+                f"model={model}", "debug=fdr"]  # fmt: skip
+        run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
+        metrics = read_metrics(tmp_path / "run")
+        assert math.isfinite(metrics["test/text/nll_per_token"])
+        return
     if not recbole_installed():  # users' item vectors: the bundled MovieLens 100K (make install installs it)
         pytest.skip("recbole's ml-100k file is not installed (make install installs it)")
-    small = [o for o in SMALL if o not in MNIST_SMALL]
     argv = [*small, f"hydra.run.dir={tmp_path}", "data=movielens_100k", f"model={model}", "debug=fdr"]
     run_inprocess(train_main, argv, monkeypatch, fake_data_dir)
     metrics = read_metrics(tmp_path)
