@@ -285,12 +285,15 @@ class TextDataModule(TensorDataModule):
         return {}
 
     def decode(self, ids: Tensor | list[int]) -> str:
-        """The text of one sequence of ids (special tokens dropped, stopping at ``[EOS]``)."""
+        """The text of one sequence of ids (stopping at ``[EOS]``; ``[BOS]`` and padding dropped, ``[UNK]`` shown)."""
         self.setup()
         ids = [int(i) for i in (ids.tolist() if isinstance(ids, Tensor) else ids)]
         if EOS in ids:
             ids = ids[: ids.index(EOS)]
-        return self.tokenizer.decode([i for i in ids if i >= len(SPECIALS)])
+        kept = [
+            i for i in ids if i >= len(SPECIALS) or i == UNK
+        ]  # an unknown word shows as [UNK], never vanishes
+        return self.tokenizer.decode(kept, skip_special_tokens=False)
 
     def encode(self, texts: list[str]) -> tuple[Tensor, int, int]:
         """Token ids ``(N, T)`` of new documents with the trained tokenizer, the truncated and unknown counts."""
