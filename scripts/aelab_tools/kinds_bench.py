@@ -199,9 +199,8 @@ def render(result: dict) -> str:
                 f"| {LABELS.get(key, key)} | {value:.2f} | {'' if goal is None else f'≤ {goal:g}'} | {met} | "
                 f"`{part['commands'][key]}` |"
             )
-        if part.get("ease"):
-            lines += ["", f"EASE's own line: {part['ease']}"]
-    return "\n".join(lines) + "\n"
+    notes = [f"EASE's own line: {result['recsys']['ease']}"] if result.get("recsys", {}).get("ease") else []
+    return "\n".join([*lines, *(["", *notes] if notes else [])]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
