@@ -313,7 +313,7 @@ def test_sections_declare_kinds_and_the_suite_writes_why_it_skipped_them(tmp_pat
     with pytest.raises(ValueError, match="unknown sample kinds"):
         requires(kinds=("pictures",))
     assert reconstruction.kinds == ("image",) and recommend.kinds == ("interactions",)
-    assert anomaly.kinds == likelihood.kinds == ("image", "table")
+    assert likelihood.kinds == ("image", "table") and anomaly.kinds == ("image", "table", "series")
 
     dm, model = FakeInteractions(tmp_path), FixedScores(12)
     section = {"_target_": "aelab.evaluation.sections.reconstruction", "_partial_": True, "enabled": "auto"}

@@ -107,7 +107,7 @@ def test_the_masked_token_nll_against_a_hand_computation():
 
 
 def test_active_units_on_a_toy_posterior_and_mutual_information():
-    from aelab.models.text import active_units, mutual_information
+    from aelab.models.code_metrics import active_units, mutual_information
 
     mu = torch.zeros(100, 3)
     mu[:, 0] = torch.linspace(-1, 1, 100)  # variance 0.34 > 0.01: active
@@ -123,21 +123,21 @@ def test_active_units_on_a_toy_posterior_and_mutual_information():
 
 
 def test_the_kl_schedules_and_free_bits_against_their_formulas():
-    from aelab.models.text import free_bits_kl, kl_weight
+    from aelab.models.text import free_bits_kl, kl_annealing_weight
 
-    assert kl_weight(None, "logistic", 100) == 1.0  # evaluation: the ELBO
-    assert kl_weight(50, "linear", 200) == 0.25 and kl_weight(500, "linear", 200) == 1.0
-    assert kl_weight(50, "logistic", 100) == pytest.approx(0.5)
-    assert kl_weight(0, "logistic", 100) == pytest.approx(1 / (1 + math.exp(5)))
+    assert kl_annealing_weight(None, "logistic", 100) == 1.0  # evaluation: the ELBO
+    assert kl_annealing_weight(50, "linear", 200) == 0.25 and kl_annealing_weight(500, "linear", 200) == 1.0
+    assert kl_annealing_weight(50, "logistic", 100) == pytest.approx(0.5)
+    assert kl_annealing_weight(0, "logistic", 100) == pytest.approx(1 / (1 + math.exp(5)))
     # Fu et al.: 4 cycles of 100 steps over 400, rising over the first half of each
-    assert [kl_weight(s, "cyclical", 400, 4, 0.5) for s in (0, 25, 50, 99, 100, 125, 400)] == pytest.approx(
-        [0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0]
-    )
+    assert [
+        kl_annealing_weight(s, "cyclical", 400, 4, 0.5) for s in (0, 25, 50, 99, 100, 125, 400)
+    ] == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0])
     kl = torch.tensor([[0.1, 2.0], [0.3, 4.0]])  # per-dimension means 0.2 and 3.0
     assert free_bits_kl(kl, 0.5).item() == pytest.approx(0.5 + 3.0)
     assert free_bits_kl(kl, 0.0).item() == pytest.approx((2.1 + 4.3) / 2)
     with pytest.raises(ValueError, match="kl_schedule='warm'"):
-        kl_weight(1, "warm", 10)
+        kl_annealing_weight(1, "warm", 10)
 
 
 # ---------------------------------------------------------------------------------------------- models

@@ -9,16 +9,16 @@ from aelab.data.folder import ImageFolderDataModule
 from aelab.data.interactions import InteractionDataModule, MovieLensDataModule
 from aelab.data.mnist import FashionMNISTDataModule, MNISTDataModule
 from aelab.data.resident import ResidentLoader, to_unit
-from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
-from aelab.data.text import RottenTomatoesDataModule, TextDataModule
-from aelab.data.timeseries import (
+from aelab.data.series_sets import (
     GutenTAGECGDataModule,
     InternalBleedingDataModule,
     MITDBDataModule,
-    TimeSeriesDataModule,
     UCROneClassDataModule,
     YahooDataModule,
 )
+from aelab.data.tabular import BreastCancerDataModule, TableTransform, TabularDataModule, WineDataModule
+from aelab.data.text import RottenTomatoesDataModule, TextDataModule
+from aelab.data.timeseries import TimeSeriesDataModule
 
 __all__ = [
     "RottenTomatoesDataModule",

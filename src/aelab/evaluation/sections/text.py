@@ -80,7 +80,7 @@ def text(
     - samples (the VAE's from the prior, the language model's drawn) and interpolations between pairs of test
       sentences, as text in TensorBoard and ``text_samples.txt``.
     """
-    from aelab.models.text import active_units, mutual_information
+    from aelab.models.code_metrics import active_units, mutual_information
 
     model, dm, device = ctx.model, ctx.datamodule, ctx.device
     x, y = dm.split_tensors("test")
