@@ -46,6 +46,12 @@ def split_count(size: int | float, n: int, key: str) -> int:
     return count
 
 
+def check_split(split: str) -> None:
+    """Refuse, with a ValueError naming it, a split other than ``train``, ``val`` or ``test``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
 class _TensorDataset(Dataset):
     """The per-item host path (the DataLoader baseline): an example as float32 (uint8 pixels → [0, 1])."""
 
@@ -202,8 +208,7 @@ class TensorDataModule(pl.LightningDataModule):
     def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
         """The uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)`` (``None`` without labels) of ``train``,
         ``val`` or ``test``; the official test split alone loads only its own files."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        check_split(split)
         if split not in self._splits:
             test = self.load_test() if split == "test" else None
             if test is not None:
@@ -241,13 +246,18 @@ class TensorDataModule(pl.LightningDataModule):
             )
         return x.contiguous(), (None if y is None else y.long())
 
-    def setup(self, stage: str | None = None) -> None:
+    def check_global_batch(self) -> None:
+        """Refuse, with a ConfigError naming ``data.batch_size``, a global batch that does not divide by the
+        trainer's world size (every datamodule's ``setup`` calls it first)."""
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} is the global batch and must divide by the world size "
                 f"{world}; set data.batch_size to a multiple of {world}."
             )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.check_global_batch()
         if "train" in self._splits:
             return
         images, labels = self._checked(self.load_pool(), "the images")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aelab.data.base import TensorDataModule, split_count
+from aelab.data.base import TensorDataModule, check_split, split_count
 from aelab.data.tables import read_table
 from aelab.errors import ConfigError, DataError, MissingDataError
 from aelab.utils.ranking import RankingMetric
@@ -193,11 +193,7 @@ class InteractionDataModule(TensorDataModule):
 
     # ------------------------------------------------------------------ splits
     def setup(self, stage: str | None = None) -> None:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} is the global batch and must divide by the world size {world}"
-            )
+        self.check_global_batch()
         if "train" in self._splits:
             return
         users, items = self.interactions()
@@ -271,8 +267,7 @@ class InteractionDataModule(TensorDataModule):
     def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
         """``train``: the users' item vectors ``(N, I)`` (0/1) and row indices ``(N,)``; ``val``/``test``: the held-out
         users' fold-in and held-out item vectors, each ``(N, I)``."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
+        check_split(split)
         self.setup()
         return self._splits[split]
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aelab.data.base import TensorDataModule
+from aelab.data.base import TensorDataModule, check_split, split_count
 from aelab.data.timeseries import Series, TimeSeriesDataModule
 from aelab.errors import ConfigError, DataError, MissingDataError
 
@@ -203,8 +203,6 @@ class UCROneClassDataModule(TensorDataModule):
         self.normal_class = normal
         normal_x = x_train[y_train == normal]
         perm = torch.randperm(len(normal_x), generator=torch.Generator().manual_seed(self.split_seed)).numpy()
-        from aelab.data.base import split_count
-
         n_val = split_count(self.val_size, len(normal_x), "data.val_size")
         fit = normal_x[perm[n_val:]]
         offset, scale = fit.mean((0, 1)), fit.std((0, 1))
@@ -227,8 +225,7 @@ class UCROneClassDataModule(TensorDataModule):
 
     def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
         """The series ``(N, T, C)`` of a split (float32, scaled), no labels (see :meth:`anomaly_labels`)."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
+        check_split(split)
         self.setup()
         return self._splits[split]
 

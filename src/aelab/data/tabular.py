@@ -159,11 +159,7 @@ class TabularDataModule(TensorDataModule):
 
     # ------------------------------------------------------------------ splits
     def setup(self, stage: str | None = None) -> None:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} is the global batch and must divide by the world size {world}"
-            )
+        self.check_global_batch()
         if "train" in self._splits:
             return
         frame = self.load_frame()

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from aelab.data.base import TensorDataModule
+from aelab.data.base import TensorDataModule, check_split, split_count
 from aelab.errors import ConfigError, DataError, MissingDataError
 
 log = logging.getLogger("aelab")
@@ -205,15 +205,9 @@ class TextDataModule(TensorDataModule):
         return read_documents(Path(self.path), self.text_column, self.label_column, self.encoding)
 
     def setup(self, stage: str | None = None) -> None:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} is the global batch and must divide by the world size {world}"
-            )
+        self.check_global_batch()
         if "train" in self._splits:
             return
-        from aelab.data.base import split_count
-
         texts, labels = self.load_documents()
         n = len(texts)
         if n < 3:
@@ -271,8 +265,7 @@ class TextDataModule(TensorDataModule):
 
     def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
         """The token ids ``(N, T)`` (int64, ``[PAD]`` = 0) of a split and its labels ``(N,)`` or ``None``."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
+        check_split(split)
         self.setup()
         return self._splits[split]
 

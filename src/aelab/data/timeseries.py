@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aelab.data.base import TensorDataModule
+from aelab.data.base import TensorDataModule, check_split
 from aelab.data.tables import read_table
 from aelab.data.windows import (
     Series,
@@ -251,11 +251,7 @@ class TimeSeriesDataModule(TensorDataModule):
         return ((values - offset) / scale).astype(np.float32)
 
     def setup(self, stage: str | None = None) -> None:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
-            raise ConfigError(
-                f"data.batch_size={self.batch_size} is the global batch and must divide by the world size {world}"
-            )
+        self.check_global_batch()
         if "train" in self._splits:
             return
         series = self.load_series()
@@ -320,8 +316,7 @@ class TimeSeriesDataModule(TensorDataModule):
 
     def split_tensors(self, split: str) -> tuple[Tensor, Tensor | None]:
         """The windows ``(N, T, C)`` of ``train``, ``val`` or ``test`` (float32, scaled) and no labels."""
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
+        check_split(split)
         self.setup()
         return self._splits[split]
 
