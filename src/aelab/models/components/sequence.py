@@ -242,6 +242,22 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     return pe
 
 
+def self_attention_layers(
+    part: str, d_model: int, nhead: int, num_layers: int, dim_feedforward: int, dropout: float
+) -> nn.TransformerEncoder:
+    """``num_layers`` Transformer encoder layers (self-attention, batch first) of width ``d_model`` — the stack of
+    both :class:`TransformerSeriesEncoder` and :class:`TransformerSeriesDecoder` (``part`` names their config keys).
+
+    Raises:
+        ValueError: when ``nhead`` does not divide ``d_model``.
+    """
+    if int(d_model) % int(nhead):
+        raise ValueError(f"model.{part}.d_model={d_model} must divide by model.{part}.nhead={nhead}")
+    layer = nn.TransformerEncoderLayer(int(d_model), int(nhead), int(dim_feedforward), float(dropout),
+                                       batch_first=True)  # fmt: skip
+    return nn.TransformerEncoder(layer, int(num_layers), enable_nested_tensor=False)
+
+
 class TransformerSeriesEncoder(nn.Module):
     """Each point projected to ``d_model``, sinusoidal positions added, ``num_layers`` Transformer encoder layers
     (self-attention over the window), the mean over time mapped linearly to ``out_dim``.
@@ -270,15 +286,11 @@ class TransformerSeriesEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.out_dim, self.in_shape = int(out_dim), _series_shape(in_shape, "model.encoder.in_shape")
-        if int(d_model) % int(nhead):
-            raise ValueError(f"model.encoder.d_model={d_model} must divide by model.encoder.nhead={nhead}")
         self.proj = nn.Linear(self.in_shape[1], int(d_model))
         self.register_buffer(
             "positions", sinusoidal_positions(self.in_shape[0], int(d_model)), persistent=False
         )
-        layer = nn.TransformerEncoderLayer(int(d_model), int(nhead), int(dim_feedforward), float(dropout),
-                                           batch_first=True)  # fmt: skip
-        self.layers = nn.TransformerEncoder(layer, int(num_layers), enable_nested_tensor=False)
+        self.layers = self_attention_layers("encoder", d_model, nhead, num_layers, dim_feedforward, dropout)
         self.head = nn.Linear(int(d_model), self.out_dim)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -318,15 +330,11 @@ class TransformerSeriesDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.latent_dim, self.out_shape = int(latent_dim), _series_shape(out_shape, "model.decoder.out_shape")
-        if int(d_model) % int(nhead):
-            raise ValueError(f"model.decoder.d_model={d_model} must divide by model.decoder.nhead={nhead}")
         self.code = nn.Linear(self.latent_dim, int(d_model))
         self.register_buffer(
             "positions", sinusoidal_positions(self.out_shape[0], int(d_model)), persistent=False
         )
-        layer = nn.TransformerEncoderLayer(int(d_model), int(nhead), int(dim_feedforward), float(dropout),
-                                           batch_first=True)  # fmt: skip
-        self.layers = nn.TransformerEncoder(layer, int(num_layers), enable_nested_tensor=False)
+        self.layers = self_attention_layers("decoder", d_model, nhead, num_layers, dim_feedforward, dropout)
         self.out = nn.Linear(int(d_model), self.out_shape[1])
 
     def forward(self, z: Tensor) -> Tensor:
