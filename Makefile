@@ -24,7 +24,7 @@ RESULTS_DIR ?= logs/results/main
 CKPT   ?=
 PORT   ?= 6006
 
-.PHONY: help install data train tune eval test test-all bench bench-kinds gpu-check results tensorboard lint format clean
+.PHONY: help install data train tune eval test test-all bench bench-kinds bench-first-try gpu-check results tensorboard lint format clean
 
 help: ## list the targets
 	@echo "aelab make targets (pass Hydra overrides with ARGS=\"model=vae trainer=gpu\"):"
@@ -66,6 +66,9 @@ bench: install data ## time aelab against a plain PyTorch loop (interleaved roun
 
 bench-kinds: install ## time the data kinds beyond images (one Mult-VAE epoch, the EASE fit, the default eval): docs/kinds_speed.json, docs/BENCHMARKS_KINDS.md
 	$(BIN)/python scripts/bench_kinds.py --json docs/kinds_speed.json --out docs/BENCHMARKS_KINDS.md $(ARGS)
+
+bench-first-try: install ## a user's first try on tables (no model override) vs IsolationForest, and the candidates for that default, 5 seeds: docs/first_try.json, docs/FIRST_TRY.md
+	$(BIN)/python scripts/bench_first_try.py --json docs/first_try.json --out docs/FIRST_TRY.md $(ARGS)
 
 gpu-check: ## the GPU figures in one prepared command (docs/bench_gpu.json); ARGS="--device cpu --smoke" rehearses it here
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) scripts/gpu_check.py $(ARGS)

@@ -49,7 +49,7 @@ def test_one_class_sweep_on_two_digits(tmp_path, fake_data_dir, monkeypatch, cap
     assert " mean " in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("report", ["results", "benchmarks", "kinds"])
+@pytest.mark.parametrize("report", ["results", "benchmarks", "kinds", "first_try"])
 def test_committed_reports_render_from_their_json_byte_for_byte(tmp_path, report):
     out = tmp_path / "R.md"
     if report == "results":
@@ -65,6 +65,9 @@ def test_committed_reports_render_from_their_json_byte_for_byte(tmp_path, report
             str(out),
         ]
         committed = REPO / "docs" / "BENCHMARKS_KINDS.md"
+    elif report == "first_try":
+        cmd = [sys.executable, "scripts/bench_first_try.py", "--render", "docs/first_try.json", "--out", str(out)]
+        committed = REPO / "docs" / "FIRST_TRY.md"
     else:
         cmd = [sys.executable, "scripts/benchmark.py", "--render", "docs/bench_cpu.json", "--out", str(out)]
         committed = REPO / "docs" / "BENCHMARKS.md"

@@ -256,7 +256,8 @@ def test_aelab_score_flags_exactly_the_records_above_the_validation_percentile(
     """aelab-score's flag threshold is the ``1 − contamination`` quantile (here 0.8) of the validation records'
     scores, computed here from the run's own validation split and model: exactly the records whose score lies above
     it are flagged, and some records lie between the validation median and that threshold (a median threshold
-    would flag them too)."""
+    would flag them too). The scores are the standardised errors, computed here by hand from the training
+    records' per-feature errors (shrunk halfway to their mean)."""
     from hydra.utils import instantiate
 
     from aelab.checkpoint import load_model
@@ -277,12 +278,16 @@ def test_aelab_score_flags_exactly_the_records_above_the_validation_percentile(
     rows = list(csv.DictReader(out.open()))
 
     model, run_cfg, _ = load_model(ckpt)
+    model.eval()
     dm = instantiate(run_cfg.data)
-    val = dm.split_tensors("val")[0]
+    assert dm.standardize_errors  # the tables' default: standardised errors, by hand below
+    train, val = dm.split_tensors("train")[0], dm.split_tensors("val")[0]
     x = dm.transform.transform(new)
     with torch.no_grad():
-        val_scores = ((model.reconstruct(val) - val) ** 2).mean(1).double().numpy()
-        scores = ((model.reconstruct(x) - x) ** 2).mean(1).double().numpy()
+        per_feature = ((model.reconstruct(train) - train) ** 2).mean(0)  # each feature's training error ...
+        scale = (per_feature + per_feature.mean()) / 2  # ... shrunk halfway to the mean over features
+        val_scores = (((model.reconstruct(val) - val) ** 2) / scale).mean(1).double().numpy()
+        scores = (((model.reconstruct(x) - x) ** 2) / scale).mean(1).double().numpy()
     threshold = np.quantile(val_scores, 1 - 0.2)
     assert [r["id"] for r in rows] == new["id"].tolist()
     np.testing.assert_allclose([float(r["score"]) for r in rows], scores, rtol=1e-5)
@@ -328,3 +333,23 @@ def test_labels_and_categories_compare_as_values_and_bad_labels_are_refused(tmp_
     assert t.transform(pd.DataFrame({"k": [1.0, 2.0]})).tolist() == [[1, 0], [0, 1]]
     with pytest.raises(DataError, match="categorical column 'k' has missing values"):
         t.transform(pd.DataFrame({"k": [1.0, np.nan]}))
+
+
+def test_standardised_record_scores_are_the_hand_values():
+    """record_scores with error_scale: each feature's squared error divided by its training error shrunk halfway
+    to the mean over features, averaged over the features — by hand on a model that reconstructs every record
+    as zeros (so the errors are the values squared)."""
+    from aelab.evaluation.scores import error_scale, record_scores
+
+    class Zeros(torch.nn.Module):
+        def reconstruct(self, x):
+            return torch.zeros_like(x)
+
+    train = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]])  # errors² per feature: mean [5, 0, 2]
+    scale = error_scale(Zeros(), train, 8, torch.device("cpu"))
+    # ē = 7/3; (e + ē) / 2 = [11/3, 7/6, 13/6]
+    torch.testing.assert_close(scale, torch.tensor([11 / 3, 7 / 6, 13 / 6]))
+    x = torch.tensor([[1.0, 1.0, 1.0], [0.0, 2.0, 0.0]])
+    want = torch.tensor([(3 / 11 + 6 / 7 + 6 / 13) / 3, (4 * 6 / 7) / 3])
+    torch.testing.assert_close(record_scores(Zeros(), x, 8, torch.device("cpu"), scale), want)
+    torch.testing.assert_close(record_scores(Zeros(), x, 8, torch.device("cpu")), torch.tensor([1.0, 4 / 3]))

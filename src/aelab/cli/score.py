@@ -40,18 +40,8 @@ from aelab.checkpoint import load_model
 from aelab.cli import checkpoint_parser, returns_code
 from aelab.data.tables import TableTransform, read_table
 from aelab.errors import ConfigError, DataError
-from aelab.evaluation.metrics import map_batches, mse_per_image
-from aelab.evaluation.scores import elbo_scores
-from aelab.models.capabilities import Probabilistic
+from aelab.evaluation.scores import record_scorer
 from aelab.trust import trusted_prefixes
-
-
-def record_scores(model, x: torch.Tensor, batch_size: int, device) -> torch.Tensor:
-    """The anomaly score of each record ``(N, F)``: −ELBO (nats) for a probabilistic model, else the reconstruction
-    MSE: the score of the training run's test figures."""
-    if isinstance(model, Probabilistic):
-        return elbo_scores(model, x, batch_size, device, seed=0)
-    return mse_per_image(map_batches(model.reconstruct, x, batch_size, device), x)
 
 
 def _transform_state(ckpt: dict) -> dict:
@@ -204,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             "threshold; score with the training file the run read. Nothing was written"
         )
     with torch.no_grad():
-        threshold = float(torch.quantile(record_scores(model, val, args.batch_size, device).double(),
-                                         dm.threshold_percentile / 100))  # fmt: skip
-        scores = record_scores(model, x, args.batch_size, device)
+        score = record_scorer(model, dm, args.batch_size, device)  # the run's test figures score with it too
+        threshold = float(torch.quantile(score(val).double(), dm.threshold_percentile / 100))
+        scores = score(x)
     id_column = saved.get("id_column")
     if id_column not in frame.columns:  # the records' row numbers, under their own header
         id_column = None

@@ -98,6 +98,8 @@ class TensorDataModule(pl.LightningDataModule):
         code_size: the code size the model configs default to on this data (``model.latent_dim``; ``None``: theirs).
         pca_start: whether the autoencoders start at this data's PCA by default (``model.init=pca``): natural images
             and small folders, where PCA has a head start gradient descent is slow to make up.
+        mlp_hidden_dims, mlp_dropout: the MLP parts' hidden widths (encoder side first) and dropout on this data
+            (``model.encoder.hidden_dims``, ``dropout``; ``None``: theirs): small tables want a small, regularised MLP.
         monitor, monitor_mode: the validation metric that picks the best checkpoint and whether lower (``min``) or
             higher (``max``) is better (``None``: the data's own, ``val/loss`` and ``min`` unless it names another).
 
@@ -134,6 +136,8 @@ class TensorDataModule(pl.LightningDataModule):
         bounded: bool = True,
         code_size: int | None = None,
         pca_start: bool = False,
+        mlp_hidden_dims: Sequence[int] | None = None,
+        mlp_dropout: float | None = None,
         monitor: str | None = None,
         monitor_mode: str | None = None,
     ) -> None:
@@ -146,6 +150,8 @@ class TensorDataModule(pl.LightningDataModule):
         self.binary = bool(binary)
         # what the model configs read from the data (model.latent_dim, model.init); nothing here uses them
         self.code_size, self.pca_start = (None if code_size is None else int(code_size)), bool(pca_start)
+        self.mlp_hidden_dims = None if mlp_hidden_dims is None else [int(h) for h in mlp_hidden_dims]
+        self.mlp_dropout = None if mlp_dropout is None else float(mlp_dropout)
         self.bounded = bool(bounded)
         if resident not in (True, False, "auto"):
             raise ConfigError(f"data.resident={resident!r} must be true, false or auto")

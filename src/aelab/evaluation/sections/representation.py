@@ -12,7 +12,7 @@ from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.detection import BASELINES, baseline_scorers, detection_figures
 from aelab.evaluation.features import knn_accuracy, linear_probe_accuracy
 from aelab.evaluation.metrics import auroc, mse_per_image, to_float
-from aelab.evaluation.scores import anomaly_scores, elbo_scores
+from aelab.evaluation.scores import anomaly_scores, elbo_scores, record_scorer
 from aelab.models.capabilities import Autoencoding, Probabilistic
 
 log = logging.getLogger("aelab")
@@ -133,8 +133,9 @@ def _one_class_records(ctx: EvalContext, flags: torch.Tensor, scores: torch.Tens
     """The figures of the one-class protocol on records whose test split marks anomalies (see :func:`anomaly`)."""
     model, dm = ctx.model, ctx.datamodule
     x_val = to_float(dm.split_tensors("val")[0])
-    if isinstance(model, Probabilistic):
-        val = elbo_scores(model, x_val, ctx.batch_size, ctx.device, seed=0)
+    if getattr(dm, "standardize_errors", False) or isinstance(model, Probabilistic):
+        score = record_scorer(model, dm, ctx.batch_size, ctx.device)  # what aelab-score scores with
+        scores, val = score(ctx.x_test), score(x_val)
     else:
         val = mse_per_image(ctx.map(model.reconstruct, x_val), x_val)
     percentile = float(getattr(dm, "threshold_percentile", 95.0))
