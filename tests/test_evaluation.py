@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,12 +333,12 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
 
     dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
     train, test = dm.split_tensors("train"), dm.split_tensors("test")
-    net, acc = FID.classifier(train, test, tmp_path, steps=100)
-    assert acc >= 0.85  # the synthetic digits are easy (200 test images)
+    net, acc, source = FID.classifier(train, test, tmp_path, steps=100)
+    assert acc >= 0.85 and source == "trained"  # the synthetic digits are easy (200 test images)
     cached = list(tmp_path.glob("features_*.pt"))
     assert len(cached) == 1
-    again, acc2 = FID.classifier(train, test, tmp_path, steps=100)  # loaded, not retrained
-    assert acc2 == acc and all(
+    again, acc2, source = FID.classifier(train, test, tmp_path, steps=100)  # loaded, not retrained
+    assert acc2 == acc and source == "cached" and all(
         torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
     )
     same = FID.frechet_distance(net, test[0], test[0], 64, "cpu")
@@ -346,8 +347,54 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     assert abs(same) < 1e-2 and noise > 10 * max(floor, 1e-3) and floor < noise
     # another data shape and class count: the classifier takes both from the data
     rgb = (torch.rand(64, 3, 8, 8) * 255).to(torch.uint8), torch.arange(64) % 3
-    net3, _ = FID.classifier(rgb, rgb, tmp_path, steps=5)
+    net3, _, _ = FID.classifier(rgb, rgb, tmp_path, steps=5)
     assert net3.logits(torch.rand(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_shipped_classifier_weights_are_found_by_the_splits_fingerprint_and_never_trained(tmp_path):
+    """A classifier file in the shipped folder whose name holds the training split's fingerprint is loaded (no
+    training: a million steps would not end), reported as shipped; the same weights for another split are not."""
+    from aelab.evaluation import fid as FID
+
+    g = torch.Generator().manual_seed(0)
+    train = (torch.randint(0, 256, (40, 1, 8, 8), generator=g, dtype=torch.uint8), torch.arange(40) % 4)
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    net = FID.FeatureClassifier((1, 8, 8), 4)
+    name = FID.classifier_file(*train, num_classes=4, steps=10**6, seed=0)
+    torch.save({"state_dict": net.state_dict(), "test_acc": 0.99}, shipped / name)
+    got, acc, source = FID.classifier(train, train, tmp_path / "cache", steps=10**6, shipped_dir=shipped)
+    assert (source, acc) == ("shipped", 0.99)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), got.state_dict().values(), strict=True))
+    other = (train[0].flip(0), train[1])  # the same images in another order: another split, another fingerprint
+    assert FID.classifier_file(*other, num_classes=4, steps=10**6, seed=0) != name
+    assert FID.classifier(other, other, tmp_path / "cache", steps=3, shipped_dir=shipped)[2] == "trained"
+
+
+def test_the_bundled_sets_default_splits_have_shipped_classifiers(tmp_path):
+    """Each labelled bundled set's default split (its config as a user composes it) finds its classifier among the
+    shipped weights, so a default evaluation trains none (scripts/train_feature_classifiers.py writes them)."""
+    import json
+
+    from hydra.utils import instantiate
+
+    from aelab.evaluation import fid as FID
+    from conftest import compose_cfg
+
+    REPO = Path(__file__).resolve().parents[1]  # the real data, unpacked by `make data`
+    index = json.loads((FID.SHIPPED_DIR / "classifiers.json").read_text())
+    steps = 3000  # suite.sections.fid.classifier_steps' default
+    for name in ("mnist", "fashion_mnist", "digits"):
+        cfg = compose_cfg("train", [f"data={name}"], tmp_path / name, REPO / "data")
+        dm = instantiate(cfg.data)
+        try:
+            train = dm.split_tensors("train")
+        except (FileNotFoundError, RuntimeError) as err:  # `make data` unpacks MNIST and Fashion-MNIST
+            pytest.skip(f"{name} is not unpacked here: {err}")
+        file = FID.classifier_file(*train, num_classes=dm.num_classes, steps=steps, seed=0)
+        assert (FID.SHIPPED_DIR / file).is_file() and index[file]["data"] == name
+        # Fashion-MNIST's stays under the Fréchet gate (min_classifier_acc 0.98): shipped, the section skips at once
+        assert index[file]["test_acc"] >= (0.9 if name == "fashion_mnist" else 0.98)
 
 
 @pytest.mark.slow
@@ -377,7 +424,7 @@ def test_suite_writes_a_frechet_distance_per_sampler(tmp_path, trained, fake_dat
         )
         assert all((tmp_path / name / f"samples_{s}.png").is_file() for s in samplers)
         dm = objects["datamodule"]
-        net, acc = FID.classifier(
+        net, acc, _ = FID.classifier(
             dm.split_tensors("train"), dm.split_tensors("test"), dm.cache_dir, steps=150
         )
         assert acc == metrics["test/generation/fid_classifier_test_acc"]
@@ -494,7 +541,7 @@ def test_a_feature_classifier_exactly_at_min_classifier_acc_gets_its_frechet_dis
     torch.manual_seed(0)
     net = frechet.FeatureClassifier((1, 28, 28), 10).eval()
     accuracy = {"value": 0.75}
-    monkeypatch.setattr(frechet, "classifier", lambda *args, **kwargs: (net, accuracy["value"]))
+    monkeypatch.setattr(frechet, "classifier", lambda *args, **kwargs: (net, accuracy["value"], "trained"))
     dm = MNISTDataModule(str(fake_data_dir), val_size=100, download=False)
     ctx = EvalContext(Autoencoder(MLPEncoder(4), MLPDecoder(4)), dm, tmp_path, torch.device("cpu"), 200)
     at = fid(ctx, num_samples=50, min_classifier_acc=0.75, samplers=("gaussian",))

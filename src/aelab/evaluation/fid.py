@@ -75,6 +75,17 @@ def split_fingerprint(images: Tensor, labels: Tensor) -> str:
     return h.hexdigest()
 
 
+#: the feature classifiers of the bundled sets' default splits, shipped in the package (trained by
+#: ``scripts/train_feature_classifiers.py``, their accuracies in ``classifiers.json`` beside them)
+SHIPPED_DIR = Path(__file__).parent / "weights"
+
+
+def classifier_file(images: Tensor, labels: Tensor, num_classes: int, steps: int, seed: int) -> str:
+    """The file name of the classifier of a training split: its fingerprint (:func:`split_fingerprint`), the class
+    count, the steps and the seed."""
+    return f"features_{split_fingerprint(images, labels)[:20]}_k{num_classes}_t{steps}_s{seed}.pt"
+
+
 def classifier(
     train: tuple[Tensor, Tensor],
     test: tuple[Tensor, Tensor],
@@ -83,9 +94,12 @@ def classifier(
     steps: int = 3000,
     seed: int = 0,
     num_classes: int | None = None,
-) -> tuple[FeatureClassifier, float]:
-    """The feature network, trained on ``train`` (uint8 images ``(N, C, H, W)``, labels) or loaded from
-    ``cache_dir``; returns ``(network in eval mode, test accuracy in [0, 1])``.
+    shipped_dir: str | Path | None = None,
+) -> tuple[FeatureClassifier, float, str]:
+    """The feature network, loaded from the weights shipped in the package (``shipped_dir``, default
+    :data:`SHIPPED_DIR`: the bundled sets' default splits), else from ``cache_dir``, else trained on ``train``
+    (uint8 images ``(N, C, H, W)``, labels) and cached; returns ``(network in eval mode, test accuracy in [0, 1],
+    where it came from: "shipped", "cached" or "trained")``.
 
     Training is seeded: AdamW (weight decay 0.01), batch 256, ``steps`` steps whatever the size of the set (a small set
     such as the 8×8 digits gets as many updates as MNIST, which a fixed number of epochs did not give it: 53% test
@@ -97,12 +111,14 @@ def classifier(
     images, labels = train
     shape = tuple(images.shape[1:])
     k = int(num_classes if num_classes is not None else int(labels.max()) + 1)
-    path = Path(cache_dir) / f"features_{split_fingerprint(images, labels)[:20]}_k{k}_t{steps}_s{seed}.pt"
-    if path.is_file():
-        net = FeatureClassifier(shape, k).to(device)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state["state_dict"])
-        return net.eval(), float(state["test_acc"])
+    name = classifier_file(images, labels, k, steps, seed)
+    path = Path(cache_dir) / name
+    for source, found in (("shipped", Path(shipped_dir or SHIPPED_DIR) / name), ("cached", path)):
+        if found.is_file():  # the name holds the training split's fingerprint: a file for another split never matches
+            net = FeatureClassifier(shape, k).to(device)
+            state = torch.load(found, map_location="cpu", weights_only=True)
+            net.load_state_dict(state["state_dict"])
+            return net.eval(), float(state["test_acc"]), source
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = FeatureClassifier(shape, k).to(device)
@@ -122,8 +138,9 @@ def classifier(
         pred = torch.cat([net.logits(b).argmax(1).cpu() for b in batches(test[0], 1000, device)])
     acc = (pred == test[1]).float().mean().item()
     atomic_torch_save({"state_dict": net.state_dict(), "test_acc": acc}, path)
-    log.info("feature classifier trained (%d steps): test accuracy %.4f, cached in %s", steps, acc, path)
-    return net, acc
+    log.info("feature classifier trained here (%d steps; no shipped weights for this split): test accuracy %.4f, "
+             "cached in %s", steps, acc, path)  # fmt: skip
+    return net, acc, "trained"
 
 
 @torch.no_grad()

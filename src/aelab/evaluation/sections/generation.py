@@ -49,11 +49,13 @@ def fid(
         accuracy and the reason). Each sampler's first ``grid_samples`` images go to ``samples_<sampler>.png`` and to
         the loggers (``samples/<sampler>``). ``test/generation/num_samples`` is the number of images compared, and
     ``test/generation/gmm_dims`` the dimensions the mixture was fitted in (a PCA of wider codes to ``gmm_max_dims``,
-    full covariances there). Labelled data only."""
+    full covariances there). ``test/generation/feature_classifier_shipped`` is 1 when the classifier came with the
+    package (the bundled sets' default splits: no training), 0 when it was trained here (a folder, a user's data,
+    another split; then cached). Labelled data only."""
 
     if not ctx.labelled:
         return ctx.skip("fid", f"{ctx.datamodule.name} has no labels to train the feature classifier on")
-    net, acc = frechet.classifier(
+    net, acc, source = frechet.classifier(
         (ctx.train_u8, ctx.train_y),
         (ctx.test_u8, ctx.test_y),
         ctx.datamodule.cache_dir,
@@ -74,6 +76,8 @@ def fid(
             net, real, ctx.train_u8[floor_idx], ctx.batch_size, ctx.device
         ),
         "test/generation/fid_classifier_test_acc": acc,
+        # 1: the package's weights for this split; 0: trained here (a folder, a user's data, another split) or cached
+        "test/generation/feature_classifier_shipped": float(source == "shipped"),
         "test/generation/num_samples": float(n),
     }
     media = Media(ctx.loggers)
