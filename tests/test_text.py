@@ -106,6 +106,47 @@ def test_the_masked_token_nll_against_a_hand_computation():
     assert nll.item() == pytest.approx(-math.log(0.25) - math.log(0.8), rel=1e-5) and tokens.item() == 2
 
 
+def test_the_decoders_nll_on_non_padding_targets_is_the_masked_nll_of_its_logits():
+    """TokenDecoder.nll runs the output layer on the non-padding targets only: the same figures as
+    masked_token_nll of the full logits, with and without a code."""
+    from aelab.models.text import TokenDecoder, masked_token_nll
+
+    torch.manual_seed(0)
+    for latent in (0, 4):
+        dec = TokenDecoder(11, latent_dim=latent, embedding_dim=6, hidden_size=8).eval()
+        x = torch.tensor([[BOS, 5, 6, 7, EOS], [BOS, 8, EOS, PAD, PAD]])
+        z = torch.randn(2, latent) if latent else None
+        nll, tokens = dec.nll(x[:, :-1], x[:, 1:], z)
+        want, want_tokens = masked_token_nll(dec(x[:, :-1], z), x[:, 1:])
+        torch.testing.assert_close(nll, want)
+        assert tokens.tolist() == want_tokens.tolist() == [4, 2]
+
+
+def test_beam_search_finds_the_most_likely_sequence_and_one_hypothesis_is_greedy():
+    """On a toy vocabulary (6 tokens) and 3 steps, a beam of 16 holds every prefix, so its answer is the most likely
+    sequence of all (enumerated here and scored by the decoder's own NLL); a beam of 1 is the greedy decode."""
+    import itertools
+
+    from aelab.models.text import TokenDecoder
+
+    torch.manual_seed(3)
+    for cell in ("lstm", "gru"):
+        dec = TokenDecoder(6, latent_dim=3, embedding_dim=4, hidden_size=5, cell=cell).eval()
+        z = torch.randn(2, 3)
+        assert torch.equal(dec.beam(z, 4, beam_size=1), dec.greedy(z, 4))
+        found = dec.beam(z, 4, beam_size=16)
+        for i in range(2):
+            best, best_lp = None, -math.inf
+            for seq in itertools.product([UNK, EOS, 4, 5], repeat=3):
+                if EOS in seq:  # after [EOS] a sequence is padded
+                    seq = seq[: seq.index(EOS) + 1] + (PAD,) * (2 - seq.index(EOS))
+                x = torch.tensor([[BOS, *seq]])
+                lp = -dec.nll(x[:, :-1], x[:, 1:], z[i : i + 1])[0].item()
+                if lp > best_lp + 1e-6:
+                    best, best_lp = x[0], lp
+            assert found[i].tolist() == best.tolist(), cell
+
+
 def test_active_units_on_a_toy_posterior_and_mutual_information():
     from aelab.models.code_metrics import active_units, mutual_information
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aelab.models.components.token_decoder import (  # noqa: F401  (re-exported: the text configs name them here)
+    BOS,
+    EOS,
+    PAD,
+    UNK,
+    TokenDecoder,
+    masked_token_nll,
+    trimmed,
+)
 from aelab.models.outputs import ModelOutput
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 KL_SCHEDULES = ("none", "linear", "logistic", "cyclical")
 
 
@@ -58,110 +65,6 @@ def free_bits_kl(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     if free_bits <= 0:
         return kl_per_dim.sum(1).mean()
     return kl_per_dim.mean(0).clamp(min=free_bits).sum()
-
-
-def trimmed(x: Tensor) -> Tensor:
-    """``x`` ``(B, T)`` cut after the batch's longest sequence (its trailing all-padding columns dropped): the same
-    figures, fewer steps."""
-    longest = int((x != PAD).sum(1).max()) if x.numel() else 0
-    return x[:, : max(longest, 2)]
-
-
-def masked_token_nll(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """``(nll per sequence (B,), tokens per sequence (B,))``: the cross-entropy of ``logits`` ``(B, T, V)`` against
-    ``targets`` ``(B, T)`` summed over each sequence's non-padding targets (nats)."""
-    mask = targets != PAD
-    nll = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
-    return (nll * mask).sum(1), mask.sum(1)
-
-
-class TokenDecoder(nn.Module):
-    """An autoregressive recurrent decoder: each step reads the previous token's embedding (and the code, when there
-    is one) and predicts the next token; the code also sets the initial state (Bowman et al. 2016, §3).
-
-    Args:
-        vocab_size: the vocabulary (the data's ``num_tokens``).
-        latent_dim: the code size (0: no code: a language model).
-        embedding_dim: the token embeddings' size.
-        hidden_size: the recurrent state's size.
-        cell: ``lstm`` or ``gru``.
-        num_layers: stacked recurrent layers.
-        dropout: dropout on the embeddings and the outputs.
-
-    Shapes: ``forward(inputs (B, T), z (B, latent_dim) or None) → logits (B, T, vocab_size)``.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        latent_dim: int = 32,
-        embedding_dim: int = 256,
-        hidden_size: int = 512,
-        cell: str = "lstm",
-        num_layers: int = 1,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if cell not in ("lstm", "gru"):
-            raise ValueError(f"model.decoder.cell={cell!r} must be lstm or gru")
-        self.vocab_size, self.latent_dim, self.cell = int(vocab_size), int(latent_dim), cell
-        self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
-        self.embedding = nn.Embedding(self.vocab_size, int(embedding_dim), padding_idx=PAD)
-        rnn = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = rnn(
-            int(embedding_dim) + self.latent_dim, self.hidden_size, self.num_layers, batch_first=True
-        )
-        states = (2 if cell == "lstm" else 1) * self.num_layers * self.hidden_size
-        self.init_state = nn.Linear(self.latent_dim, states) if self.latent_dim else None
-        self.drop = nn.Dropout(float(dropout))
-        self.out = nn.Linear(self.hidden_size, self.vocab_size)
-
-    def initial_state(self, z: Tensor | None, batch: int, device) -> tuple | Tensor | None:
-        if z is None or self.init_state is None:
-            return None
-        s = torch.tanh(self.init_state(z)).view(batch, -1, self.num_layers, self.hidden_size)
-        s = s.permute(1, 2, 0, 3).contiguous()  # (states, layers, B, H)
-        return (s[0], s[1]) if self.cell == "lstm" else s[0]
-
-    def forward(self, inputs: Tensor, z: Tensor | None = None, state=None) -> Tensor:
-        logits, _ = self.run(
-            inputs, z, state if state is not None else self.initial_state(z, len(inputs), inputs.device)
-        )
-        return logits
-
-    def run(self, inputs: Tensor, z: Tensor | None, state):
-        """``(logits (B, T, V), final state)`` from a given state (decoding one step at a time)."""
-        e = self.drop(self.embedding(inputs))
-        if self.latent_dim and z is not None:
-            e = torch.cat([e, z[:, None, :].expand(-1, e.shape[1], -1).to(e.dtype)], -1)
-        y, state = self.rnn(e, state)
-        return self.out(self.drop(y)), state
-
-    @torch.no_grad()
-    def greedy(self, z: Tensor | None, length: int, batch: int | None = None, device=None,
-               generator: torch.Generator | None = None, sample: bool = False) -> Tensor:  # fmt: skip
-        """Token ids ``(B, length)``: ``[BOS]`` then, at each step, the most likely token (or a draw, ``sample``)
-        given the code; after ``[EOS]`` a sequence is padded."""
-        b = len(z) if z is not None else int(batch)
-        device = z.device if z is not None else device
-        out = torch.zeros(b, length, dtype=torch.int64, device=device)
-        out[:, 0] = BOS
-        token, state = out[:, :1], self.initial_state(z, b, device)
-        done = torch.zeros(b, dtype=torch.bool, device=device)
-        for t in range(1, length):
-            logits, state = self.run(token, z, state)
-            logits = logits[:, -1].float()
-            logits[:, PAD] = -math.inf
-            logits[:, BOS] = -math.inf
-            if sample:
-                token = torch.multinomial(logits.softmax(-1), 1, generator=generator)
-            else:
-                token = logits.argmax(-1, keepdim=True)
-            out[:, t] = torch.where(done, torch.full_like(token[:, 0], PAD), token[:, 0])
-            done |= token[:, 0] == EOS
-            if done.all():
-                break
-        return out
 
 
 class TextAutoencoder(nn.Module):
@@ -222,13 +125,16 @@ class TextAutoencoder(nn.Module):
         """Codes ``(B, latent_dim)`` of token ids ``(B, T)``."""
         return self.features(x)
 
-    def decode(self, z: Tensor, length: int = 50) -> Tensor:
-        """Greedy decodes ``(B, length)`` of codes ``(B, latent_dim)``."""
-        return self.decoder.greedy(z, length)
+    def decode(self, z: Tensor, length: int = 50, beam_size: int = 1) -> Tensor:
+        """Decodes ``(B, length)`` of codes ``(B, latent_dim)``: greedy, or beam search with ``beam_size > 1``
+        (:meth:`TokenDecoder.beam`)."""
+        return (
+            self.decoder.beam(z, length, beam_size) if int(beam_size) > 1 else self.decoder.greedy(z, length)
+        )
 
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Greedy decodes ``(B, T)`` of the codes of ``x`` ``(B, T)`` (not teacher-forced)."""
-        return self.decode(self.encode(x), x.shape[1])
+    def reconstruct(self, x: Tensor, beam_size: int = 1) -> Tensor:
+        """Decodes ``(B, T)`` of the codes of ``x`` ``(B, T)`` (not teacher-forced; greedy unless ``beam_size > 1``)."""
+        return self.decode(self.encode(x), x.shape[1], beam_size)
 
     # ------------------------------------------------------------------ the objective
     def decoder_inputs(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -250,8 +156,7 @@ class TextAutoencoder(nn.Module):
     ) -> ModelOutput:
         x = trimmed(x)
         z, code, penalty, terms = self.latent(self.features(x), generator, step)
-        logits = self.decoder(self.decoder_inputs(x, generator), z)
-        nll, tokens = masked_token_nll(logits, x[:, 1:])
+        nll, tokens = self.decoder.nll(self.decoder_inputs(x, generator), x[:, 1:], z)
         total = tokens.sum().clamp(min=1)
         loss = nll.sum() / total
         if penalty is not None:
@@ -263,8 +168,7 @@ class TextAutoencoder(nn.Module):
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """Each sequence's negative log-likelihood (nats, summed over its tokens) given its code ``(B,)``."""
         x = trimmed(x)
-        logits = self.decoder(x[:, :-1], self.encode(x))
-        return masked_token_nll(logits, x[:, 1:])[0]
+        return self.decoder.nll(x[:, :-1], x[:, 1:], self.encode(x))[0]
 
 
 class SentenceVAE(TextAutoencoder):
@@ -349,7 +253,7 @@ class SentenceVAE(TextAutoencoder):
         for _ in range(int(k)):
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
             z = mu + eps * std
-            nll = masked_token_nll(self.decoder(x[:, :-1], z), x[:, 1:])[0]
+            nll = self.decoder.nll(x[:, :-1], x[:, 1:], z)[0]
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
             log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(1)
             weights.append(-nll + log_pz - log_qz)
@@ -383,7 +287,7 @@ class LanguageModel(nn.Module):
         self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
     ) -> ModelOutput:
         x = trimmed(x)
-        nll, tokens = masked_token_nll(self.decoder(x[:, :-1]), x[:, 1:])
+        nll, tokens = self.decoder.nll(x[:, :-1], x[:, 1:])
         total = tokens.sum().clamp(min=1)
         loss = nll.sum() / total
         return ModelOutput(loss, None, None, {"nll_per_token": loss.detach()}, output="identity")
@@ -392,7 +296,7 @@ class LanguageModel(nn.Module):
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """Each sequence's negative log-likelihood (nats) ``(B,)``."""
         x = trimmed(x)
-        return masked_token_nll(self.decoder(x[:, :-1]), x[:, 1:])[0]
+        return self.decoder.nll(x[:, :-1], x[:, 1:])[0]
 
     def sample(self, n: int, length: int = 50, generator: torch.Generator | None = None) -> Tensor:
         """Sampled sequences ``(n, length)``."""

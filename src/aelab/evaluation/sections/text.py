@@ -66,6 +66,7 @@ def text(
     interpolations: int = 2,
     steps: int = 6,
     seed: int = 0,
+    beam_size: int = 1,
 ) -> dict[str, float]:
     """The figures of a sentence model on the test split (:mod:`aelab.models.text`):
 
@@ -74,7 +75,8 @@ def text(
       (Burda et al. 2016); ``test/text/k`` records ``k``;
     - for the VAE: ``kl`` (nats per sentence), ``active_units`` (Burda et al. 2016, §5.2) and ``mutual_info``
       I(x; z) (Hoffman & Johnson 2016; on the first ``mi_sentences``);
-    - for models with a code: ``token_accuracy`` and ``exact_match`` of greedy decodes (not teacher-forced), and a
+    - for models with a code: ``token_accuracy`` and ``exact_match`` of greedy decodes (beam search with
+      ``beam_size > 1``; never teacher-forced; ``test/text/beam_size`` records it), and a
       linear probe of the codes on the data's probe classes, ``test/features/linear_probe_acc``, beside TF-IDF +
       logistic regression on the same split, ``test/features/tfidf_probe_acc``;
     - samples (the VAE's from the prior, the language model's drawn) and interpolations between pairs of test
@@ -114,10 +116,12 @@ def text(
     has_code = hasattr(model, "encode") and hasattr(model, "decode")
     if has_code:
         with torch.no_grad():
-            decoded = torch.cat([model.reconstruct(b.to(device)).cpu() for b in _batches(x, bs)])
+            decoded = torch.cat([model.reconstruct(b.to(device), int(beam_size)).cpu() for b in _batches(x, bs)])
         acc, exact = token_accuracy(decoded, x)
-        out |= {"test/text/token_accuracy": acc, "test/text/exact_match": exact}
-        lines += ["## Reconstructions (greedy)", ""]
+        out |= {"test/text/token_accuracy": acc, "test/text/exact_match": exact,
+                "test/text/beam_size": float(beam_size)}  # fmt: skip
+        how = "greedy" if int(beam_size) <= 1 else f"beam search, {int(beam_size)} hypotheses"
+        lines += [f"## Reconstructions ({how})", ""]
         for i in range(min(5, len(x))):
             lines += [f"- in:  {dm.decode(x[i])}", f"  out: {dm.decode(decoded[i])}"]
         out |= _probes(ctx, model, dm, seed)
