@@ -21,6 +21,8 @@ from aelab.evaluation.series import (
 from aelab.models.capabilities import Autoencoding
 
 log = logging.getLogger("aelab")
+#: a series this long or longer runs its detectors in parallel (shorter ones finish before workers would start)
+PARALLEL_POINTS = 2000
 
 
 def _points(ctx: EvalContext, values: np.ndarray, stride: int, window: int) -> np.ndarray:
@@ -36,6 +38,7 @@ def series_anomaly(
     max_buffer: int | None = None,
     seed: int = 0,
     figure: bool = True,
+    n_jobs: int = -1,
 ) -> dict[str, float]:
     """Per-point anomaly detection on labelled series (data with ``point_labels``, :mod:`aelab.data.timeseries`).
 
@@ -51,6 +54,7 @@ def series_anomaly(
     ``test/anomaly/<name>_vus_pr``, ``_vus_roc``, ``_range_auc_pr``, ``_auroc``. ``max_buffer``: the VUS buffers'
     largest size (``None``: the data's window, TSB-AD's choice). A figure of each series with the model's score and
     the labelled ranges goes to the loggers and ``series_scores.png``; the scores to ``series_scores.npz``.
+    ``n_jobs``: processes the detectors not cached yet run in (joblib; −1: one per core, 1: in this process).
     """
     dm = ctx.datamodule
     labels_of = getattr(dm, "point_labels", None)
@@ -89,17 +93,19 @@ def series_anomaly(
         random_flags = random_val > np.percentile(rng.random(len(values)), dm.threshold_percentile)
         figures["random_pa_f1"] = point_adjusted_f1(y, random_flags)
         saved[f"{i}_model"], saved[f"{i}_labels"] = model, y
+        runnable = []
         for name in detectors:
             if name in UNIVARIATE_ONLY and values.shape[1] > 1:
                 ctx.skip(
                     f"series_anomaly.{name}", f"{name} takes one channel; {dm.name} has {values.shape[1]}"
                 )
                 continue
-            scores = cached_detector_scores(dm.cache_dir, name, training[i], values, window, seed)
+            runnable.append(name)
+        for name, (scores, found) in zip(runnable, _run_detectors(
+            runnable, dm.cache_dir, training[i], values, window, seed, y, buffer, int(n_jobs)
+        ), strict=True):  # fmt: skip
             saved[f"{i}_{name}"] = scores
-            figures |= {
-                f"{name}_{k}": v for k, v in cached_series_figures(dm.cache_dir, y, scores, buffer).items()
-            }
+            figures |= {f"{name}_{k}": v for k, v in found.items()}
         per_series.append(figures)
         drawn.append((series.name, values, model, y))
     if not per_series:
@@ -113,6 +119,24 @@ def series_anomaly(
     if figure:
         _draw(ctx, drawn, threshold)
     return out
+
+
+def _detector(name: str, cache_dir, train, values, window: int, seed: int, labels, buffer: int):
+    """One detector's per-point scores and their figures (each cached: :mod:`aelab.evaluation.series`)."""
+    scores = cached_detector_scores(cache_dir, name, train, values, window, seed)
+    return scores, cached_series_figures(cache_dir, labels, scores, buffer)
+
+
+def _run_detectors(names, cache_dir, train, values, window, seed, labels, buffer, n_jobs: int) -> list:
+    """:func:`_detector` of each name, in ``n_jobs`` processes (joblib, scikit-learn's) when there are several and
+    the series is long (``PARALLEL_POINTS``; a worker's start-up and imports cost seconds): the detectors and their
+    VUS figures are independent, and most of a cold evaluation."""
+    if n_jobs == 1 or len(names) < 2 or len(values) < PARALLEL_POINTS:
+        return [_detector(n, cache_dir, train, values, window, seed, labels, buffer) for n in names]
+    from joblib import Parallel, delayed
+
+    jobs = (delayed(_detector)(n, cache_dir, train, values, window, seed, labels, buffer) for n in names)
+    return Parallel(n_jobs=n_jobs)(jobs)
 
 
 def _draw(ctx: EvalContext, drawn: list, threshold: float) -> None:
