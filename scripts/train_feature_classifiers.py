@@ -22,8 +22,12 @@ SETS = ("mnist", "fashion_mnist", "digits")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--data-dir", default="data", help="the data root (`make data` unpacks MNIST and Fashion-MNIST)")
-    p.add_argument("--steps", type=int, default=3000, help="training steps (suite.sections.fid.classifier_steps)")
+    p.add_argument(
+        "--data-dir", default="data", help="the data root (`make data` unpacks MNIST and Fashion-MNIST)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=3000, help="training steps (suite.sections.fid.classifier_steps)"
+    )
     args = p.parse_args(argv)
 
     from hydra import compose, initialize_config_dir
@@ -40,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     fid.SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
     for name in args.data:
         with initialize_config_dir(str(CONF_DIR), version_base=None):
-            cfg = compose("train", overrides=[f"data={name}", f"paths.data_dir={Path(args.data_dir).resolve()}"])
+            cfg = compose(
+                "train", overrides=[f"data={name}", f"paths.data_dir={Path(args.data_dir).resolve()}"]
+            )
         dm = instantiate(cfg.data)
         train, test = dm.split_tensors("train"), dm.split_tensors("test")
         file = fid.classifier_file(*train, num_classes=dm.num_classes, steps=args.steps, seed=0)

@@ -239,10 +239,16 @@ def test_tables_default_to_a_small_regularised_mlp_and_images_keep_theirs(make_c
     """The MLP parts read their widths and dropout from the data where it names them (data.mlp_hidden_dims,
     data.mlp_dropout: tables), the decoder's widths the encoder's reversed; an override of either still wins."""
     table = make_cfg(["data=breast_cancer", "model=ae"], small=False)
-    assert list(table.model.encoder.hidden_dims) == [64, 32] and list(table.model.decoder.hidden_dims) == [32, 64]
+    assert list(table.model.encoder.hidden_dims) == [64, 32] and list(table.model.decoder.hidden_dims) == [
+        32,
+        64,
+    ]
     assert table.model.encoder.dropout == table.model.decoder.dropout == 0.2
     image = make_cfg(["data=mnist", "model=ae"], small=False)
-    assert list(image.model.encoder.hidden_dims) == [512, 256] and list(image.model.decoder.hidden_dims) == [256, 512]
+    assert list(image.model.encoder.hidden_dims) == [512, 256] and list(image.model.decoder.hidden_dims) == [
+        256,
+        512,
+    ]
     assert image.model.encoder.dropout == image.model.decoder.dropout == 0.0
     wide = make_cfg(["data=breast_cancer", "model=ae", "data.mlp_hidden_dims=[128,64]"], small=False)
     assert list(wide.model.decoder.hidden_dims) == [64, 128]

@@ -338,8 +338,13 @@ def test_frechet_distance_and_its_classifier(tmp_path, fake_data_dir):
     cached = list(tmp_path.glob("features_*.pt"))
     assert len(cached) == 1
     again, acc2, source = FID.classifier(train, test, tmp_path, steps=100)  # loaded, not retrained
-    assert acc2 == acc and source == "cached" and all(
-        torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
+    assert (
+        acc2 == acc
+        and source == "cached"
+        and all(
+            torch.equal(a, b)
+            for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
+        )
     )
     same = FID.frechet_distance(net, test[0], test[0], 64, "cpu")
     noise = FID.frechet_distance(net, test[0], torch.rand(len(test[0]), 1, 28, 28), 64, "cpu")
@@ -365,8 +370,13 @@ def test_shipped_classifier_weights_are_found_by_the_splits_fingerprint_and_neve
     torch.save({"state_dict": net.state_dict(), "test_acc": 0.99}, shipped / name)
     got, acc, source = FID.classifier(train, train, tmp_path / "cache", steps=10**6, shipped_dir=shipped)
     assert (source, acc) == ("shipped", 0.99)
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), got.state_dict().values(), strict=True))
-    other = (train[0].flip(0), train[1])  # the same images in another order: another split, another fingerprint
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), got.state_dict().values(), strict=True)
+    )
+    other = (
+        train[0].flip(0),
+        train[1],
+    )  # the same images in another order: another split, another fingerprint
     assert FID.classifier_file(*other, num_classes=4, steps=10**6, seed=0) != name
     assert FID.classifier(other, other, tmp_path / "cache", steps=3, shipped_dir=shipped)[2] == "trained"
 
@@ -589,3 +599,27 @@ def test_the_denoising_sections_noisy_psnr_follows_each_sigma():
     for sigma in (0.05, 0.2, 0.6):
         want = -10 * math.log10(sigma**2)
         assert out[f"test/denoise/sigma{sigma}_noisy_psnr"] == pytest.approx(want, abs=0.5)
+
+
+def test_cached_figures_are_read_back_recomputed_when_corrupt_and_keyed_by_their_inputs(tmp_path):
+    """Data-only figures (classical codecs, the Fréchet floor, a detector's VUS) are computed once per key: read
+    back on the second call, computed again for another key or when the file does not read back as figures."""
+    from aelab.evaluation.cache import cached_figures
+
+    calls = []
+
+    def compute(value):
+        calls.append(value)
+        return {"test/x": value}
+
+    images = torch.arange(12, dtype=torch.uint8).view(3, 4)
+    assert cached_figures(tmp_path, "f", ("a", images), lambda: compute(1.0)) == {"test/x": 1.0}
+    assert cached_figures(tmp_path, "f", ("a", images), lambda: compute(2.0)) == {"test/x": 1.0}
+    assert calls == [1.0]
+    other = images.clone()
+    other[0, 0] = 99  # one pixel differs: another key
+    assert cached_figures(tmp_path, "f", ("a", other), lambda: compute(3.0)) == {"test/x": 3.0}
+    for f in (tmp_path / "f").glob("figures-*.json"):
+        f.write_text('{"test/x": "not a number"}')
+    assert cached_figures(tmp_path, "f", ("a", images), lambda: compute(4.0)) == {"test/x": 4.0}
+    assert calls == [1.0, 3.0, 4.0]

@@ -62,7 +62,9 @@ def eval_study(args, device) -> dict:
             warm_sections = schema.section_times(RunDir(eval_dir).metrics())
             out["models"][name] = {
                 "train_cmd": shlex.join(train[1:]).replace(tmp, "<tmp>").replace(args.data_dir, "<data dir>"),
-                "eval_cmd": shlex.join(evaluate[1:]).replace(str(fresh), "<empty data root>").replace(tmp, "<tmp>"),
+                "eval_cmd": shlex.join(evaluate[1:])
+                .replace(str(fresh), "<empty data root>")
+                .replace(tmp, "<tmp>"),
                 "eval_wall_s": wall,
                 "eval_warm_wall_s": warm,
                 "warm_sections": warm_sections,
@@ -70,7 +72,12 @@ def eval_study(args, device) -> dict:
                 "suite": "full" if metrics.get("test/suite/full") else "quick",
                 "sections": sections,
             }
-            print(name, json.dumps(out["models"][name]["sections"]), f"cold {wall:.1f} s, warm {warm:.1f} s", flush=True)
+            print(
+                name,
+                json.dumps(out["models"][name]["sections"]),
+                f"cold {wall:.1f} s, warm {warm:.1f} s",
+                flush=True,
+            )
     return out
 
 
@@ -115,7 +122,8 @@ def render_eval_study(d: dict) -> list[str]:
             f"| {model} | {m['suite']} | "
             + " | ".join(cells)
             + f" | {m['suite_s']:.1f} | {_against(m['eval_wall_s'], 120)} | "
-            + ("—" if warm is None else _against(warm, 30)) + " |"
+            + ("—" if warm is None else _against(warm, 30))
+            + " |"
         )
     for name, m in d["models"].items():  # a model re-measured apart, or kept from an earlier measurement
         by = m.get("measured_by")

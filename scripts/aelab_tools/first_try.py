@@ -61,8 +61,12 @@ def tables(folder: Path) -> dict[str, list[str]]:
     return {
         "breast_cancer": ["data=breast_cancer"],
         "wine": ["data=wine"],
-        "digits_csv": ["data=tabular", f"data.path={digits_csv(folder)}", "data.label_column=digit",
-                       "data.anomaly_values=[1,2,3,4,5,6,7,8,9]"],  # fmt: skip
+        "digits_csv": [
+            "data=tabular",
+            f"data.path={digits_csv(folder)}",
+            "data.label_column=digit",
+            "data.anomaly_values=[1,2,3,4,5,6,7,8,9]",
+        ],  # fmt: skip
     }
 
 
@@ -133,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--data-dir", default="data", help="the data root")
     p.add_argument("--render", default=None, help="only render this JSON to --out")
-    p.add_argument("--work-dir", default=None, help="keep the runs here and reuse those done (default: a temporary folder)")
+    p.add_argument(
+        "--work-dir",
+        default=None,
+        help="keep the runs here and reuse those done (default: a temporary folder)",
+    )
     args = p.parse_args(argv)
     if args.render:
         Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
@@ -143,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     from aelab.utils.device import device_name
 
     command = "python scripts/bench_first_try.py " + " ".join(
-        [f"--candidates {' '.join(repr(c) for c in args.candidates)}"] if args.candidates != list(CANDIDATES) else []
+        [f"--candidates {' '.join(repr(c) for c in args.candidates)}"]
+        if args.candidates != list(CANDIDATES)
+        else []
     )
     result = {"date": dt.date.today().isoformat(), "device": device_name(), "command": command.strip(),
               "versions": {"torch": torch.__version__, "python": platform.python_version()},

@@ -114,7 +114,9 @@ def classifier(
     name = classifier_file(images, labels, k, steps, seed)
     path = Path(cache_dir) / name
     for source, found in (("shipped", Path(shipped_dir or SHIPPED_DIR) / name), ("cached", path)):
-        if found.is_file():  # the name holds the training split's fingerprint: a file for another split never matches
+        if (
+            found.is_file()
+        ):  # the name holds the training split's fingerprint: a file for another split never matches
             net = FeatureClassifier(shape, k).to(device)
             state = torch.load(found, map_location="cpu", weights_only=True)
             net.load_state_dict(state["state_dict"])

@@ -80,31 +80,21 @@ def cached_series_figures(
     cache_dir: Path, labels: np.ndarray, scores: np.ndarray, max_buffer: int
 ) -> dict[str, float]:
     """:func:`series_figures`, kept in ``cache_dir/series_detectors/`` under a fingerprint of the labels, the scores,
-    the buffer and aeon's version (a detector's figures on a series repeat exactly)."""
-    import json
-
+    the buffer and aeon's version (a detector's figures on a series repeat exactly;
+    :func:`aelab.evaluation.cache.cached_figures`)."""
     import aeon
 
-    key = hashlib.sha256(f"{max_buffer}:{aeon.__version__}".encode())
-    key.update(np.ascontiguousarray(labels, dtype=np.int8).tobytes())
-    key.update(np.ascontiguousarray(scores, dtype=np.float64).tobytes())
-    path = Path(cache_dir) / "series_detectors" / f"figures-{key.hexdigest()[:24]}.json"
-    if path.is_file():
-        try:
-            cached = json.loads(path.read_text())
-            if isinstance(cached, dict) and all(isinstance(v, float) for v in cached.values()):
-                return cached
-        except (OSError, ValueError):
-            pass
-    figures = series_figures(labels, scores, max_buffer)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(figures))
-        tmp.replace(path)
-    except OSError as err:
-        log.warning("detector figures not cached (%s)", err)
-    return figures
+    from aelab.evaluation.cache import cached_figures
+
+    key = (
+        max_buffer,
+        aeon.__version__,
+        np.asarray(labels, dtype=np.int8),
+        np.asarray(scores, dtype=np.float64),
+    )
+    return cached_figures(
+        cache_dir, "series_detectors", key, lambda: series_figures(labels, scores, max_buffer)
+    )
 
 
 def range_f1(labels: np.ndarray, flags: np.ndarray) -> float:

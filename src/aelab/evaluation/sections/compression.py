@@ -7,10 +7,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import PIL
 import torch
 
 from aelab.checkpoint import state_fingerprint
 from aelab.codecs import classical, codes, container
+from aelab.evaluation.cache import cached_figures
 from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.metrics import (
     mse_per_image,
@@ -39,11 +41,11 @@ def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[st
     ratios against the raw ``C·H·W``-byte image (``test/compression/raw_bytes_per_image``)."""
     out: dict[str, float] = {"test/compression/raw_bytes_per_image": float(ctx.raw_bytes)}
     n = len(ctx.codes_test)
-    gz = classical.gzip_bytes_per_image(ctx.test_u8)
-    out["test/compression/gzip_bytes_per_image"] = gz
-    out["test/compression/gzip_ratio_vs_raw"] = ctx.raw_bytes / gz
-    _, png_sizes, _ = classical.codec_roundtrip(ctx.test_u8, "png")
-    out["test/compression/png_bytes_per_image"] = sum(png_sizes) / n
+    # the classical codecs' figures depend on the test images alone: cached with the data
+    out |= cached_figures(ctx.datamodule.cache_dir, "classical_codecs",
+                          ("compression", ctx.test_u8, tuple(int(q) for q in jpeg_qualities), PIL.__version__),
+                          lambda: _classical(ctx, jpeg_qualities))  # fmt: skip
+    gz = out["test/compression/gzip_bytes_per_image"]
 
     def record(name: str, per_image: float, rec: torch.Tensor) -> None:
         out[f"test/compression/{name}_bytes_per_image"] = per_image
@@ -73,6 +75,19 @@ def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[st
                 record(f"{name}_{fmt}", size / n, rec)
                 if fmt == "float32":
                     out[f"test/compression/{name}_mse"] = mse_per_image(rec, ctx.x_test).mean().item()
+    return out
+
+
+def _classical(ctx: EvalContext, jpeg_qualities) -> dict[str, float]:
+    """gzip, PNG and JPEG (each quality) on the test images: bytes per image, ratios, JPEG's PSNR."""
+    n = len(ctx.test_u8)
+    gz = classical.gzip_bytes_per_image(ctx.test_u8)
+    out = {
+        "test/compression/gzip_bytes_per_image": gz,
+        "test/compression/gzip_ratio_vs_raw": ctx.raw_bytes / gz,
+    }
+    _, png_sizes, _ = classical.codec_roundtrip(ctx.test_u8, "png")
+    out["test/compression/png_bytes_per_image"] = sum(png_sizes) / n
     for q in jpeg_qualities:
         dec, sizes, payloads = classical.codec_roundtrip(ctx.test_u8, "jpeg", int(q))
         out[f"test/compression/jpeg_q{q}_bytes_per_image"] = sum(sizes) / n

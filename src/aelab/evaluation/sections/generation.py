@@ -9,6 +9,7 @@ from torchvision.utils import save_image
 
 from aelab import visuals
 from aelab.evaluation import fid as frechet
+from aelab.evaluation.cache import cached_figures
 from aelab.evaluation.context import EvalContext, requires
 from aelab.media import Media
 from aelab.models.capabilities import Autoencoding, Generative, Quantized
@@ -71,10 +72,19 @@ def fid(
     n = min(int(num_samples), len(ctx.test_u8))
     real = ctx.test_u8[:n]
     floor_idx = torch.randperm(len(ctx.train_u8), generator=torch.Generator().manual_seed(int(seed)))[:n]
+    floor = ctx.train_u8[floor_idx]
+    # the floor depends on the data and the classifier alone: cached with the data
     out = {
-        "test/generation/fid_train_vs_test": frechet.frechet_distance(
-            net, real, ctx.train_u8[floor_idx], ctx.batch_size, ctx.device
-        ),
+        **cached_figures(
+            ctx.datamodule.cache_dir,
+            "frechet_floor",
+            ("fid_train_vs_test", real, floor, *net.state_dict().values()),
+            lambda: {
+                "test/generation/fid_train_vs_test": frechet.frechet_distance(
+                    net, real, floor, ctx.batch_size, ctx.device
+                )
+            },
+        ),  # fmt: skip
         "test/generation/fid_classifier_test_acc": acc,
         # 1: the package's weights for this split; 0: trained here (a folder, a user's data, another split) or cached
         "test/generation/feature_classifier_shipped": float(source == "shipped"),

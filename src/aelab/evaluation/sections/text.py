@@ -116,7 +116,9 @@ def text(
     has_code = hasattr(model, "encode") and hasattr(model, "decode")
     if has_code:
         with torch.no_grad():
-            decoded = torch.cat([model.reconstruct(b.to(device), int(beam_size)).cpu() for b in _batches(x, bs)])
+            decoded = torch.cat(
+                [model.reconstruct(b.to(device), int(beam_size)).cpu() for b in _batches(x, bs)]
+            )
         acc, exact = token_accuracy(decoded, x)
         out |= {"test/text/token_accuracy": acc, "test/text/exact_match": exact,
                 "test/text/beam_size": float(beam_size)}  # fmt: skip
