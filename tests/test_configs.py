@@ -254,3 +254,6 @@ def test_tables_default_to_a_small_regularised_mlp_and_images_keep_theirs(make_c
     assert list(wide.model.decoder.hidden_dims) == [64, 128]
     mine = make_cfg(["data=breast_cancer", "model=ae", "model.encoder.hidden_dims=[16]"], small=False)
     assert list(mine.model.encoder.hidden_dims) == [16]
+    theirs = make_cfg(["data=breast_cancer", "model=ae", "data.mlp_hidden_dims=null", "data.mlp_dropout=null"],
+                      small=False)  # fmt: skip
+    assert list(theirs.model.decoder.hidden_dims) == [256, 512] and theirs.model.encoder.dropout == 0.0

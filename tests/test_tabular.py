@@ -353,3 +353,27 @@ def test_standardised_record_scores_are_the_hand_values():
     want = torch.tensor([(3 / 11 + 6 / 7 + 6 / 13) / 3, (4 * 6 / 7) / 3])
     torch.testing.assert_close(record_scores(Zeros(), x, 8, torch.device("cpu"), scale), want)
     torch.testing.assert_close(record_scores(Zeros(), x, 8, torch.device("cpu")), torch.tensor([1.0, 4 / 3]))
+
+
+def test_a_table_config_without_standardize_errors_scores_by_the_mse(tmp_path):
+    """A checkpoint written before data.standardize_errors existed stores a data config without it: its datamodule
+    scores by the plain MSE it was tested with (the constructor's default), only data=tabular's config turns the
+    standardised errors on."""
+    from aelab.evaluation.scores import record_scorer
+
+    path = tmp_path / "t.csv"
+    _records(120, 6).to_csv(path, index=False)
+    kw = dict(path=str(path), label_column="label", anomaly_values=["fraud"], categorical_columns=["site"],
+              id_column="id")  # fmt: skip
+    old = TabularDataModule(**kw)
+    assert not old.standardize_errors
+
+    class Halves(torch.nn.Module):
+        def reconstruct(self, x):
+            return x / 2  # errors x² / 4, whose per-feature means differ
+
+    x = old.split_tensors("test")[0]
+    plain = record_scorer(Halves(), old, 64, torch.device("cpu"))(x)
+    torch.testing.assert_close(plain, (x / 2).pow(2).mean(1))
+    new = TabularDataModule(**kw, standardize_errors=True)
+    assert not torch.allclose(record_scorer(Halves(), new, 64, torch.device("cpu"))(x), plain)

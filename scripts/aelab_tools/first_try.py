@@ -119,10 +119,14 @@ def render(result: dict) -> str:
         lines.append(f"| {LABELS.get(cand, cand)} | {shown} | " + " | ".join(cells) + f" | {mean} |")
     lines.append("| IsolationForest (same split) | | " + " | ".join(f"{iforest[t]:.4f}" for t in names)
                  + f" | {statistics.fmean(iforest.values()):.4f} |")  # fmt: skip
-    default = result["tables"]
-    met = all(default[t]["candidates"]["default"]["mean"] >= iforest[t] for t in names)
+    tables = result["tables"]
+    if all("default" in tables[t]["candidates"] for t in names):
+        met = all(tables[t]["candidates"]["default"]["mean"] >= iforest[t] for t in names)
+        verdict = f"**{'met' if met else 'missed'}**"
+    else:
+        verdict = "not judged (the default was not measured)"
     lines += ["", "Bold: at or above IsolationForest on that table. The target (issue 38): the default at or above "
-              f"IsolationForest on every table — **{'met' if met else 'missed'}**.", "",
+              f"IsolationForest on every table — {verdict}.", "",
               "The default was chosen among these candidates on these seeds; docs/RESULTS.md's anomaly table reports "
               "it (parts `breast_cancer/default`, `wine/default`) on seeds 200–204, which the choice never saw."]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [run(data, CANDIDATES[cand], s, Path(tmp) / table / re.sub(r"[^A-Za-z0-9]+", "_", cand) / str(s),
                             args.data_dir) for s in args.seeds]  # fmt: skip
                 aurocs = [r["auroc"] for r in runs]
-                entry["candidates"][cand] = {"mean": statistics.fmean(aurocs), "std": statistics.stdev(aurocs),
+                entry["candidates"][cand] = {"mean": statistics.fmean(aurocs), "std": statistics.stdev(aurocs) if len(aurocs) > 1 else 0.0,
                                              "per_seed": aurocs}  # fmt: skip
                 entry["iforest_auroc"] = statistics.fmean(r["iforest_auroc"] for r in runs)
                 print(f"{table} {cand}: {entry['candidates'][cand]['mean']:.4f} (IsolationForest "

@@ -5,8 +5,9 @@
     aelab-score logs/train/runs/<id>/checkpoints/last.ckpt --input new.csv --out scores.csv
 
 Each record of ``--input`` (CSV or Parquet, the training file's columns) is scaled with the checkpoint's own fitted
-transform (saved in the checkpoint as plain data), scored by the model — its reconstruction error, or its −ELBO for a
-VAE, the score the training run's test figures used — and flagged when its score is above the threshold of the
+transform (saved in the checkpoint as plain data), scored by the model — its reconstruction error (standardised per
+feature with ``data.standardize_errors``, :func:`aelab.evaluation.scores.record_scores`), or its −ELBO for a VAE,
+the score the training run's test figures used — and flagged when its score is above the threshold of the
 training run: the ``1 − contamination`` quantile of the validation records' scores, recomputed here from the
 training data (refused when that data no longer gives the checkpoint's fitted transform: another file's records
 would give another threshold). ``--out`` gets one row per record: its id (the training run's

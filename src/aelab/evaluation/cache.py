@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger("aelab")
+#: part of every key: raised when a cached figure's definition changes, so no older file is read as a newer figure
+CACHE_VERSION = 1
 
 
 def fingerprint(parts: Iterable) -> str:
@@ -31,12 +34,14 @@ def fingerprint(parts: Iterable) -> str:
 
 
 def cached_figures(
-    cache_dir: str | Path, folder: str, key: Iterable, compute: Callable[[], dict[str, float]]
-) -> dict[str, float]:
+    cache_dir: str | Path, folder: str, key: Iterable, compute: Callable[[], dict[str, float]] | None
+) -> dict[str, float] | None:
     """``compute()`` — a dict of float figures — kept in ``cache_dir/folder/figures-<fingerprint of key>.json``: a
-    file that reads back as such a dict is returned instead; one that does not is computed again. Written
-    atomically; a folder that cannot be written costs a warning, never the figures."""
-    path = Path(cache_dir) / folder / f"figures-{fingerprint(key)[:24]}.json"
+    file that reads back as such a dict is returned instead; one that does not is computed again (``compute=None``:
+    ``None`` then, nothing computed). The key holds :data:`CACHE_VERSION` and ``folder`` too. Written atomically
+    (a temporary file of this process, renamed); a folder that cannot be written costs a warning, never the
+    figures."""
+    path = Path(cache_dir) / folder / f"figures-{fingerprint((CACHE_VERSION, folder, *key))[:24]}.json"
     if path.is_file():
         try:
             cached = json.loads(path.read_text())
@@ -44,10 +49,12 @@ def cached_figures(
                 return cached
         except (OSError, ValueError):
             pass
+    if compute is None:
+        return None
     figures = {k: float(v) for k, v in compute().items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(figures))
         tmp.replace(path)
     except OSError as err:

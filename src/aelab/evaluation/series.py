@@ -172,10 +172,17 @@ def detector_scores(
 
 
 def cached_detector_scores(
-    cache_dir: Path, name: str, train: np.ndarray, series: np.ndarray, window: int, seed: int = 0
-) -> np.ndarray:
+    cache_dir: Path,
+    name: str,
+    train: np.ndarray,
+    series: np.ndarray,
+    window: int,
+    seed: int = 0,
+    compute: bool = True,
+) -> np.ndarray | None:
     """:func:`detector_scores`, kept in ``cache_dir/series_detectors/`` under a fingerprint of the inputs, the
-    detector, the window, the seed and aeon's version (a detector's scores depend on nothing else)."""
+    detector, the window, the seed and aeon's version (a detector's scores depend on nothing else); ``None`` when
+    they are not cached and ``compute`` is false."""
     import aeon
 
     key = hashlib.sha256()
@@ -191,6 +198,8 @@ def cached_detector_scores(
                 return cached
         except (OSError, ValueError):
             pass
+    if not compute:
+        return None
     scores = detector_scores(name, train, series, window, seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from aelab.models.components.token_decoder import (  # noqa: F401  (re-exported:
     PAD,
     UNK,
     TokenDecoder,
+    decoder_nll,
     masked_token_nll,
     trimmed,
 )
@@ -127,10 +128,10 @@ class TextAutoencoder(nn.Module):
 
     def decode(self, z: Tensor, length: int = 50, beam_size: int = 1) -> Tensor:
         """Decodes ``(B, length)`` of codes ``(B, latent_dim)``: greedy, or beam search with ``beam_size > 1``
-        (:meth:`TokenDecoder.beam`)."""
-        return (
-            self.decoder.beam(z, length, beam_size) if int(beam_size) > 1 else self.decoder.greedy(z, length)
-        )
+        (:meth:`TokenDecoder.beam`; it refuses a beam size below 1)."""
+        if int(beam_size) == 1:
+            return self.decoder.greedy(z, length)
+        return self.decoder.beam(z, length, beam_size)
 
     def reconstruct(self, x: Tensor, beam_size: int = 1) -> Tensor:
         """Decodes ``(B, T)`` of the codes of ``x`` ``(B, T)`` (not teacher-forced; greedy unless ``beam_size > 1``)."""
@@ -156,7 +157,7 @@ class TextAutoencoder(nn.Module):
     ) -> ModelOutput:
         x = trimmed(x)
         z, code, penalty, terms = self.latent(self.features(x), generator, step)
-        nll, tokens = self.decoder.nll(self.decoder_inputs(x, generator), x[:, 1:], z)
+        nll, tokens = decoder_nll(self.decoder, self.decoder_inputs(x, generator), x[:, 1:], z)
         total = tokens.sum().clamp(min=1)
         loss = nll.sum() / total
         if penalty is not None:
@@ -168,7 +169,7 @@ class TextAutoencoder(nn.Module):
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """Each sequence's negative log-likelihood (nats, summed over its tokens) given its code ``(B,)``."""
         x = trimmed(x)
-        return self.decoder.nll(x[:, :-1], x[:, 1:], self.encode(x))[0]
+        return decoder_nll(self.decoder, x[:, :-1], x[:, 1:], self.encode(x))[0]
 
 
 class SentenceVAE(TextAutoencoder):
@@ -253,7 +254,7 @@ class SentenceVAE(TextAutoencoder):
         for _ in range(int(k)):
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
             z = mu + eps * std
-            nll = self.decoder.nll(x[:, :-1], x[:, 1:], z)[0]
+            nll = decoder_nll(self.decoder, x[:, :-1], x[:, 1:], z)[0]
             log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
             log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(1)
             weights.append(-nll + log_pz - log_qz)
@@ -287,7 +288,7 @@ class LanguageModel(nn.Module):
         self, x: Tensor, generator: torch.Generator | None = None, step: int | None = None
     ) -> ModelOutput:
         x = trimmed(x)
-        nll, tokens = self.decoder.nll(x[:, :-1], x[:, 1:])
+        nll, tokens = decoder_nll(self.decoder, x[:, :-1], x[:, 1:])
         total = tokens.sum().clamp(min=1)
         loss = nll.sum() / total
         return ModelOutput(loss, None, None, {"nll_per_token": loss.detach()}, output="identity")
@@ -296,7 +297,7 @@ class LanguageModel(nn.Module):
     def sequence_nll(self, x: Tensor, generator: torch.Generator | None = None, k: int = 1) -> Tensor:
         """Each sequence's negative log-likelihood (nats) ``(B,)``."""
         x = trimmed(x)
-        return self.decoder.nll(x[:, :-1], x[:, 1:])[0]
+        return decoder_nll(self.decoder, x[:, :-1], x[:, 1:])[0]
 
     def sample(self, n: int, length: int = 50, generator: torch.Generator | None = None) -> Tensor:
         """Sampled sequences ``(n, length)``."""

@@ -66,6 +66,12 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("aelab.if", lambda cond, yes, no: yes if bool(cond) else no)
     if not OmegaConf.has_resolver("aelab.reversed"):
         OmegaConf.register_new_resolver("aelab.reversed", lambda xs: list(reversed(list(xs))))
+    if not OmegaConf.has_resolver(
+        "aelab.default"
+    ):  # ${aelab.default:${oc.select:key,null},fallback}: null → fallback
+        OmegaConf.register_new_resolver(
+            "aelab.default", lambda value, fallback: fallback if value is None else value
+        )
     if not OmegaConf.has_resolver("aelab.first"):
         OmegaConf.register_new_resolver("aelab.first", lambda xs: None if xs is None else list(xs)[0])
     if not OmegaConf.has_resolver("aelab.run_id"):

@@ -43,7 +43,7 @@ def compression(ctx: EvalContext, jpeg_qualities=(5, 10, 20, 50, 90)) -> dict[st
     n = len(ctx.codes_test)
     # the classical codecs' figures depend on the test images alone: cached with the data
     out |= cached_figures(ctx.datamodule.cache_dir, "classical_codecs",
-                          ("compression", ctx.test_u8, tuple(int(q) for q in jpeg_qualities), PIL.__version__),
+                          ("compression", ctx.test_u8, tuple(jpeg_qualities), PIL.__version__),
                           lambda: _classical(ctx, jpeg_qualities))  # fmt: skip
     gz = out["test/compression/gzip_bytes_per_image"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torchmetrics
 from torchvision.utils import save_image
 
 from aelab import visuals
@@ -78,7 +79,7 @@ def fid(
         **cached_figures(
             ctx.datamodule.cache_dir,
             "frechet_floor",
-            ("fid_train_vs_test", real, floor, *net.state_dict().values()),
+            ("fid_train_vs_test", torchmetrics.__version__, real, floor, *net.state_dict().values()),
             lambda: {
                 "test/generation/fid_train_vs_test": frechet.frechet_distance(
                     net, real, floor, ctx.batch_size, ctx.device

@@ -133,11 +133,10 @@ def _one_class_records(ctx: EvalContext, flags: torch.Tensor, scores: torch.Tens
     """The figures of the one-class protocol on records whose test split marks anomalies (see :func:`anomaly`)."""
     model, dm = ctx.model, ctx.datamodule
     x_val = to_float(dm.split_tensors("val")[0])
-    if getattr(dm, "standardize_errors", False) or isinstance(model, Probabilistic):
-        score = record_scorer(model, dm, ctx.batch_size, ctx.device)  # what aelab-score scores with
-        scores, val = score(ctx.x_test), score(x_val)
-    else:
-        val = mse_per_image(ctx.map(model.reconstruct, x_val), x_val)
+    score = record_scorer(model, dm, ctx.batch_size, ctx.device)  # what aelab-score scores with
+    if getattr(dm, "standardize_errors", False) and not isinstance(model, Probabilistic):
+        scores = score(ctx.x_test)  # the standardised errors (the plain MSE and −ELBO were computed already)
+    val = score(x_val)
     percentile = float(getattr(dm, "threshold_percentile", 95.0))
     tag = f"p{percentile:g}"
     all_scores = {"model": (scores.numpy(), val.numpy())}

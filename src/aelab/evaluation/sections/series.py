@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from aelab.data.timeseries import label_ranges
+from aelab.errors import ConfigError
 from aelab.evaluation.context import EvalContext, requires
 from aelab.evaluation.series import (
     DETECTORS,
@@ -54,7 +55,8 @@ def series_anomaly(
     ``test/anomaly/<name>_vus_pr``, ``_vus_roc``, ``_range_auc_pr``, ``_auroc``. ``max_buffer``: the VUS buffers'
     largest size (``None``: the data's window, TSB-AD's choice). A figure of each series with the model's score and
     the labelled ranges goes to the loggers and ``series_scores.png``; the scores to ``series_scores.npz``.
-    ``n_jobs``: processes the detectors not cached yet run in (joblib; −1: one per core, 1: in this process).
+    ``n_jobs``: processes the detectors not cached yet run in (joblib; −1: one per core, 1: in this process; 0 is
+    refused).
     """
     dm = ctx.datamodule
     labels_of = getattr(dm, "point_labels", None)
@@ -128,15 +130,31 @@ def _detector(name: str, cache_dir, train, values, window: int, seed: int, label
 
 
 def _run_detectors(names, cache_dir, train, values, window, seed, labels, buffer, n_jobs: int) -> list:
-    """:func:`_detector` of each name, in ``n_jobs`` processes (joblib, scikit-learn's) when there are several and
-    the series is long (``PARALLEL_POINTS``; a worker's start-up and imports cost seconds): the detectors and their
-    VUS figures are independent, and most of a cold evaluation."""
-    if n_jobs == 1 or len(names) < 2 or len(values) < PARALLEL_POINTS:
-        return [_detector(n, cache_dir, train, values, window, seed, labels, buffer) for n in names]
-    from joblib import Parallel, delayed
+    """:func:`_detector` of each name. What the cache holds is read here; the rest runs in ``n_jobs`` processes
+    (joblib, scikit-learn's) when there are several and the series is long (``PARALLEL_POINTS``; a worker's start-up
+    and imports cost seconds): the detectors and their VUS figures are independent, and most of a cold evaluation.
 
-    jobs = (delayed(_detector)(n, cache_dir, train, values, window, seed, labels, buffer) for n in names)
-    return Parallel(n_jobs=n_jobs)(jobs)
+    Raises:
+        ConfigError: for ``n_jobs=0``.
+    """
+    if int(n_jobs) == 0:
+        raise ConfigError(
+            "suite.sections.series_anomaly.n_jobs=0 runs nothing: use -1 (one process per core) or a positive count"
+        )
+    done = {}
+    for n in names:
+        scores = cached_detector_scores(cache_dir, n, train, values, window, seed, compute=False)
+        if scores is not None:
+            done[n] = (scores, cached_series_figures(cache_dir, labels, scores, buffer))
+    todo = [n for n in names if n not in done]
+    if n_jobs == 1 or len(todo) < 2 or len(values) < PARALLEL_POINTS:
+        done |= {n: _detector(n, cache_dir, train, values, window, seed, labels, buffer) for n in todo}
+    else:
+        from joblib import Parallel, delayed
+
+        jobs = (delayed(_detector)(n, cache_dir, train, values, window, seed, labels, buffer) for n in todo)
+        done |= dict(zip(todo, Parallel(n_jobs=n_jobs)(jobs), strict=True))
+    return [done[n] for n in names]
 
 
 def _draw(ctx: EvalContext, drawn: list, threshold: float) -> None:

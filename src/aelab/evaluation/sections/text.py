@@ -20,6 +20,12 @@ def _batches(x: torch.Tensor, size: int):
         yield x[i : i + size]
 
 
+def _reconstruct(model, x: torch.Tensor, beam_size: int) -> torch.Tensor:
+    """``model.reconstruct(x)``, with ``beam_size`` passed only when it is not 1 (a model of a user's own may decode
+    greedily only)."""
+    return model.reconstruct(x) if beam_size == 1 else model.reconstruct(x, beam_size)
+
+
 def token_accuracy(decoded: torch.Tensor, x: torch.Tensor) -> tuple[float, float]:
     """``(token accuracy, exact-match rate)`` of greedy decodes ``(N, T)`` against the inputs ``(N, T)``: over each
     input's target positions (its tokens and ``[EOS]``, not ``[BOS]`` or padding), the share decoded right; a
@@ -117,7 +123,7 @@ def text(
     if has_code:
         with torch.no_grad():
             decoded = torch.cat(
-                [model.reconstruct(b.to(device), int(beam_size)).cpu() for b in _batches(x, bs)]
+                [_reconstruct(model, b.to(device), int(beam_size)).cpu() for b in _batches(x, bs)]
             )
         acc, exact = token_accuracy(decoded, x)
         out |= {"test/text/token_accuracy": acc, "test/text/exact_match": exact,

@@ -173,3 +173,13 @@ class TokenDecoder(nn.Module):
                 break
         best = score.argmax(1)
         return out.view(b, k, length)[torch.arange(b, device=device), best]
+
+
+def decoder_nll(
+    decoder: nn.Module, inputs: Tensor, targets: Tensor, z: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(nll per sequence (B,), tokens per sequence (B,))``: :meth:`TokenDecoder.nll` where the decoder has it, else
+    :func:`masked_token_nll` of its ``forward(inputs, z)`` logits (a decoder of a user's own, with ``forward`` only)."""
+    if hasattr(decoder, "nll"):
+        return decoder.nll(inputs, targets, z)
+    return masked_token_nll(decoder(inputs, z), targets)
