@@ -83,6 +83,8 @@ RUN_RESOLVERS = frozenset(
         "aelab.image_shape",
         "aelab.if",
         "aelab.reversed",
+        "aelab.default",
+        "aelab.first",
         "aelab.run_id",
         "aelab.rank0",
     }
