@@ -72,15 +72,13 @@ def tables(folder: Path) -> dict[str, list[str]]:
 
 def run(data: list[str], overrides: list[str], seed: int, folder: Path, data_dir: str) -> dict[str, float]:
     """One ``aelab-train`` run's AUROC and IsolationForest's on the same split (a run already in ``folder`` is read)."""
-    if (folder / "metrics.json").is_file():
-        m = json.loads((folder / "metrics.json").read_text())
-        return {"auroc": m["test/anomaly/auroc"], "iforest_auroc": m["test/anomaly/iforest_auroc"]}
-    cmd = [str(Path(sys.executable).parent / "aelab-train"), *data, *overrides, f"seed={seed}",
-           f"data.split_seed={seed}", "trainer.accelerator=cpu", "logger=none", "callbacks.progress_bar=null",
-           f"paths.data_dir={data_dir}", f"hydra.run.dir={folder}"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    if not (folder / "metrics.json").is_file():
+        cmd = [str(Path(sys.executable).parent / "aelab-train"), *data, *overrides, f"seed={seed}",
+               f"data.split_seed={seed}", "trainer.accelerator=cpu", "logger=none", "callbacks.progress_bar=null",
+               f"paths.data_dir={data_dir}", f"hydra.run.dir={folder}"]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     m = json.loads((folder / "metrics.json").read_text())
     return {"auroc": m["test/anomaly/auroc"], "iforest_auroc": m["test/anomaly/iforest_auroc"]}
 
